@@ -1,0 +1,14 @@
+"""fastals: fast alternating least squares for sparse rating matrices.
+
+>>> from fastals import FastALS
+>>> model = FastALS(factors=32, objective="explicit").fit(ratings)   # doctest: +SKIP
+"""
+
+from .exceptions import (DataFormatError, FastALSError, InputError,
+                         ModelFileError, NotFittedError, NumericalError)
+from .model import FastALS
+
+__version__ = "0.1.0"
+
+__all__ = ["FastALS", "FastALSError", "InputError", "DataFormatError",
+           "ModelFileError", "NotFittedError", "NumericalError", "__version__"]

@@ -1,0 +1,185 @@
+"""Turn what users pass to ``fit`` into canonical CSR arrays.
+
+Canonical form: a ``scipy.sparse.csr_matrix`` of float64 values, users x
+items, sorted indices, no duplicate entries, ``indptr`` int64 and
+``indices`` int32; plus the raw ids of its rows and columns (``None`` where
+the caller's indices are used as they are).
+"""
+
+import numpy as np
+import scipy.sparse as sp
+
+from .exceptions import InputError
+
+DUPLICATE_POLICIES = ("sum", "mean", "last", "error")
+
+
+def _check_finite(values, what="values"):
+    bad = ~np.isfinite(values)
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"{what} contain {int(bad.sum())} non-finite value(s) (NaN or inf); "
+            f"first at position {pos}: {values[pos]!r}")
+
+
+def _as_index_array(ids, what):
+    arr = np.asarray(ids)
+    if arr.ndim != 1:
+        raise InputError(f"{what} must be one-dimensional, got shape {arr.shape}")
+    return arr
+
+
+def encode_ids(raw, what):
+    """Map arbitrary hashable ids to ``0..n-1``.
+
+    Returns ``(codes, uniques)`` with ``uniques`` sorted, so that
+    ``uniques[codes] == raw``.
+    """
+    if raw.dtype.kind == "f":
+        _check_finite(raw, what)
+        if not np.all(raw == np.round(raw)):
+            pos = int(np.flatnonzero(raw != np.round(raw))[0])
+            raise InputError(f"{what} must be integers or strings; "
+                             f"position {pos} holds {raw[pos]!r}")
+        raw = raw.astype(np.int64)
+    if raw.dtype.kind == "O":
+        raw = raw.astype(str)
+    uniques, codes = np.unique(raw, return_inverse=True)
+    return codes.astype(np.int64).ravel(), uniques
+
+
+def combine_duplicates(rows, cols, values, n_cols, policy):
+    """Resolve repeated ``(row, col)`` pairs by ``policy``.
+
+    Returns sorted-by-(row, col) arrays with each pair once.  ``last`` keeps
+    the value that comes last in the input order.
+    """
+    if policy not in DUPLICATE_POLICIES:
+        raise InputError(f"duplicates must be one of {DUPLICATE_POLICIES}, "
+                         f"got {policy!r}")
+    key = rows.astype(np.int64) * np.int64(n_cols) + cols.astype(np.int64)
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    values = values[order]
+    if key.size == 0:
+        return rows[:0], cols[:0], values
+    first = np.empty(key.size, bool)
+    first[0] = True
+    np.not_equal(key[1:], key[:-1], out=first[1:])
+    if first.all():
+        ukey, out = key, values
+    else:
+        if policy == "error":
+            pos = int(np.flatnonzero(~first)[0])
+            r, c = divmod(int(key[pos]), n_cols)
+            raise InputError(
+                f"{int((~first).sum())} duplicate (user, item) pair(s), e.g. "
+                f"row {r}, column {c}; pass duplicates='sum', 'mean' or 'last'")
+        starts = np.flatnonzero(first)
+        ukey = key[starts]
+        if policy == "last":
+            ends = np.append(starts[1:], key.size) - 1
+            out = values[ends]
+        else:
+            out = np.add.reduceat(values, starts)
+            if policy == "mean":
+                out = out / np.diff(np.append(starts, key.size))
+    return ukey // n_cols, ukey % n_cols, out
+
+
+def to_csr(X, duplicates="sum", shape=None):
+    """Canonicalize ``X`` for training.
+
+    Parameters
+    ----------
+    X : scipy.sparse matrix or array, or tuple ``(user_ids, item_ids, values)``
+        Users x items.  A sparse matrix keeps its row and column numbers as
+        ids; stored zeros are dropped (a zero in a sparse matrix means "no
+        entry").  Triplets may use any integer or string ids; every value is
+        an observation, zeros included.
+    duplicates : {"sum", "mean", "last", "error"}
+        What to do with repeated (user, item) pairs.
+
+    Returns
+    -------
+    csr : scipy.sparse.csr_matrix
+    user_ids, item_ids : ndarray or None
+        Raw id of each row / column, or ``None`` for the identity mapping.
+    """
+    if isinstance(X, tuple):
+        if len(X) != 3:
+            raise InputError("triplet input must be (user_ids, item_ids, values), "
+                             f"got a tuple of {len(X)}")
+        users = _as_index_array(X[0], "user_ids")
+        items = _as_index_array(X[1], "item_ids")
+        values = np.asarray(X[2], dtype=np.float64) if not _is_bool(X[2]) \
+            else np.asarray(X[2]).astype(np.float64)
+        if values.ndim != 1:
+            raise InputError(f"values must be one-dimensional, got shape {values.shape}")
+        if not (users.size == items.size == values.size):
+            raise InputError("user_ids, item_ids and values differ in length: "
+                             f"{users.size}, {items.size}, {values.size}")
+        if values.size == 0:
+            raise InputError("no ratings: the input is empty")
+        _check_finite(values, "values")
+        ucodes, user_ids = encode_ids(users, "user_ids")
+        icodes, item_ids = encode_ids(items, "item_ids")
+        m, n = user_ids.size, item_ids.size
+        r, c, v = combine_duplicates(ucodes, icodes, values, n, duplicates)
+        csr = _from_sorted(r, c, v, (m, n))
+        return csr, user_ids, item_ids
+
+    if sp.issparse(X):
+        coo = X.tocoo()
+        if coo.ndim != 2:
+            raise InputError(f"X must be two-dimensional, got {coo.ndim} dimensions")
+        values = np.asarray(coo.data, dtype=np.float64)
+        rows, cols = coo.row, coo.col
+    else:
+        arr = np.asarray(X)
+        if arr.ndim != 2 or arr.dtype.kind not in "biuf":
+            raise InputError("X must be a scipy.sparse matrix, a 2-D numeric array "
+                             "or a tuple (user_ids, item_ids, values)")
+        rows, cols = np.nonzero(arr)
+        values = arr[rows, cols].astype(np.float64)
+        coo = sp.coo_matrix(arr.shape)
+    m, n = coo.shape
+    if m == 0 or n == 0:
+        raise InputError(f"X has shape {coo.shape}: no users or no items")
+    _check_finite(values, "values of X")
+    keep = values != 0
+    if not keep.all():
+        rows, cols, values = rows[keep], cols[keep], values[keep]
+    if values.size == 0:
+        raise InputError("no ratings: X has no non-zero entry")
+    r, c, v = combine_duplicates(rows, cols, values, n, duplicates)
+    return _from_sorted(r, c, v, (m, n)), None, None
+
+
+def _is_bool(values):
+    return np.asarray(values).dtype == bool
+
+
+def _from_sorted(rows, cols, values, shape):
+    m, n = shape
+    indptr = np.zeros(m + 1, np.int64)
+    np.cumsum(np.bincount(rows, minlength=m), out=indptr[1:])
+    csr = sp.csr_matrix((values.astype(np.float64), cols.astype(np.int32), indptr),
+                        shape=shape)
+    csr.has_sorted_indices = True
+    return csr
+
+
+def transpose_csr(csr):
+    """CSR of the transpose with int64 indptr / int32 indices, sorted."""
+    t = csr.T.tocsr()
+    t.sort_indices()
+    return sp.csr_matrix((t.data, t.indices.astype(np.int32),
+                          t.indptr.astype(np.int64)), shape=t.shape)
+
+
+def kernel_arrays(csr):
+    """``(indptr int64, indices int32)`` ready for the kernels."""
+    return (np.ascontiguousarray(csr.indptr, dtype=np.int64),
+            np.ascontiguousarray(csr.indices, dtype=np.int32))

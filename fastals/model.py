@@ -1,0 +1,449 @@
+"""The :class:`FastALS` estimator."""
+
+import contextlib
+import time
+
+import numba
+import numpy as np
+
+from . import _kernels as K
+from ._input import kernel_arrays, to_csr, transpose_csr
+from .exceptions import InputError, NotFittedError, NumericalError
+
+OBJECTIVES = ("explicit", "implicit", "dense")
+CONFIDENCES = ("linear", "alpha_r", "log")
+SOLVERS = ("cholesky", "cg")
+
+
+@contextlib.contextmanager
+def threads(num_threads):
+    """Run the enclosed block with ``num_threads`` Numba threads (0 = all)."""
+    old = numba.get_num_threads()
+    n = numba.config.NUMBA_NUM_THREADS if not num_threads else int(num_threads)
+    numba.set_num_threads(min(max(n, 1), numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
+
+
+def _n_chunks(n_rows):
+    # Fixed by the data, never by the thread count: sums over chunks are then
+    # reduced in the same order whatever the number of threads.
+    return int(max(1, min(n_rows, 256)))
+
+
+class _Side:
+    """Kernel-ready arrays for one orientation of the ratings matrix."""
+
+    def __init__(self, csr, k, dtype):
+        self.n_rows, self.n_cols = csr.shape
+        self.indptr, self.indices = kernel_arrays(csr)
+        self.data = csr.data
+        self.counts = np.diff(self.indptr)
+        self.bounds = K.chunk_bounds(self.indptr, k, _n_chunks(self.n_rows))
+        self.dtype = dtype
+
+
+class FastALS:
+    """Matrix factorization by alternating least squares.
+
+    Factorizes a users x items ratings matrix ``R`` as ``U V^T`` with Numba
+    kernels that walk the sparse rows and solve one small ``k x k`` system per
+    user and per item.
+
+    Parameters
+    ----------
+    factors : int, default 100
+        Number of latent factors ``k``.
+    regularization : float, default 0.01
+        L2 penalty ``lambda`` on the factors (and biases).
+    alpha : float, default 1.0
+        Confidence scaling of the implicit objective.
+    iterations : int, default 15
+        Number of ALS epochs (a user step and an item step each).
+    objective : {"explicit", "implicit", "dense"}, default "explicit"
+        ``"explicit"``: squared error on the observed ratings only.
+        ``"implicit"``: Hu, Koren & Volinsky (2008) -- preference 1 on observed
+        cells and 0 elsewhere, weighted by a confidence.
+        ``"dense"``: every cell counts, missing cells have target 0 (the
+        truncated-SVD problem; never densified).
+    confidence : {"linear", "alpha_r", "log"}, default "linear"
+        Implicit objective only. ``"linear"``: ``c = 1 + alpha r`` (the
+        paper, Spark). ``"alpha_r"``: ``c = alpha r``, the convention of the
+        ``implicit`` library, for one-to-one comparisons. ``"log"``:
+        ``c = 1 + alpha log(1 + r / epsilon)``.
+    epsilon : float, default 1.0
+        Scale of the log confidence.
+    unobserved_weight : float, default 1.0
+        Weight ``w0`` of the missing cells in the implicit objective.
+    weighted_regularization : bool, default False
+        Scale ``lambda`` by each row's number of ratings (ALS-WR, Zhou et al.
+        2008).
+    use_bias : bool, default False
+        Explicit objective only: learn a global mean plus user and item
+        biases inside ALS.
+    solver : {"cholesky", "cg"}, default "cholesky"
+        Exact Cholesky solve, or ``cg_steps`` conjugate-gradient steps
+        warm-started from the previous factors (Takacs et al. 2011).
+    cg_steps : int, default 3
+    dtype : numpy dtype, default float32
+        float32 or float64.
+    random_state : int, numpy Generator or None
+        Seed of the initial factors.
+    num_threads : int, default 0
+        Numba threads used by the kernels; 0 means all cores.
+    calculate_training_loss : bool, default True
+        Record the training loss after each epoch in ``loss_history``.
+    tol : float or None, default None
+        Stop early when the relative decrease of the objective falls below
+        ``tol``.
+    callback : callable or None
+        ``callback(epoch, loss, seconds)`` after each epoch (``loss`` is
+        ``nan`` when not computed); returning ``True`` stops training.
+    duplicates : {"sum", "mean", "last", "error"}, default "sum"
+        Policy for repeated (user, item) pairs in the input.
+
+    Attributes
+    ----------
+    user_factors, item_factors : ndarray
+        C-contiguous ``(n_users, factors)`` and ``(n_items, factors)``.
+    user_biases, item_biases, global_mean :
+        With ``use_bias=True``; zeros otherwise.
+    loss_history : list of float
+        Training error after each epoch: the MSE over the observed ratings
+        (``explicit``), over all cells (``dense``), or the confidence-weighted
+        squared error over all cells divided by the total weight
+        (``implicit``).
+    objective_history : list of float
+        The same plus the regularization term: the quantity ALS minimizes,
+        which never increases from one epoch to the next.
+    user_ids, item_ids : ndarray or None
+        Raw ids of the rows of the factor matrices (None: the row number).
+    """
+
+    def __init__(self, factors=100, regularization=0.01, alpha=1.0,
+                 iterations=15, objective="explicit", confidence="linear",
+                 epsilon=1.0, unobserved_weight=1.0,
+                 weighted_regularization=False, use_bias=False,
+                 solver="cholesky", cg_steps=3, dtype=np.float32,
+                 random_state=None, num_threads=0,
+                 calculate_training_loss=True, tol=None, callback=None,
+                 duplicates="sum"):
+        self.factors = factors
+        self.regularization = regularization
+        self.alpha = alpha
+        self.iterations = iterations
+        self.objective = objective
+        self.confidence = confidence
+        self.epsilon = epsilon
+        self.unobserved_weight = unobserved_weight
+        self.weighted_regularization = weighted_regularization
+        self.use_bias = use_bias
+        self.solver = solver
+        self.cg_steps = cg_steps
+        self.dtype = dtype
+        self.random_state = random_state
+        self.num_threads = num_threads
+        self.calculate_training_loss = calculate_training_loss
+        self.tol = tol
+        self.callback = callback
+        self.duplicates = duplicates
+
+    # ------------------------------------------------------------------ params
+    _PARAMS = ("factors", "regularization", "alpha", "iterations", "objective",
+               "confidence", "epsilon", "unobserved_weight",
+               "weighted_regularization", "use_bias", "solver", "cg_steps",
+               "dtype", "random_state", "num_threads",
+               "calculate_training_loss", "tol", "callback", "duplicates")
+
+    def get_params(self, deep=True):
+        """Hyperparameters as a dict (scikit-learn convention)."""
+        return {p: getattr(self, p) for p in self._PARAMS}
+
+    def set_params(self, **params):
+        """Set hyperparameters; returns ``self``."""
+        for key, value in params.items():
+            if key not in self._PARAMS:
+                raise InputError(f"unknown parameter {key!r}; valid: "
+                                 + ", ".join(self._PARAMS))
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self):
+        defaults = FastALS().get_params()
+        parts = []
+        for key, value in self.get_params().items():
+            if _differs(value, defaults[key]):
+                shown = np.dtype(value).name if key == "dtype" else repr(value)
+                parts.append(f"{key}={shown}")
+        return f"FastALS({', '.join(parts)})"
+
+    def _validated(self):
+        """Check every hyperparameter before any work; return normalized ones."""
+        def fail(msg):
+            raise InputError(msg)
+
+        k = self.factors
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+            fail(f"factors must be a positive integer, got {k!r}")
+        it = self.iterations
+        if isinstance(it, bool) or not isinstance(it, (int, np.integer)) or it < 0:
+            fail(f"iterations must be a non-negative integer, got {it!r}")
+        for name in ("regularization", "alpha", "unobserved_weight", "epsilon"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) \
+                    or not np.isfinite(v) or v < 0:
+                fail(f"{name} must be a finite number >= 0, got {v!r}")
+        if self.epsilon == 0:
+            fail("epsilon must be > 0")
+        if self.objective not in OBJECTIVES:
+            fail(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.confidence not in CONFIDENCES:
+            fail(f"confidence must be one of {CONFIDENCES}, got {self.confidence!r}")
+        if self.solver not in SOLVERS:
+            fail(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+        if self.solver == "cg" and self.objective == "dense":
+            fail("solver='cg' is not needed for the dense objective (its shared "
+                 "system is solved exactly once per step); use 'cholesky'")
+        cs = self.cg_steps
+        if isinstance(cs, bool) or not isinstance(cs, (int, np.integer)) or cs < 1:
+            fail(f"cg_steps must be a positive integer, got {cs!r}")
+        try:
+            dtype = np.dtype(self.dtype)
+        except TypeError:
+            fail(f"dtype must be float32 or float64, got {self.dtype!r}")
+        if dtype not in (np.float32, np.float64):
+            fail(f"dtype must be float32 or float64, got {dtype.name}")
+        if self.use_bias and self.objective != "explicit":
+            fail("use_bias=True needs objective='explicit'")
+        nt = self.num_threads
+        if isinstance(nt, bool) or not isinstance(nt, (int, np.integer)) or nt < 0:
+            fail(f"num_threads must be an integer >= 0, got {nt!r}")
+        if self.tol is not None and not (np.isfinite(self.tol) and self.tol >= 0):
+            fail(f"tol must be None or a finite number >= 0, got {self.tol!r}")
+        if self.callback is not None and not callable(self.callback):
+            fail("callback must be callable")
+        return int(k), dtype
+
+    # ------------------------------------------------------------------- fit
+    def fit(self, X, show_progress=False):
+        """Learn the factors of ``X``.
+
+        Parameters
+        ----------
+        X : scipy.sparse matrix (users x items) or ``(user_ids, item_ids, values)``
+            Ratings (explicit / dense) or interaction strengths (implicit).
+            Sparse input keeps row/column numbers as ids; triplets may use
+            any integer or string ids, which are mapped to contiguous indices
+            and kept in ``user_ids`` / ``item_ids``.
+        show_progress : bool
+            Show a progress bar (needs ``tqdm``).
+
+        Returns
+        -------
+        self
+        """
+        k, dtype = self._validated()
+        csr, self.user_ids, self.item_ids = to_csr(X, self.duplicates)
+        self._fit_csr(csr, k, dtype, show_progress)
+        return self
+
+    def _conf_target(self, data, dtype):
+        """Per-entry confidence and target of the objective."""
+        if self.objective != "implicit":
+            return np.ones(data.size, dtype), data.astype(dtype)
+        r = np.abs(data)
+        if self.confidence == "linear":
+            conf = 1.0 + self.alpha * r
+        elif self.confidence == "alpha_r":
+            conf = self.alpha * r
+        else:
+            conf = 1.0 + self.alpha * np.log1p(r / self.epsilon)
+        return conf.astype(dtype), (data > 0).astype(dtype)
+
+    def _init_factors(self, n, k, dtype, rng):
+        f = rng.standard_normal((n, k))
+        f /= np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+        return np.ascontiguousarray(f, dtype=dtype)
+
+    def _fit_csr(self, csr, k, dtype, show_progress=False):
+        m, n = csr.shape
+        rng = np.random.default_rng(self.random_state)
+        self.global_mean = float(csr.data.mean()) if self.use_bias else 0.0
+        users = _Side(csr, k, dtype)
+        items = _Side(transpose_csr(csr), k, dtype)
+        for side in (users, items):
+            data = side.data - self.global_mean
+            side.conf, side.target = self._conf_target(data, dtype)
+        width = k + 1 if self.use_bias else k
+        # Solved blocks: [factors, bias] per row when use_bias.
+        X = self._init_factors(m, width, dtype, rng)
+        Y = self._init_factors(n, width, dtype, rng)
+        if self.use_bias:
+            X[:, k] = 0
+            Y[:, k] = 0
+        self._train_state = (users, items)
+        self.loss_history = []
+        self.objective_history = []
+        GY = self._gram(Y)
+        t0 = time.perf_counter()
+        epochs = range(self.iterations)
+        bar = None
+        if show_progress:
+            try:
+                from tqdm.auto import tqdm
+                bar = tqdm(total=self.iterations, unit="epoch")
+            except ImportError:
+                bar = None
+        with threads(self.num_threads):
+            for epoch in epochs:
+                self._half_step(users, Y, GY, X)
+                GX = self._gram(X)
+                self._half_step(items, X, GX, Y)
+                GY = self._gram(Y)
+                loss = float("nan")
+                if self.calculate_training_loss or self.tol is not None:
+                    loss, objective = self._loss(users, X, Y, GX, GY)
+                    self.loss_history.append(loss)
+                    self.objective_history.append(objective)
+                self._store(X, Y, k)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.6f}")
+                seconds = time.perf_counter() - t0
+                stop = False
+                if self.callback is not None:
+                    stop = bool(self.callback(epoch + 1, loss, seconds))
+                if self.tol is not None and len(self.objective_history) > 1:
+                    prev, cur = self.objective_history[-2:]
+                    if abs(prev - cur) <= self.tol * abs(prev):
+                        stop = True
+                if stop:
+                    break
+        if bar is not None:
+            bar.close()
+        self._store(X, Y, k)
+        del self._train_state
+        return self
+
+    def _store(self, X, Y, k):
+        self.user_factors = np.ascontiguousarray(X[:, :k])
+        self.item_factors = np.ascontiguousarray(Y[:, :k])
+        if self.use_bias:
+            self.user_biases = np.ascontiguousarray(X[:, k])
+            self.item_biases = np.ascontiguousarray(Y[:, k])
+        else:
+            self.user_biases = np.zeros(X.shape[0], X.dtype)
+            self.item_biases = np.zeros(Y.shape[0], Y.dtype)
+
+    def _design(self, F):
+        """The other side as seen by a solve: ``(design, offset)``.
+
+        With biases the other side's bias column becomes a constant 1 (it
+        multiplies the solved row's own bias) and its bias goes to the offset.
+        """
+        if not self.use_bias:
+            return F, np.zeros(F.shape[0], F.dtype)
+        D = F.copy()
+        D[:, -1] = 1
+        return D, np.ascontiguousarray(F[:, -1])
+
+    def _w0(self):
+        """Weight of the unobserved cells in the objective."""
+        if self.objective == "explicit":
+            return 0.0
+        if self.objective == "dense":
+            return 1.0
+        return float(self.unobserved_weight)
+
+    def _gram(self, F):
+        """float64 Gram matrix of ``F``, or None where the objective needs none."""
+        return K.gram(F, _even_bounds(F.shape[0])) if self._w0() else None
+
+    def _half_step(self, side, Y, GY, X):
+        """Overwrite ``X`` (rows of ``side``) given the other side ``Y``.
+
+        ``GY`` is ``Y^T Y`` in float64 (None for the explicit objective).
+        """
+        dtype = side.dtype
+        lam = dtype.type(self.regularization)
+        D, offset = self._design(Y)
+        if self.objective == "dense":
+            A = GY.copy()
+            A[np.diag_indices_from(A)] += self.regularization
+            Z = K.right_multiply(D, K.spd_inverse(A).astype(dtype),
+                                 _even_bounds(D.shape[0]))
+            K.sparse_times_dense(side.indptr, side.indices, side.target, Z, X,
+                                 side.bounds)
+        else:
+            w0 = self._w0()
+            G = (GY if w0 else np.zeros((D.shape[1],) * 2)).astype(dtype)
+            args = (side.indptr, side.indices, side.conf, side.target, offset,
+                    D, G, lam, bool(self.weighted_regularization), dtype.type(w0),
+                    X, side.bounds)
+            if self.solver == "cg":
+                K.solve_cg(*args, int(self.cg_steps))
+            else:
+                K.solve_cholesky(*args)
+        if not np.isfinite(X).all():
+            raise NumericalError(
+                "training diverged: a factor became NaN or infinite; raise "
+                "regularization, lower alpha, or use dtype=float64")
+
+    def _loss(self, users, X, Y, GX, GY):
+        """Training error and regularized objective, per unit of cell weight.
+
+        Returns ``(error, objective)``: ``error`` is the weighted squared
+        error (for ``dense`` the MSE over all ``n_users * n_items`` cells,
+        for ``explicit`` the MSE over the observed ratings); ``objective``
+        adds the regularization term and is what ALS never increases.
+        """
+        D, offset = self._design(Y)
+        w0 = self._w0()
+        err = K.loss_terms(users.indptr, users.indices, users.conf,
+                           users.target, offset, X, D, w0, users.bounds)
+        m, n = users.n_rows, users.n_cols
+        if w0:
+            err += w0 * float(np.sum(GX * GY))
+        lam = self.regularization
+        if self.weighted_regularization:
+            wu = users.counts
+            wi = np.bincount(users.indices, minlength=n)
+        else:
+            wu = wi = 1.0
+        reg = lam * (float(np.sum(wu * np.einsum("ij,ij->i", X, X, dtype=np.float64)))
+                     + float(np.sum(wi * np.einsum("ij,ij->i", Y, Y, dtype=np.float64))))
+        if self.objective == "explicit":
+            norm = float(users.indptr[-1])
+        elif self.objective == "dense":
+            norm = float(m) * n
+        else:
+            conf = users.conf.astype(np.float64)
+            norm = conf.sum() + self.unobserved_weight * (float(m) * n - users.indptr[-1])
+        norm = max(norm, 1e-300)
+        return float(err / norm), float((err + reg) / norm)
+
+    # --------------------------------------------------------------- helpers
+    def _check_fitted(self):
+        if not hasattr(self, "user_factors"):
+            raise NotFittedError("this FastALS model is not fitted yet; call fit() first")
+
+
+def _differs(a, b):
+    if a is None or b is None:
+        return a is not b
+    try:
+        if a is np.float32 or b is np.float32 or isinstance(a, (type, np.dtype)):
+            return np.dtype(a) != np.dtype(b)
+    except TypeError:
+        pass
+    try:
+        return bool(a != b)
+    except Exception:
+        return True
+
+
+def _even_bounds(n):
+    # Few chunks: each holds a k x k float64 partial Gram matrix.
+    return np.linspace(0, n, min(max(n, 1), 16) + 1).astype(np.int64)

@@ -1,0 +1,64 @@
+"""Deliberately simple reference implementations, written to be obviously right.
+
+Everything here uses dense numpy arrays and one ``np.linalg.solve`` per row;
+it is only meant for tiny matrices.  Tests compare the Numba kernels with it.
+"""
+
+import numpy as np
+
+
+def cell_weights(R, mask, objective, alpha=1.0, confidence="linear",
+                 epsilon=1.0, unobserved_weight=1.0):
+    """Dense (weight, target) matrices of the objective on every cell."""
+    if objective == "explicit":
+        return mask.astype(float), np.where(mask, R, 0.0)
+    if objective == "dense":
+        return np.ones_like(R, dtype=float), np.where(mask, R, 0.0)
+    r = np.abs(R)
+    if confidence == "linear":
+        c = 1 + alpha * r
+    elif confidence == "alpha_r":
+        c = alpha * r
+    else:
+        c = 1 + alpha * np.log1p(r / epsilon)
+    W = np.where(mask, c, unobserved_weight)
+    P = np.where(mask & (R > 0), 1.0, 0.0)
+    return W, P
+
+
+def update_rows(W, T, Y, lam, weighted=False):
+    """argmin_x sum_i W[u,i] (T[u,i] - x.y_i)^2 + lam_u |x|^2 for every row u."""
+    k = Y.shape[1]
+    X = np.zeros((W.shape[0], k))
+    for u in range(W.shape[0]):
+        lam_u = lam * np.count_nonzero(W[u] != 0) if weighted else lam
+        A = Y.T @ np.diag(W[u]) @ Y + lam_u * np.eye(k)
+        b = Y.T @ (W[u] * T[u])
+        X[u] = np.linalg.solve(A, b)
+    return X
+
+
+def update_rows_bias(W, T, Y, c_other, lam):
+    """Rows of [x, b] for prediction x.y + b + c_other (explicit with biases)."""
+    D = np.hstack([Y, np.ones((Y.shape[0], 1))])
+    return update_rows(W, T - c_other[None, :], D, lam)
+
+
+def objective(W, T, X, Y, lam, weighted_counts=None):
+    """Weighted squared error plus L2 penalty (the quantity ALS minimizes)."""
+    err = np.sum(W * (T - X @ Y.T) ** 2)
+    if weighted_counts is None:
+        reg = lam * (np.sum(X ** 2) + np.sum(Y ** 2))
+    else:
+        nu, ni = weighted_counts
+        reg = lam * (np.sum(nu * np.sum(X ** 2, 1)) + np.sum(ni * np.sum(Y ** 2, 1)))
+    return err, err + reg
+
+
+def random_ratings(rng, m, n, density=0.3, low=1, high=5):
+    """Tiny random ratings with a guaranteed entry in every row and column."""
+    mask = rng.random((m, n)) < density
+    mask[np.arange(m), rng.integers(0, n, m)] = True
+    mask[rng.integers(0, m, n), np.arange(n)] = True
+    R = np.where(mask, rng.integers(low, high + 1, (m, n)).astype(float), 0.0)
+    return R, mask
