@@ -263,9 +263,16 @@ class FastALS:
         return conf.astype(dtype), (data > 0).astype(dtype)
 
     def _init_factors(self, n, k, dtype, rng):
-        f = rng.standard_normal((n, k))
-        f /= np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-        return np.ascontiguousarray(f, dtype=dtype)
+        # Unit-norm random rows (as Spark does).  Drawn in float64 blocks so
+        # that float32 and float64 models start from the same point without
+        # ever holding a float64 copy of all the factors.
+        f = np.empty((n, k), dtype)
+        block = max(1, (1 << 20) // k)
+        for start in range(0, n, block):
+            part = rng.standard_normal((min(block, n - start), k))
+            norms = np.sqrt(np.einsum("ij,ij->i", part, part))
+            f[start:start + part.shape[0]] = part / np.maximum(norms, 1e-12)[:, None]
+        return f
 
     def _fit_csr(self, csr, k, dtype, show_progress=False):
         m, n = csr.shape
