@@ -246,6 +246,10 @@ class FastALS:
         """
         k, dtype = self._validated()
         csr, self.user_ids, self.item_ids = to_csr(X, self.duplicates)
+        big = np.abs(csr.data).max()
+        if big > np.finfo(dtype).max:
+            raise InputError(f"a value ({big:g}) does not fit in {dtype.name}; "
+                             "rescale the values or use dtype=float64")
         self._fit_csr(csr, k, dtype, show_progress)
         return self
 
