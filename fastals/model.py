@@ -7,8 +7,10 @@ import numba
 import numpy as np
 
 from . import _kernels as K
+from . import _nnls
 from ._input import kernel_arrays, to_csr, transpose_csr
 from .exceptions import InputError, NotFittedError, NumericalError
+from .recommend import RecommenderMixin
 
 OBJECTIVES = ("explicit", "implicit", "dense")
 CONFIDENCES = ("linear", "alpha_r", "log")
@@ -45,7 +47,7 @@ class _Side:
         self.dtype = dtype
 
 
-class FastALS:
+class FastALS(RecommenderMixin):
     """Matrix factorization by alternating least squares.
 
     Factorizes a users x items ratings matrix ``R`` as ``U V^T`` with Numba
@@ -103,6 +105,11 @@ class FastALS:
         ``nan`` when not computed); returning ``True`` stops training.
     duplicates : {"sum", "mean", "last", "error"}, default "sum"
         Policy for repeated (user, item) pairs in the input.
+    nonnegative : bool, default False
+        Constrain all factors to be ``>= 0`` (as Spark's ``nonnegative``):
+        each row solves its least-squares system by NNLS (active set, see
+        :mod:`fastals._nnls`).  Explicit and implicit objectives only, without
+        ``use_bias``; ``solver`` is ignored.
 
     Attributes
     ----------
@@ -129,7 +136,7 @@ class FastALS:
                  solver="cholesky", cg_steps=3, dtype=np.float32,
                  random_state=None, num_threads=0,
                  calculate_training_loss=True, tol=None, callback=None,
-                 duplicates="sum"):
+                 duplicates="sum", nonnegative=False):
         self.factors = factors
         self.regularization = regularization
         self.alpha = alpha
@@ -149,13 +156,15 @@ class FastALS:
         self.tol = tol
         self.callback = callback
         self.duplicates = duplicates
+        self.nonnegative = nonnegative
 
     # ------------------------------------------------------------------ params
     _PARAMS = ("factors", "regularization", "alpha", "iterations", "objective",
                "confidence", "epsilon", "unobserved_weight",
                "weighted_regularization", "use_bias", "solver", "cg_steps",
                "dtype", "random_state", "num_threads",
-               "calculate_training_loss", "tol", "callback", "duplicates")
+               "calculate_training_loss", "tol", "callback", "duplicates",
+               "nonnegative")
 
     def get_params(self, deep=True):
         """Hyperparameters as a dict (scikit-learn convention)."""
@@ -215,6 +224,10 @@ class FastALS:
             fail(f"dtype must be float32 or float64, got {self.dtype!r}")
         if dtype not in (np.float32, np.float64):
             fail(f"dtype must be float32 or float64, got {dtype.name}")
+        if self.nonnegative and (self.objective not in ("explicit", "implicit")
+                                 or self.use_bias):
+            fail("nonnegative=True needs objective 'explicit' or 'implicit' "
+                 "and use_bias=False")
         if self.use_bias and self.objective != "explicit":
             fail("use_bias=True needs objective='explicit'")
         nt = self.num_threads
@@ -251,6 +264,7 @@ class FastALS:
             raise InputError(f"a value ({big:g}) does not fit in {dtype.name}; "
                              "rescale the values or use dtype=float64")
         self._fit_csr(csr, k, dtype, show_progress)
+        self._remember_training(csr)
         return self
 
     def _conf_target(self, data, dtype):
@@ -393,7 +407,9 @@ class FastALS:
             args = (side.indptr, side.indices, side.conf, side.target, offset,
                     D, G, lam, bool(self.weighted_regularization), dtype.type(w0),
                     X, side.bounds)
-            if self.solver == "cg":
+            if self.nonnegative:
+                _nnls.solve_nnls(*args)
+            elif self.solver == "cg":
                 K.solve_cg(*args, int(self.cg_steps))
             else:
                 K.solve_cholesky(*args)
