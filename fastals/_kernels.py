@@ -27,8 +27,17 @@ counts, missing cells are 0) is ``w0 = 1, c = 1`` where the per-row term
 vanishes and every row shares ``G + lam I`` (see :func:`sparse_times_dense`).
 """
 
+import contextlib
+import ctypes
+import functools
+import os
+
+import llvmlite.binding as _llvm
+import numba
 import numpy as np
-from numba import njit, prange
+import scipy.linalg.cython_blas as _cython_blas
+from numba import njit, prange, types
+from numba.extending import overload
 
 # Safe fast-math: allow reassociation and contraction (FMA) but keep NaN/inf
 # semantics so that non-finite checks still work.
@@ -61,73 +70,266 @@ def chunk_bounds(indptr, k, n_chunks):
     return bounds
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _cholesky_factor(A, k):
-    """Overwrite the lower triangle of ``A`` with its Cholesky factor ``L``.
+# ---------------------------------------------------------------------------
+# BLAS from compiled code
+# ---------------------------------------------------------------------------
+# The Gram updates are SYRK-shaped (``A += B^T B`` for a small gathered block
+# ``B`` of item vectors) and the dense step is a GEMM: both run at several
+# times the speed of any loop Numba generates when handed to the level-3 BLAS
+# that SciPy ships.  Its Fortran entry points are exported by
+# ``scipy.linalg.cython_blas``; they are registered with LLVM under fixed
+# symbol names (not as ctypes pointers) so that the on-disk Numba cache
+# stays usable.  Row-major ``C`` is column-major ``C^T``: the row-major upper
+# triangle that the solvers use is BLAS's lower triangle (``uplo='L'``).
+#
+# Every call is made from inside our own parallel loops, one small problem
+# per thread, so the BLAS library must not start threads of its own: the
+# public wrappers below pin OpenBLAS to one thread for the duration of a
+# kernel and restore the caller's setting.  Where no thread control is found
+# (a SciPy not built on OpenBLAS) or FASTALS_NO_BLAS is set, the kernels use
+# their own loops instead (same results up to rounding).
 
-    Returns ``False`` if ``A`` is not numerically positive definite.
+
+def _capsule_address(module, name):
+    capsule = module.__pyx_capi__[name]
+    get_name = ctypes.pythonapi.PyCapsule_GetName
+    get_name.restype = ctypes.c_char_p
+    get_name.argtypes = [ctypes.py_object]
+    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    get_pointer.restype = ctypes.c_void_p
+    get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    return get_pointer(capsule, get_name(capsule))
+
+
+def _external(name, nargs):
+    symbol = "fastals_blas_" + name
+    _llvm.add_symbol(symbol, _capsule_address(_cython_blas, name))
+    return types.ExternalFunction(symbol, types.void(*([types.voidptr] * nargs)))
+
+
+_ssyrk = _external("ssyrk", 10)
+_dsyrk = _external("dsyrk", 10)
+_sgemm = _external("sgemm", 13)
+_dgemm = _external("dgemm", 13)
+
+
+def _blas_thread_control():
+    """``(get, set)`` of the BLAS library's thread count, or None."""
+    try:
+        lib = ctypes.CDLL(_cython_blas.__file__)  # dlsym searches its dependencies
+    except OSError:
+        return None
+    for prefix in ("scipy_openblas", "openblas"):
+        for suffix in ("", "64_"):
+            try:
+                setter = getattr(lib, prefix + "_set_num_threads" + suffix)
+                getter = getattr(lib, prefix + "_get_num_threads" + suffix)
+            except AttributeError:
+                continue
+            setter.argtypes = [ctypes.c_int]
+            setter.restype = None
+            getter.argtypes = []
+            getter.restype = ctypes.c_int
+            return getter, setter
+    return None
+
+
+_BLAS_THREADS = _blas_thread_control()
+#: Whether the kernels call BLAS (False: portable loops only).
+USE_BLAS = _BLAS_THREADS is not None and not os.environ.get("FASTALS_NO_BLAS")
+#: Below this many factors a BLAS call costs more than it saves.
+BLAS_MIN_FACTORS = 16
+
+
+@contextlib.contextmanager
+def _single_threaded_blas():
+    if _BLAS_THREADS is None:
+        yield
+        return
+    get, set_ = _BLAS_THREADS
+    old = get()
+    if old != 1:
+        set_(1)
+    try:
+        yield
+    finally:
+        if old != 1:
+            set_(old)
+
+
+def _syrk(alpha, B, r0, n, C, iw, fw, cw):
+    """``C[upper] += alpha * B[r0:r0+n]^T B[r0:r0+n]`` (BLAS SYRK)."""
+
+
+@overload(_syrk)
+def _syrk_impl(alpha, B, r0, n, C, iw, fw, cw):
+    fn = _ssyrk if B.dtype == types.float32 else _dsyrk
+
+    def impl(alpha, B, r0, n, C, iw, fw, cw):
+        cw[0] = 76  # 'L' (column-major lower == row-major upper)
+        cw[1] = 78  # 'N'
+        iw[0] = C.shape[0]
+        iw[1] = n
+        iw[2] = B.shape[1]
+        iw[3] = C.shape[1]
+        fw[0] = alpha
+        fw[1] = 1
+        ip = iw.ctypes.data
+        isz = iw.itemsize
+        fp = fw.ctypes.data
+        fn(cw.ctypes.data, cw.ctypes.data + 1, ip, ip + isz, fp,
+           B.ctypes.data + r0 * B.shape[1] * B.itemsize, ip + 2 * isz,
+           fp + fw.itemsize, C.ctypes.data, ip + 3 * isz)
+    return impl
+
+
+def _gemm_rows(Y, r0, n, M, Z, iw, fw, cw):
+    """``Z[r0:r0+n] = Y[r0:r0+n] @ M`` (BLAS GEMM)."""
+
+
+@overload(_gemm_rows)
+def _gemm_rows_impl(Y, r0, n, M, Z, iw, fw, cw):
+    fn = _sgemm if Y.dtype == types.float32 else _dgemm
+
+    def impl(Y, r0, n, M, Z, iw, fw, cw):
+        # column-major: Z^T (m x n) = M^T (m x k) Y^T (k x n)
+        cw[0] = 78
+        cw[1] = 78
+        iw[0] = M.shape[1]
+        iw[1] = n
+        iw[2] = Y.shape[1]
+        iw[3] = M.shape[1]
+        iw[4] = Y.shape[1]
+        iw[5] = Z.shape[1]
+        fw[0] = 1
+        fw[1] = 0
+        ip = iw.ctypes.data
+        isz = iw.itemsize
+        fp = fw.ctypes.data
+        fn(cw.ctypes.data, cw.ctypes.data + 1, ip, ip + isz, ip + 2 * isz, fp,
+           M.ctypes.data, ip + 3 * isz,
+           Y.ctypes.data + r0 * Y.shape[1] * Y.itemsize, ip + 4 * isz,
+           fp + fw.itemsize, Z.ctypes.data + r0 * Z.shape[1] * Z.itemsize,
+           ip + 5 * isz)
+    return impl
+
+
+# ---------------------------------------------------------------------------
+# Small dense building blocks (row-major upper triangle, typed scalars)
+# ---------------------------------------------------------------------------
+# Loops are written over slices from index 0: Numba's negative-index
+# wraparound on ``A[i, j]`` with ``j`` starting at ``i`` stops LLVM from
+# vectorizing them.  Scalars that enter inner loops are of the array dtype
+# (``one`` is passed in) so float32 never silently widens to float64.
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _syrk_loops(alpha, B, r0, n, C):
+    """Portable ``C[upper] += alpha * B[r0:r0+n]^T B[r0:r0+n]``, 4 rows at a time."""
+    k = C.shape[0]
+    p = r0
+    end = r0 + n
+    while p + 4 <= end:
+        y0 = B[p]
+        y1 = B[p + 1]
+        y2 = B[p + 2]
+        y3 = B[p + 3]
+        for i in range(k):
+            a0 = alpha * y0[i]
+            a1 = alpha * y1[i]
+            a2 = alpha * y2[i]
+            a3 = alpha * y3[i]
+            Ci = C[i, i:]
+            t0 = y0[i:]
+            t1 = y1[i:]
+            t2 = y2[i:]
+            t3 = y3[i:]
+            for j in range(Ci.size):
+                Ci[j] += a0 * t0[j] + a1 * t1[j] + a2 * t2[j] + a3 * t3[j]
+        p += 4
+    while p < end:
+        y0 = B[p]
+        for i in range(k):
+            a0 = alpha * y0[i]
+            Ci = C[i, i:]
+            t0 = y0[i:]
+            for j in range(Ci.size):
+                Ci[j] += a0 * t0[j]
+        p += 1
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _cholesky_upper(A, b, k, one):
+    """Solve ``A x = b`` in place; ``A``'s row-major upper triangle is read.
+
+    Right-looking Cholesky ``A = U^T U`` two columns at a time (the trailing
+    update is a rank-2 update of contiguous rows), then two triangular
+    solves.  ``A`` is overwritten by ``U``.  Returns False if ``A`` is not
+    numerically positive definite (``A`` and ``b`` are then undefined).
     """
-    for j in range(k):
-        s = A[j, j]
-        for p in range(j):
-            s -= A[j, p] * A[j, p]
-        if not s > 0.0:
+    j = 0
+    while j < k:
+        d = A[j, j]
+        if not d > 0:
             return False
-        d = np.sqrt(s)
+        d = np.sqrt(d)
         A[j, j] = d
-        inv = 1.0 / d
-        for i in range(j + 1, k):
-            s = A[i, j]
-            for p in range(j):
-                s -= A[i, p] * A[j, p]
-            A[i, j] = s * inv
-    return True
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _cholesky_substitute(L, b, k):
-    """Solve ``L L^T x = b`` in place given the factor in ``L``'s lower triangle."""
+        inv = one / d
+        u0 = A[j, j + 1:]
+        for l in range(u0.size):
+            u0[l] *= inv
+        if j + 1 == k:
+            break
+        # row j + 1 gets column j's update, then is scaled: a 2-column panel
+        f = u0[0]
+        r1 = A[j + 1, j + 1:]
+        for l in range(r1.size):
+            r1[l] -= f * u0[l]
+        d = A[j + 1, j + 1]
+        if not d > 0:
+            return False
+        d = np.sqrt(d)
+        A[j + 1, j + 1] = d
+        inv = one / d
+        u1 = A[j + 1, j + 2:]
+        for l in range(u1.size):
+            u1[l] *= inv
+        for i in range(j + 2, k):
+            f0 = A[j, i]
+            f1 = A[j + 1, i]
+            Ai = A[i, i:]
+            v0 = A[j, i:]
+            v1 = A[j + 1, i:]
+            for l in range(Ai.size):
+                Ai[l] -= f0 * v0[l] + f1 * v1[l]
+        j += 2
+    # U^T z = b (column sweeps), then U x = z (row dot products)
     for i in range(k):
-        s = b[i]
-        for p in range(i):
-            s -= L[i, p] * b[p]
-        b[i] = s / L[i, i]
+        zi = b[i] / A[i, i]
+        b[i] = zi
+        bs = b[i + 1:]
+        ui = A[i, i + 1:]
+        for l in range(bs.size):
+            bs[l] -= zi * ui[l]
     for i in range(k - 1, -1, -1):
+        ui = A[i, i + 1:]
+        bs = b[i + 1:]
         s = b[i]
-        for p in range(i + 1, k):
-            s -= L[p, i] * b[p]
-        b[i] = s / L[i, i]
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _cholesky_solve(A, b, k):
-    """Solve ``A x = b`` in place (``b`` becomes ``x``) by Cholesky.
-
-    Only the lower triangle of ``A`` is read; it is overwritten by the
-    factor.  Returns ``False`` if ``A`` is not numerically positive
-    definite; ``A`` and ``b`` are then in an undefined state.
-    """
-    if not _cholesky_factor(A, k):
-        return False
-    _cholesky_substitute(A, b, k)
+        for l in range(bs.size):
+            s -= ui[l] * bs[l]
+        b[i] = s / A[i, i]
     return True
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _robust_solve(A, A0, b, b0, k):
-    """Cholesky solve with a fallback for matrices that are not PD.
+def _ridge_solve(A, A0, b, b0, k, one):
+    """Fallback for a system that is not numerically positive definite.
 
-    ``A0``/``b0`` hold untouched copies.  On failure, a growing ridge
-    ``delta * (mean diagonal + 1)`` is added until the factorization
-    succeeds; the result is then a (slightly) regularized least-squares
-    solution instead of NaN.  Returns the number of retries needed.
+    ``A0``/``b0`` hold the system.  A growing ridge ``delta * (mean diagonal
+    + 1)`` is added until the factorization succeeds; the result is then a
+    (slightly) regularized least-squares solution instead of NaN.  Returns
+    the number of attempts.
     """
-    for i in range(k):
-        for j in range(i + 1):
-            A[i, j] = A0[i, j]
-        b[i] = b0[i]
-    if _cholesky_solve(A, b, k):
-        return 0
     scale = 0.0
     for i in range(k):
         scale += abs(A0[i, i])
@@ -135,42 +337,89 @@ def _robust_solve(A, A0, b, b0, k):
     delta = 1e-6
     for attempt in range(1, 30):
         for i in range(k):
-            for j in range(i + 1):
+            for j in range(i, k):
                 A[i, j] = A0[i, j]
             A[i, i] += delta * scale
             b[i] = b0[i]
-        if _cholesky_solve(A, b, k):
+        if _cholesky_upper(A, b, k, one):
             return attempt
         delta *= 10.0
     for i in range(k):
-        b[i] = 0.0
+        b[i] = 0
     return 30
 
 
 @njit(cache=True, fastmath=FASTMATH)
+def _matvec(G, v, out):
+    """``out = G v`` for a small dense ``G``."""
+    k = v.size
+    for i in range(k):
+        Gi = G[i]
+        s = Gi[0] * v[0]
+        for j in range(1, k):
+            s += Gi[j] * v[j]
+        out[i] = s
+
+
+# ---------------------------------------------------------------------------
+# Row solves
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True, fastmath=FASTMATH)
 def _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
-               A, b):
-    """Fill the lower triangle of ``A`` and ``b`` for row ``u``."""
+               A, b, B, iw, fw, cw, blas, one):
+    """Fill the upper triangle of ``A`` and ``b`` for row ``u``.
+
+    The row's item vectors are gathered into the contiguous block ``B``,
+    scaled by ``sqrt|c - w0|`` (positive weights from the top, negative ones
+    from the bottom), and added to ``A`` by a SYRK per block.
+    """
     k = Y.shape[1]
+    cap = B.shape[0]
     start = indptr[u]
     end = indptr[u + 1]
     for i in range(k):
-        for j in range(i + 1):
-            A[i, j] = w0 * G[i, j]
-        b[i] = 0.0
-    for p in range(start, end):
-        it = indices[p]
-        c = conf[p]
-        cw = c - w0
-        ct = c * (target[p] - offset[it])
-        y = Y[it]
-        for i in range(k):
-            yi = y[i]
-            b[i] += ct * yi
-            if cw != 0.0:
-                s = cw * yi
-                for j in range(i + 1):
-                    A[i, j] += s * y[j]
+        Ai = A[i]
+        Gi = G[i]
+        for j in range(k):
+            Ai[j] = w0 * Gi[j]
+        b[i] = 0
+    use_blas = blas and k >= BLAS_MIN_FACTORS
+    p = start
+    while p < end:
+        q = min(end, p + cap)
+        npos = 0
+        nneg = 0
+        for e in range(p, q):
+            it = indices[e]
+            cf = conf[e]
+            cwt = cf - w0
+            ct = cf * (target[e] - offset[it])
+            yr = Y[it]
+            for j in range(k):
+                b[j] += ct * yr[j]
+            if cwt > 0:
+                s = np.sqrt(cwt)
+                row = B[npos]
+                npos += 1
+            elif cwt < 0:
+                s = np.sqrt(-cwt)
+                nneg += 1
+                row = B[cap - nneg]
+            else:
+                continue
+            for j in range(k):
+                row[j] = s * yr[j]
+        if use_blas:
+            if npos > 0:
+                _syrk(one, B, 0, npos, A, iw, fw, cw)
+            if nneg > 0:
+                _syrk(-one, B, cap - nneg, nneg, A, iw, fw, cw)
+        else:
+            _syrk_loops(one, B, 0, npos, A)
+            _syrk_loops(-one, B, cap - nneg, nneg, A)
+        p = q
     reg = lam
     if wr:
         reg = lam * (end - start)
@@ -179,110 +428,221 @@ def _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
-                   X, bounds):
-    """Exact ALS half-step: overwrite every row of ``X`` with its solution.
-
-    Returns the number of rows whose system was not positive definite and
-    needed the ridge fallback.
-    """
+def _solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
+                    X, bounds, blas):
     k = Y.shape[1]
     n_chunks = bounds.size - 1
     fallbacks = np.zeros(n_chunks, np.int64)
+    cap = max(64, 65536 // k)  # gathered rows per SYRK: 256 KiB in float32
     for c in prange(n_chunks):
         A = np.empty((k, k), Y.dtype)
-        A0 = np.empty((k, k), Y.dtype)
+        B = np.empty((cap, k), Y.dtype)
         b = np.empty(k, Y.dtype)
-        b0 = np.empty(k, Y.dtype)
+        iw = np.empty(8, np.int32)
+        fw = np.ones(4, Y.dtype)
+        cw = np.empty(4, np.uint8)
+        one = fw[3]
         for u in range(bounds[c], bounds[c + 1]):
             _build_row(u, indptr, indices, conf, target, offset, Y, G, lam,
-                       wr, w0, A0, b0)
+                       wr, w0, A, b, B, iw, fw, cw, blas, one)
+            if not _cholesky_upper(A, b, k, one):
+                fallbacks[c] += 1
+                A0 = np.empty((k, k), Y.dtype)
+                b0 = np.empty(k, Y.dtype)
+                _build_row(u, indptr, indices, conf, target, offset, Y, G,
+                           lam, wr, w0, A0, b0, B, iw, fw, cw, blas, one)
+                _ridge_solve(A, A0, b, b0, k, one)
+            x = X[u]
             for i in range(k):
-                for j in range(i + 1):
-                    A[i, j] = A0[i, j]
-                b[i] = b0[i]
-            if not _cholesky_solve(A, b, k):
-                if _robust_solve(A, A0, b, b0, k) > 0:
-                    fallbacks[c] += 1
-            for i in range(k):
-                X[u, i] = b[i]
+                x[i] = b[i]
     total = 0
     for c in range(n_chunks):
         total += fallbacks[c]
     return total
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def _with_single_threaded_blas(kernel):
+    """Public entry point: pass ``USE_BLAS``, keep BLAS single-threaded, and
+    hand the fixed chunks to whichever thread is free (``chunksize=1``;
+    results do not depend on which thread runs a chunk)."""
+    @functools.wraps(kernel)
+    def wrapper(*args):
+        with _single_threaded_blas(), numba.parallel_chunksize(1):
+            return kernel(*args, USE_BLAS)
+    wrapper.kernel = kernel
+    return wrapper
+
+
+@_with_single_threaded_blas
+def solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
+                   X, bounds, blas):
+    """Exact ALS half-step: overwrite every row of ``X`` with its solution.
+
+    Per row: gather the row's item vectors into a contiguous per-chunk block,
+    accumulate ``A`` with a SYRK (symmetric: one triangle), solve by
+    Cholesky.  Returns the number of rows whose system was not positive
+    definite and needed the ridge fallback.
+    """
+    return _solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam,
+                           wr, w0, X, bounds, blas)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _cg_gather(indices, conf, target, offset, Y, w0, p, n, B, wv, tv):
+    """Copy entries ``p:p+n`` of a row into the block ``B`` with their
+    weights ``c - w0`` and weighted targets ``c (t - offset)``."""
+    k = Y.shape[1]
+    for e in range(n):
+        it = indices[p + e]
+        cf = conf[p + e]
+        wv[e] = cf - w0
+        tv[e] = cf * (target[p + e] - offset[it])
+        yr = Y[it]
+        row = B[e]
+        for j in range(k):
+            row[j] = yr[j]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _cg_accumulate(B, wv, tv, n, v, out, residual):
+    """``out += sum_e s_e y_e`` over the block, 4 rows at a time, with
+    ``s_e = tv_e - wv_e (y_e . v)`` (residual) or ``wv_e (y_e . v)``."""
+    k = v.size
+    e = 0
+    while e + 4 <= n:
+        y0 = B[e]
+        y1 = B[e + 1]
+        y2 = B[e + 2]
+        y3 = B[e + 3]
+        d0 = y0[0] * v[0]
+        d1 = y1[0] * v[0]
+        d2 = y2[0] * v[0]
+        d3 = y3[0] * v[0]
+        for i in range(1, k):
+            vi = v[i]
+            d0 += y0[i] * vi
+            d1 += y1[i] * vi
+            d2 += y2[i] * vi
+            d3 += y3[i] * vi
+        if residual:
+            s0 = tv[e] - wv[e] * d0
+            s1 = tv[e + 1] - wv[e + 1] * d1
+            s2 = tv[e + 2] - wv[e + 2] * d2
+            s3 = tv[e + 3] - wv[e + 3] * d3
+        else:
+            s0 = wv[e] * d0
+            s1 = wv[e + 1] * d1
+            s2 = wv[e + 2] * d2
+            s3 = wv[e + 3] * d3
+        for i in range(k):
+            out[i] += s0 * y0[i] + s1 * y1[i] + s2 * y2[i] + s3 * y3[i]
+        e += 4
+    while e < n:
+        y0 = B[e]
+        d0 = y0[0] * v[0]
+        for i in range(1, k):
+            d0 += y0[i] * v[i]
+        if residual:
+            s0 = tv[e] - wv[e] * d0
+        else:
+            s0 = wv[e] * d0
+        for i in range(k):
+            out[i] += s0 * y0[i]
+        e += 1
+
+
 def solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
              bounds, steps):
     """Conjugate-gradient ALS half-step, warm-started from ``X``.
 
     Runs ``steps`` CG iterations on each row's system without forming
     ``A_u`` (Takacs et al. 2011): a product ``A_u v`` costs ``k^2`` for the
-    shared ``w0 G v`` plus ``2 k`` per entry of the row.
+    shared ``w0 G v`` plus ``2 k`` per entry of the row.  The row's item
+    vectors are gathered once into a contiguous block (up to ~1 MiB) that
+    every CG step then streams from cache; longer rows are re-gathered block
+    by block at each step.
     """
+    with numba.parallel_chunksize(1):
+        return _solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr,
+                         w0, X, bounds, steps)
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def _solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
+              bounds, steps):
     k = Y.shape[1]
     n_chunks = bounds.size - 1
+    cap = max(256, 262144 // k)
     for c in prange(n_chunks):
+        B = np.empty((cap, k), Y.dtype)
+        wv = np.empty(cap, Y.dtype)
+        tv = np.empty(cap, Y.dtype)
         r = np.empty(k, Y.dtype)
         d = np.empty(k, Y.dtype)
         Ad = np.empty(k, Y.dtype)
+        Gv = np.zeros(k, Y.dtype)
         x = np.empty(k, Y.dtype)
         for u in range(bounds[c], bounds[c + 1]):
             start = indptr[u]
             end = indptr[u + 1]
+            n = end - start
             reg = lam
             if wr:
-                reg = lam * (end - start)
+                reg = lam * n
             for i in range(k):
                 x[i] = X[u, i]
+            once = n <= cap
+            if once:
+                _cg_gather(indices, conf, target, offset, Y, w0, start, n,
+                           B, wv, tv)
             # r = b - A x
+            if w0 != 0:
+                _matvec(G, x, Gv)
             for i in range(k):
-                s = 0.0
-                for j in range(k):
-                    s += G[i, j] * x[j]
-                r[i] = -w0 * s - reg * x[i]
-            for p in range(start, end):
-                it = indices[p]
-                cf = conf[p]
-                y = Y[it]
-                dot = 0.0
-                for i in range(k):
-                    dot += y[i] * x[i]
-                s = cf * (target[p] - offset[it]) - (cf - w0) * dot
-                for i in range(k):
-                    r[i] += s * y[i]
-            rs = 0.0
+                r[i] = -w0 * Gv[i] - reg * x[i]
+            if once:
+                _cg_accumulate(B, wv, tv, n, x, r, True)
+            else:
+                p = start
+                while p < end:
+                    m = min(cap, end - p)
+                    _cg_gather(indices, conf, target, offset, Y, w0, p, m,
+                               B, wv, tv)
+                    _cg_accumulate(B, wv, tv, m, x, r, True)
+                    p += m
+            rs = r[0] * r[0]
+            for i in range(1, k):
+                rs += r[i] * r[i]
             for i in range(k):
                 d[i] = r[i]
-                rs += r[i] * r[i]
             for _ in range(steps):
                 if rs < 1e-20:
                     break
+                if w0 != 0:
+                    _matvec(G, d, Gv)
                 for i in range(k):
-                    s = 0.0
-                    for j in range(k):
-                        s += G[i, j] * d[j]
-                    Ad[i] = w0 * s + reg * d[i]
-                for p in range(start, end):
-                    it = indices[p]
-                    y = Y[it]
-                    dot = 0.0
-                    for i in range(k):
-                        dot += y[i] * d[i]
-                    s = (conf[p] - w0) * dot
-                    for i in range(k):
-                        Ad[i] += s * y[i]
-                dAd = 0.0
-                for i in range(k):
+                    Ad[i] = w0 * Gv[i] + reg * d[i]
+                if once:
+                    _cg_accumulate(B, wv, tv, n, d, Ad, False)
+                else:
+                    p = start
+                    while p < end:
+                        m = min(cap, end - p)
+                        _cg_gather(indices, conf, target, offset, Y, w0, p,
+                                   m, B, wv, tv)
+                        _cg_accumulate(B, wv, tv, m, d, Ad, False)
+                        p += m
+                dAd = d[0] * Ad[0]
+                for i in range(1, k):
                     dAd += d[i] * Ad[i]
-                if not dAd > 0.0:
+                if not dAd > 0:
                     break
                 a = rs / dAd
-                rs_new = 0.0
                 for i in range(k):
                     x[i] += a * d[i]
                     r[i] -= a * Ad[i]
+                rs_new = r[0] * r[0]
+                for i in range(1, k):
                     rs_new += r[i] * r[i]
                 beta = rs_new / rs
                 for i in range(k):
@@ -293,7 +653,52 @@ def solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
     return 0
 
 
-@njit(cache=True)
+# ---------------------------------------------------------------------------
+# Dense objective, loss, Gram
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _spd_inverse(G):
+    k = G.shape[0]
+    A = np.empty((k, k), np.float64)
+    A0 = np.empty((k, k), np.float64)
+    for i in range(k):
+        for j in range(k):
+            A0[i, j] = G[i, j]
+            A[i, j] = G[i, j]
+    one = 1.0
+    b = np.zeros(k, np.float64)
+    b0 = np.zeros(k, np.float64)
+    if not _cholesky_upper(A, b, k, one):  # b = 0: only the factor matters
+        _ridge_solve(A, A0, b, b0, k, one)  # leaves the (ridged) factor in A
+    # U^{-1} (upper), by rows from the bottom: row i of U^{-1} needs rows > i
+    V = np.zeros((k, k), np.float64)
+    for i in range(k - 1, -1, -1):
+        inv = 1.0 / A[i, i]
+        vi = V[i]
+        vi[i] = inv
+        for p in range(i + 1, k):
+            f = -A[i, p] * inv
+            vp = V[p, p:]
+            ti = vi[p:]
+            for l in range(vp.size):
+                ti[l] += f * vp[l]
+    # A^{-1} = U^{-1} U^{-T}: entry (i, j) = V[i, m:] . V[j, m:], m = max(i, j)
+    inv_ = np.empty((k, k), np.float64)
+    for i in range(k):
+        vi = V[i]
+        for j in range(i, k):
+            vj = V[j, j:]
+            t = vi[j:]
+            s = 0.0
+            for l in range(vj.size):
+                s += t[l] * vj[l]
+            inv_[i, j] = s
+            inv_[j, i] = s
+    return inv_
+
+
 def spd_inverse(G):
     """Inverse of a symmetric positive semi-definite matrix, in float64.
 
@@ -301,41 +706,43 @@ def spd_inverse(G):
     ``G`` (for instance ``lam = 0`` and fewer rows than factors) gets the
     smallest ridge that makes it positive definite.
     """
-    k = G.shape[0]
-    A = np.empty((k, k), np.float64)
-    A0 = np.empty((k, k), np.float64)
-    for i in range(k):
-        for j in range(k):
-            A0[i, j] = G[i, j]
-    inv = np.empty((k, k), np.float64)
-    b = np.empty(k, np.float64)
-    e = np.zeros(k, np.float64)
-    e[0] = 1.0
-    _robust_solve(A, A0, b, e, k)  # leaves the (ridged) factor in A
-    inv[:, 0] = b
-    for col in range(1, k):
-        b[:] = 0.0
-        b[col] = 1.0
-        _cholesky_substitute(A, b, k)
-        inv[:, col] = b
-    return inv
+    return _spd_inverse(np.ascontiguousarray(G, dtype=np.float64))
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def right_multiply(Y, M, bounds):
-    """``Y @ M`` for a tall ``Y`` and a small square ``M``, row-parallel."""
+def _right_multiply(Y, M, bounds, blas):
     n, k = Y.shape
-    Z = np.empty((n, M.shape[1]), Y.dtype)
+    m = M.shape[1]
+    Z = np.empty((n, m), Y.dtype)
     for c in prange(bounds.size - 1):
-        for u in range(bounds[c], bounds[c + 1]):
-            z = Z[u]
-            z[:] = 0.0
-            for a in range(k):
-                ya = Y[u, a]
-                Ma = M[a]
-                for j in range(z.size):
-                    z[j] += ya * Ma[j]
+        r0 = bounds[c]
+        rows = bounds[c + 1] - r0
+        if rows == 0:
+            continue
+        if blas and k >= BLAS_MIN_FACTORS:
+            iw = np.empty(8, np.int32)
+            fw = np.empty(4, Y.dtype)
+            cw = np.empty(4, np.uint8)
+            _gemm_rows(Y, r0, rows, M, Z, iw, fw, cw)
+        else:
+            for u in range(r0, r0 + rows):
+                z = Z[u]
+                y = Y[u]
+                for j in range(m):
+                    z[j] = 0
+                for a in range(k):
+                    ya = y[a]
+                    Ma = M[a]
+                    for j in range(m):
+                        z[j] += ya * Ma[j]
     return Z
+
+
+@_with_single_threaded_blas
+def right_multiply(Y, M, bounds, blas):
+    """``Y @ M`` for a tall ``Y`` and a small square ``M``, row-parallel
+    (one GEMM per chunk of rows)."""
+    return _right_multiply(Y, M, bounds, blas)
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -349,12 +756,28 @@ def sparse_times_dense(indptr, indices, data, Z, X, bounds):
     for c in prange(bounds.size - 1):
         for u in range(bounds[c], bounds[c + 1]):
             x = X[u]
-            x[:] = 0.0
-            for p in range(indptr[u], indptr[u + 1]):
-                r = data[p]
-                z = Z[indices[p]]
+            for i in range(k):
+                x[i] = 0
+            p = indptr[u]
+            end = indptr[u + 1]
+            while p + 4 <= end:
+                r0 = data[p]
+                r1 = data[p + 1]
+                r2 = data[p + 2]
+                r3 = data[p + 3]
+                z0 = Z[indices[p]]
+                z1 = Z[indices[p + 1]]
+                z2 = Z[indices[p + 2]]
+                z3 = Z[indices[p + 3]]
                 for i in range(k):
-                    x[i] += r * z[i]
+                    x[i] += r0 * z0[i] + r1 * z1[i] + r2 * z2[i] + r3 * z3[i]
+                p += 4
+            while p < end:
+                r0 = data[p]
+                z0 = Z[indices[p]]
+                for i in range(k):
+                    x[i] += r0 * z0[i]
+                p += 1
     return 0
 
 
@@ -364,7 +787,8 @@ def loss_terms(indptr, indices, conf, target, offset, X, Y, w0, bounds):
 
     Returns ``sum_{(u,i) observed} c (t - x_u.y_i)^2 - w0 (x_u.y_i)^2``.
     The unobserved cells contribute ``w0 * sum_all (x_u.y_i)^2``, which the
-    caller adds as ``w0 * trace((X^T X)(Y^T Y))`` without densifying.
+    caller adds as ``w0 * trace((X^T X)(Y^T Y))`` without densifying.  Dot
+    products are taken in the factors' dtype, the sums in float64.
     """
     n_chunks = bounds.size - 1
     k = X.shape[1]
@@ -376,11 +800,12 @@ def loss_terms(indptr, indices, conf, target, offset, X, Y, w0, bounds):
             for p in range(indptr[u], indptr[u + 1]):
                 it = indices[p]
                 y = Y[it]
-                dot = 0.0
-                for i in range(k):
-                    dot += np.float64(x[i]) * y[i]
-                e = (target[p] - offset[it]) - dot
-                acc += conf[p] * e * e - w0 * dot * dot
+                dot = x[0] * y[0]
+                for i in range(1, k):
+                    dot += x[i] * y[i]
+                d = np.float64(dot)
+                e = (np.float64(target[p]) - np.float64(offset[it])) - d
+                acc += np.float64(conf[p]) * e * e - w0 * d * d
         partial[c] = acc
     total = 0.0
     for c in range(n_chunks):  # fixed order: not a parallel reduction
@@ -389,45 +814,47 @@ def loss_terms(indptr, indices, conf, target, offset, X, Y, w0, bounds):
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def gram(Y, bounds):
-    """``Y^T Y`` accumulated in float64 over fixed chunks of rows.
-
-    Rows are taken four at a time so that each partial-sum entry is loaded
-    and stored once per four rows.
-    """
+def _gram(Y, bounds, blas):
     n_chunks = bounds.size - 1
     k = Y.shape[1]
     parts = np.zeros((n_chunks, k, k), np.float64)
+    block = 512  # rows summed in the factors' dtype before the float64 sum
     for c in prange(n_chunks):
         P = parts[c]
+        T = np.empty((k, k), Y.dtype)
+        iw = np.empty(8, np.int32)
+        fw = np.ones(4, Y.dtype)
+        cw = np.empty(4, np.uint8)
+        one = fw[3]
         u = bounds[c]
         end = bounds[c + 1]
-        while u + 4 <= end:
-            y0 = Y[u]
-            y1 = Y[u + 1]
-            y2 = Y[u + 2]
-            y3 = Y[u + 3]
-            for i in range(k):
-                a0 = np.float64(y0[i])
-                a1 = np.float64(y1[i])
-                a2 = np.float64(y2[i])
-                a3 = np.float64(y3[i])
-                Pi = P[i]
-                for j in range(i + 1):
-                    Pi[j] += a0 * y0[j] + a1 * y1[j] + a2 * y2[j] + a3 * y3[j]
-            u += 4
         while u < end:
-            y = Y[u]
+            m = min(block, end - u)
             for i in range(k):
-                yi = np.float64(y[i])
+                Ti = T[i]
+                for j in range(k):
+                    Ti[j] = 0
+            if blas and k >= BLAS_MIN_FACTORS:
+                _syrk(one, Y, u, m, T, iw, fw, cw)
+            else:
+                _syrk_loops(one, Y, u, m, T)
+            for i in range(k):
                 Pi = P[i]
-                for j in range(i + 1):
-                    Pi[j] += yi * y[j]
-            u += 1
+                Ti = T[i]
+                for j in range(i, k):
+                    Pi[j] += Ti[j]
+            u += m
     out = np.zeros((k, k), np.float64)
     for c in range(n_chunks):
         out += parts[c]
     for i in range(k):
         for j in range(i + 1, k):
-            out[i, j] = out[j, i]
+            out[j, i] = out[i, j]
     return out
+
+
+@_with_single_threaded_blas
+def gram(Y, bounds, blas):
+    """``Y^T Y`` in float64 over fixed chunks of rows (one SYRK per block
+    of up to 512 rows in the factors' dtype, summed in float64)."""
+    return _gram(Y, bounds, blas)
