@@ -451,6 +451,18 @@ class FastALS(RecommenderMixin):
         norm = max(norm, 1e-300)
         return float(err / norm), float((err + reg) / norm)
 
+    # ------------------------------------------------------------- persist
+    def save(self, path):
+        """Write the fitted model to ``path`` atomically (see :mod:`fastals.persist`)."""
+        from .persist import save_model
+        save_model(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by :meth:`save`; raises ``ModelFileError`` if damaged."""
+        from .persist import load_model
+        return load_model(path)
+
     # --------------------------------------------------------------- helpers
     def _check_fitted(self):
         if not hasattr(self, "user_factors"):
