@@ -576,16 +576,16 @@ def _read_text(path, delimiter=None, header=None, columns=None, engine="auto"):
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     # Leading blank lines are skipped; keep the count for line numbers.
-    lines_iter = io.BytesIO(raw)
     first = second = None
     skipped = 0
     offset = 0
-    for line in lines_iter:
+    second_no = 0
+    for number, line in enumerate(io.BytesIO(raw), 1):
         if line.strip():
             if first is None:
                 first = line
             else:
-                second = line
+                second, second_no = line, number
                 break
         elif first is None:
             skipped += 1
@@ -594,10 +594,13 @@ def _read_text(path, delimiter=None, header=None, columns=None, engine="auto"):
         raise DataFormatError(f"{path}: empty file (no ratings)")
     try:
         first_s = first.decode("utf-8").rstrip("\r\n")
-        second_s = second.decode("utf-8").rstrip("\r\n") if second else None
     except UnicodeDecodeError:
         raise DataFormatError(f"{path}: line {skipped + 1} is not UTF-8 text "
                               "(unknown format)") from None
+    try:
+        second_s = second.decode("utf-8").rstrip("\r\n") if second else None
+    except UnicodeDecodeError:
+        raise DataFormatError(f"{path}: line {second_no} is not UTF-8 text") from None
     if delimiter is None:
         delimiter = _sniff_delimiter(first_s)
     elif delimiter.isspace() and delimiter != "\t":
