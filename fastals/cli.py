@@ -84,7 +84,8 @@ _OBJECTIVES = click.Choice(["explicit", "implicit", "dense"])
                    "ml-10m, ml-20m, ml-25m, ml-latest-small. Default: built-in "
                    "synthetic MovieLens-100k-shaped data.")
 @click.option("--test", "test", metavar="PATH",
-              help="Held-out ratings: print the test RMSE (explicit, dense).")
+              help="Held-out ratings: print the test RMSE (explicit, dense) "
+                   "or ranking metrics at 10 (implicit).")
 @click.option("--objective", type=_OBJECTIVES, default="explicit",
               show_default=True)
 @click.option("--factors", "--factor", "factors", type=click.IntRange(min=1),
@@ -159,9 +160,11 @@ def train(data, test, objective, factors, iterations, regularization, alpha,
         say(f"Loaded {ratings.n_ratings:,} ratings from {source}: "
             f"{csr.shape[0]:,} users x {csr.shape[1]:,} items.")
 
-    test_eval = None
+    test_eval = test_ratings = None
     if test is not None:
-        test_eval = _TestSet(fdata.load(test), user_ids, item_ids, ratings.values,
+        test_ratings = fdata.load(test)
+    if test_ratings is not None and objective != "implicit":
+        test_eval = _TestSet(test_ratings, user_ids, item_ids, ratings.values,
                              objective)
         if test_eval.n_known == 0:
             raise click.UsageError(f"--test {test}: none of its ratings has a user "
@@ -215,6 +218,15 @@ def train(data, test, objective, factors, iterations, regularization, alpha,
         say(f"Test RMSE: {r:.6f} on {test_eval.n_known:,} ratings"
             + (f" ({skipped:,} skipped: user or item not in training)"
                if skipped else ""))
+    if test_ratings is not None and test_eval is None and not quiet:
+        from . import evaluation
+        truth = evaluation.user_items_matrix(model, test_ratings.user_ids,
+                                             test_ratings.item_ids)
+        if truth.nnz:
+            r = evaluation.ranking_metrics_at_k(model, model._user_items, truth, K=10)
+            say(f"Test ranking over {r['users']:,} users: precision@10 "
+                f"{r['precision']:.4f}, recall@10 {r['recall']:.4f}, map@10 "
+                f"{r['map']:.4f}, ndcg@10 {r['ndcg']:.4f}, auc {r['auc']:.4f}")
     if output is not None:
         save_model(model, output)
     if stop["requested"]:

@@ -505,7 +505,9 @@ _NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
 
 
 def _is_number(field):
-    return bool(_NUMBER.match(field))
+    """Numeric-looking field (NaN and inf included: bad data, not a header)."""
+    return bool(_NUMBER.match(field)) or field.strip().lower().lstrip("+-") in (
+        "nan", "inf", "infinity")
 
 
 def _one_line(exc):
