@@ -10,5 +10,10 @@ from .model import FastALS
 
 __version__ = "0.1.0"
 
+from .data import Ratings, load as load_ratings  # noqa: E402
+from .persist import load_model, save_model  # noqa: E402
+from .synthetic import make_ratings  # noqa: E402
+
 __all__ = ["FastALS", "FastALSError", "InputError", "DataFormatError",
-           "ModelFileError", "NotFittedError", "NumericalError", "__version__"]
+           "ModelFileError", "NotFittedError", "NumericalError", "__version__",
+           "Ratings", "load_ratings", "make_ratings", "load_model", "save_model"]
