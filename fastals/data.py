@@ -744,59 +744,58 @@ def _parse_buffer(buf, start, d0, d1, whitespace, ncols, role, out, integral):
     row = 0
     line = 0
     while pos < n:
-        # find end of line
-        eol = pos
-        while eol < n and buf[eol] != 10:
-            eol += 1
-        # blank line?
-        blank = True
-        for q in range(pos, eol):
-            c = buf[q]
-            if c != 32 and c != 9 and c != 13:
-                blank = False
-                break
-        if not blank:
-            col = 0
-            a = pos
-            while True:
-                # find end of field
-                if whitespace:
-                    while a < eol and (buf[a] == 32 or buf[a] == 9 or buf[a] == 13):
-                        a += 1
-                    if a >= eol:
-                        break
-                    b = a
-                    while b < eol and buf[b] != 32 and buf[b] != 9 and buf[b] != 13:
-                        b += 1
-                    nxt = b
-                else:
-                    b = a
-                    if d1 < 0:
-                        while b < eol and buf[b] != d0:
-                            b += 1
-                        nxt = b + 1
-                    else:
-                        while b < eol and not (buf[b] == d0 and b + 1 < eol
-                                               and buf[b + 1] == d1):
-                            b += 1
-                        nxt = b + 2
-                if col >= ncols:
-                    return _MANY, row, line, col, a, b
-                r = role[col]
-                if r >= 0:
-                    ok, v, isint = _parse_number(buf, a, b)
-                    if not ok:
-                        return _BAD, row, line, col, a, b
-                    out[row, r] = v
-                    if not isint:
-                        integral[r] = False
-                col += 1
-                if b >= eol:
+        q = pos
+        while q < n and (buf[q] == 32 or buf[q] == 9 or buf[q] == 13):
+            q += 1
+        if q >= n:
+            break
+        if buf[q] == 10:  # blank line
+            line += 1
+            pos = q + 1
+            continue
+        col = 0
+        a = q if whitespace else pos
+        eol = n
+        while True:
+            b = a
+            if whitespace:
+                while b < n and buf[b] != 32 and buf[b] != 9 and buf[b] != 13 \
+                        and buf[b] != 10:
+                    b += 1
+            elif d1 < 0:
+                while b < n and buf[b] != d0 and buf[b] != 10:
+                    b += 1
+            else:
+                while b < n and buf[b] != 10 and not (
+                        buf[b] == d0 and b + 1 < n and buf[b + 1] == d1):
+                    b += 1
+            if col >= ncols:
+                return _MANY, row, line, col, a, b
+            r = role[col]
+            if r >= 0:
+                ok, v, isint = _parse_number(buf, a, b)
+                if not ok:
+                    return _BAD, row, line, col, a, b
+                out[row, r] = v
+                if not isint:
+                    integral[r] = False
+            col += 1
+            if whitespace:
+                c = b
+                while c < n and (buf[c] == 32 or buf[c] == 9 or buf[c] == 13):
+                    c += 1
+                if c >= n or buf[c] == 10:
+                    eol = c
                     break
-                a = nxt
-            if col < ncols:
-                return _FEW, row, line, col, pos, eol
-            row += 1
+                a = c
+            else:
+                if b >= n or buf[b] == 10:
+                    eol = b
+                    break
+                a = b + 1 if d1 < 0 else b + 2
+        if col < ncols:
+            return _FEW, row, line, col, pos, eol
+        row += 1
         line += 1
         pos = eol + 1
     return _OK, row, line, 0, 0, 0
