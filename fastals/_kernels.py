@@ -36,6 +36,7 @@ import llvmlite.binding as _llvm
 import numba
 import numpy as np
 import scipy.linalg.cython_blas as _cython_blas
+import scipy.linalg.cython_lapack as _cython_lapack
 from numba import njit, prange, types
 from numba.extending import overload
 
@@ -83,11 +84,11 @@ def chunk_bounds(indptr, k, n_chunks):
 # triangle that the solvers use is BLAS's lower triangle (``uplo='L'``).
 #
 # Every call is made from inside our own parallel loops, one small problem
-# per thread, so the BLAS library must not start threads of its own: the
-# public wrappers below pin OpenBLAS to one thread for the duration of a
-# kernel and restore the caller's setting.  Where no thread control is found
-# (a SciPy not built on OpenBLAS) or FASTALS_NO_BLAS is set, the kernels use
-# their own loops instead (same results up to rounding).
+# per thread, so the BLAS library must not start threads of its own: each
+# chunk sets OpenBLAS's thread-local thread count to 1 and restores it.
+# Where that control is missing (a SciPy not built on a recent OpenBLAS) or
+# FASTALS_NO_BLAS is set, the kernels use their own loops instead (same
+# results up to rounding).
 
 
 def _capsule_address(module, name):
@@ -101,9 +102,9 @@ def _capsule_address(module, name):
     return get_pointer(capsule, get_name(capsule))
 
 
-def _external(name, nargs):
+def _external(name, nargs, module=_cython_blas):
     symbol = "fastals_blas_" + name
-    _llvm.add_symbol(symbol, _capsule_address(_cython_blas, name))
+    _llvm.add_symbol(symbol, _capsule_address(module, name))
     return types.ExternalFunction(symbol, types.void(*([types.voidptr] * nargs)))
 
 
@@ -111,50 +112,48 @@ _ssyrk = _external("ssyrk", 10)
 _dsyrk = _external("dsyrk", 10)
 _sgemm = _external("sgemm", 13)
 _dgemm = _external("dgemm", 13)
+_spotrf = _external("spotrf", 5, _cython_lapack)
+_dpotrf = _external("dpotrf", 5, _cython_lapack)
 
 
-def _blas_thread_control():
-    """``(get, set)`` of the BLAS library's thread count, or None."""
+def _blas_local_threads():
+    """Register OpenBLAS's per-thread thread-count setter, if there is one.
+
+    ``openblas_set_num_threads_local`` (OpenBLAS >= 0.3.27) sets the number
+    of BLAS threads for the calling thread only: each of our worker threads
+    then runs its BLAS calls itself, and the caller's global setting (and
+    other threads) are untouched.  Changing the global count instead wakes
+    OpenBLAS's own threads, which then spin and steal the cores.
+    """
     try:
         lib = ctypes.CDLL(_cython_blas.__file__)  # dlsym searches its dependencies
     except OSError:
-        return None
-    for prefix in ("scipy_openblas", "openblas"):
-        for suffix in ("", "64_"):
-            try:
-                setter = getattr(lib, prefix + "_set_num_threads" + suffix)
-                getter = getattr(lib, prefix + "_get_num_threads" + suffix)
-            except AttributeError:
-                continue
-            setter.argtypes = [ctypes.c_int]
-            setter.restype = None
-            getter.argtypes = []
-            getter.restype = ctypes.c_int
-            return getter, setter
-    return None
+        lib = None
+    for name in ("openblas_set_num_threads_local",
+                 "scipy_openblas_set_num_threads_local",
+                 "scipy_openblas_set_num_threads_local64_"):
+        fn = getattr(lib, name, None) if lib is not None else None
+        if fn is not None:
+            _llvm.add_symbol("fastals_blas_threads_local",
+                             ctypes.cast(fn, ctypes.c_void_p).value)
+            return True, None
+    # Not available: BLAS stays unused; a stub keeps the kernels linkable.
+    stub = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(lambda n: 1)
+    _llvm.add_symbol("fastals_blas_threads_local",
+                     ctypes.cast(stub, ctypes.c_void_p).value)
+    return False, stub
 
 
-_BLAS_THREADS = _blas_thread_control()
+_HAVE_LOCAL_THREADS, _STUB = _blas_local_threads()
+_blas_threads_local = types.ExternalFunction(
+    "fastals_blas_threads_local", types.int32(types.int32))
 #: Whether the kernels call BLAS (False: portable loops only).
-USE_BLAS = _BLAS_THREADS is not None and not os.environ.get("FASTALS_NO_BLAS")
+USE_BLAS = _HAVE_LOCAL_THREADS and not os.environ.get("FASTALS_NO_BLAS")
 #: Below this many factors a BLAS call costs more than it saves.
 BLAS_MIN_FACTORS = 16
-
-
-@contextlib.contextmanager
-def _single_threaded_blas():
-    if _BLAS_THREADS is None:
-        yield
-        return
-    get, set_ = _BLAS_THREADS
-    old = get()
-    if old != 1:
-        set_(1)
-    try:
-        yield
-    finally:
-        if old != 1:
-            set_(old)
+#: From this many factors LAPACK's blocked Cholesky (xPOTRF) beats ours
+#: (measured: equal at k=64, 1.6x faster at k=100 and k=128).
+LAPACK_MIN_FACTORS = 64
 
 
 def _syrk(alpha, B, r0, n, C, iw, fw, cw):
@@ -214,6 +213,27 @@ def _gemm_rows_impl(Y, r0, n, M, Z, iw, fw, cw):
     return impl
 
 
+def _potrf(A, iw, cw):
+    """Cholesky factor of ``A``'s row-major upper triangle in place (LAPACK
+    xPOTRF, ``A = U^T U``); returns LAPACK's ``info`` (0: success)."""
+
+
+@overload(_potrf)
+def _potrf_impl(A, iw, cw):
+    fn = _spotrf if A.dtype == types.float32 else _dpotrf
+
+    def impl(A, iw, cw):
+        cw[0] = 76
+        iw[0] = A.shape[0]
+        iw[1] = A.shape[1]
+        iw[2] = 0
+        ip = iw.ctypes.data
+        isz = iw.itemsize
+        fn(cw.ctypes.data, ip, A.ctypes.data, ip + isz, ip + 2 * isz)
+        return iw[2]
+    return impl
+
+
 # ---------------------------------------------------------------------------
 # Small dense building blocks (row-major upper triangle, typed scalars)
 # ---------------------------------------------------------------------------
@@ -262,48 +282,71 @@ def _syrk_loops(alpha, B, r0, n, C):
 def _cholesky_upper(A, b, k, one):
     """Solve ``A x = b`` in place; ``A``'s row-major upper triangle is read.
 
-    Right-looking Cholesky ``A = U^T U`` two columns at a time (the trailing
-    update is a rank-2 update of contiguous rows), then two triangular
-    solves.  ``A`` is overwritten by ``U``.  Returns False if ``A`` is not
-    numerically positive definite (``A`` and ``b`` are then undefined).
+    ``A`` is overwritten by its factor ``U`` (``A = U^T U``).  Returns False
+    if ``A`` is not numerically positive definite (``A`` and ``b`` are then
+    undefined).
     """
+    if not _factor_upper(A, k, one):
+        return False
+    _solve_upper(A, b, k)
+    return True
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _factor_upper(A, k, one):
+    """Right-looking Cholesky ``A = U^T U`` of the row-major upper triangle,
+    in panels of 4 rows: the panel is factored unblocked, then every
+    trailing row gets one rank-4 update of its contiguous upper part."""
     j = 0
     while j < k:
-        d = A[j, j]
-        if not d > 0:
-            return False
-        d = np.sqrt(d)
-        A[j, j] = d
-        inv = one / d
-        u0 = A[j, j + 1:]
-        for l in range(u0.size):
-            u0[l] *= inv
-        if j + 1 == k:
-            break
-        # row j + 1 gets column j's update, then is scaled: a 2-column panel
-        f = u0[0]
-        r1 = A[j + 1, j + 1:]
-        for l in range(r1.size):
-            r1[l] -= f * u0[l]
-        d = A[j + 1, j + 1]
-        if not d > 0:
-            return False
-        d = np.sqrt(d)
-        A[j + 1, j + 1] = d
-        inv = one / d
-        u1 = A[j + 1, j + 2:]
-        for l in range(u1.size):
-            u1[l] *= inv
-        for i in range(j + 2, k):
-            f0 = A[j, i]
-            f1 = A[j + 1, i]
-            Ai = A[i, i:]
-            v0 = A[j, i:]
-            v1 = A[j + 1, i:]
-            for l in range(Ai.size):
-                Ai[l] -= f0 * v0[l] + f1 * v1[l]
-        j += 2
-    # U^T z = b (column sweeps), then U x = z (row dot products)
+        jb = min(4, k - j)
+        for q in range(jb):
+            r = j + q
+            d = A[r, r]
+            if not d > 0:
+                return False
+            d = np.sqrt(d)
+            A[r, r] = d
+            inv = one / d
+            ur = A[r, r + 1:]
+            for l in range(ur.size):
+                ur[l] *= inv
+            for s in range(r + 1, j + jb):
+                f = A[r, s]
+                As = A[s, s:]
+                us = A[r, s:]
+                for l in range(As.size):
+                    As[l] -= f * us[l]
+        if jb == 4:
+            for i in range(j + 4, k):
+                f0 = A[j, i]
+                f1 = A[j + 1, i]
+                f2 = A[j + 2, i]
+                f3 = A[j + 3, i]
+                Ai = A[i, i:]
+                v0 = A[j, i:]
+                v1 = A[j + 1, i:]
+                v2 = A[j + 2, i:]
+                v3 = A[j + 3, i:]
+                for l in range(Ai.size):
+                    Ai[l] -= (f0 * v0[l] + f1 * v1[l]) + (f2 * v2[l] + f3 * v3[l])
+        else:
+            for q in range(jb):
+                r = j + q
+                for i in range(j + jb, k):
+                    f = A[r, i]
+                    Ai = A[i, i:]
+                    v = A[r, i:]
+                    for l in range(Ai.size):
+                        Ai[l] -= f * v[l]
+        j += jb
+    return True
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _solve_upper(A, b, k):
+    """``b <- (U^T U)^{-1} b``: ``U^T z = b`` by column sweeps, then
+    ``U x = z`` by row dot products."""
     for i in range(k):
         zi = b[i] / A[i, i]
         b[i] = zi
@@ -318,7 +361,6 @@ def _cholesky_upper(A, b, k, one):
         for l in range(bs.size):
             s -= ui[l] * bs[l]
         b[i] = s / A[i, i]
-    return True
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -442,10 +484,19 @@ def _solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
         fw = np.ones(4, Y.dtype)
         cw = np.empty(4, np.uint8)
         one = fw[3]
+        prev = np.int32(1)
+        if blas:
+            prev = _blas_threads_local(1)
         for u in range(bounds[c], bounds[c + 1]):
             _build_row(u, indptr, indices, conf, target, offset, Y, G, lam,
                        wr, w0, A, b, B, iw, fw, cw, blas, one)
-            if not _cholesky_upper(A, b, k, one):
+            if blas and k >= LAPACK_MIN_FACTORS:
+                ok = _potrf(A, iw, cw) == 0
+                if ok:
+                    _solve_upper(A, b, k)
+            else:
+                ok = _cholesky_upper(A, b, k, one)
+            if not ok:
                 fallbacks[c] += 1
                 A0 = np.empty((k, k), Y.dtype)
                 b0 = np.empty(k, Y.dtype)
@@ -455,25 +506,48 @@ def _solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
             x = X[u]
             for i in range(k):
                 x[i] = b[i]
+        if blas:
+            _blas_threads_local(prev)
     total = 0
     for c in range(n_chunks):
         total += fallbacks[c]
     return total
 
 
-def _with_single_threaded_blas(kernel):
-    """Public entry point: pass ``USE_BLAS``, keep BLAS single-threaded, and
-    hand the fixed chunks to whichever thread is free (``chunksize=1``;
-    results do not depend on which thread runs a chunk)."""
+#: Kernels whose work (multiply-adds) is below this run on the calling
+#: thread only.  Waking the worker threads costs microseconds on an idle
+#: machine but milliseconds when the cores are busy with other processes (a
+#: parallel region waits for its slowest thread), which dominated small
+#: problems such as MovieLens-100k.  Chunks are fixed, so the results are
+#: the same either way.
+SERIAL_BELOW = 20_000_000
+
+
+def _call(kernel, work, args):
+    if work < SERIAL_BELOW and numba.get_num_threads() > 1:
+        old = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            return kernel(*args)
+        finally:
+            numba.set_num_threads(old)
+    return kernel(*args)
+
+
+def _with_blas(kernel):
+    """Public entry point: the compiled kernel with ``USE_BLAS`` appended.
+
+    (Numba's dynamic scheduling, ``parallel_chunksize``, measured 30-100x
+    slower on small kernels here, so chunks are assigned statically; the
+    chunk boundaries are already balanced by estimated cost.)"""
     @functools.wraps(kernel)
     def wrapper(*args):
-        with _single_threaded_blas(), numba.parallel_chunksize(1):
-            return kernel(*args, USE_BLAS)
+        return kernel(*args, USE_BLAS)
     wrapper.kernel = kernel
     return wrapper
 
 
-@_with_single_threaded_blas
+@_with_blas
 def solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
                    X, bounds, blas):
     """Exact ALS half-step: overwrite every row of ``X`` with its solution.
@@ -483,8 +557,10 @@ def solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
     Cholesky.  Returns the number of rows whose system was not positive
     definite and needed the ridge fallback.
     """
-    return _solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam,
-                           wr, w0, X, bounds, blas)
+    k = Y.shape[1]
+    work = indptr[-1] * k * (k + 1) // 2 + (indptr.size - 1) * k ** 3 // 3
+    return _call(_solve_cholesky, work, (indptr, indices, conf, target, offset,
+                                         Y, G, lam, wr, w0, X, bounds, blas))
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -562,9 +638,10 @@ def solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
     every CG step then streams from cache; longer rows are re-gathered block
     by block at each step.
     """
-    with numba.parallel_chunksize(1):
-        return _solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr,
-                         w0, X, bounds, steps)
+    k = Y.shape[1]
+    work = (indptr[-1] * 4 * k + (indptr.size - 1) * k * k) * (steps + 1)
+    return _call(_solve_cg, work, (indptr, indices, conf, target, offset, Y, G,
+                                   lam, wr, w0, X, bounds, steps))
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -723,7 +800,9 @@ def _right_multiply(Y, M, bounds, blas):
             iw = np.empty(8, np.int32)
             fw = np.empty(4, Y.dtype)
             cw = np.empty(4, np.uint8)
+            prev = _blas_threads_local(1)
             _gemm_rows(Y, r0, rows, M, Z, iw, fw, cw)
+            _blas_threads_local(prev)
         else:
             for u in range(r0, r0 + rows):
                 z = Z[u]
@@ -738,20 +817,26 @@ def _right_multiply(Y, M, bounds, blas):
     return Z
 
 
-@_with_single_threaded_blas
+@_with_blas
 def right_multiply(Y, M, bounds, blas):
     """``Y @ M`` for a tall ``Y`` and a small square ``M``, row-parallel
     (one GEMM per chunk of rows)."""
-    return _right_multiply(Y, M, bounds, blas)
+    return _call(_right_multiply, Y.shape[0] * Y.shape[1] * M.shape[1],
+                 (Y, M, bounds, blas))
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
 def sparse_times_dense(indptr, indices, data, Z, X, bounds):
     """Dense-objective half-step ``X = R Z`` with ``Z = Y (G + lam I)^{-1}``.
 
     All rows share one system matrix, so its inverse is folded into ``Z``
     once per half-step and each row costs only ``nnz * k``.
     """
+    return _call(_sparse_times_dense, indptr[-1] * Z.shape[1],
+                 (indptr, indices, data, Z, X, bounds))
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def _sparse_times_dense(indptr, indices, data, Z, X, bounds):
     k = Z.shape[1]
     for c in prange(bounds.size - 1):
         for u in range(bounds[c], bounds[c + 1]):
@@ -781,7 +866,6 @@ def sparse_times_dense(indptr, indices, data, Z, X, bounds):
     return 0
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
 def loss_terms(indptr, indices, conf, target, offset, X, Y, w0, bounds):
     """Per-entry part of the weighted loss, summed in float64.
 
@@ -790,6 +874,12 @@ def loss_terms(indptr, indices, conf, target, offset, X, Y, w0, bounds):
     caller adds as ``w0 * trace((X^T X)(Y^T Y))`` without densifying.  Dot
     products are taken in the factors' dtype, the sums in float64.
     """
+    return _call(_loss_terms, indptr[-1] * X.shape[1],
+                 (indptr, indices, conf, target, offset, X, Y, float(w0), bounds))
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def _loss_terms(indptr, indices, conf, target, offset, X, Y, w0, bounds):
     n_chunks = bounds.size - 1
     k = X.shape[1]
     partial = np.zeros(n_chunks, np.float64)
@@ -828,6 +918,9 @@ def _gram(Y, bounds, blas):
         one = fw[3]
         u = bounds[c]
         end = bounds[c + 1]
+        prev = np.int32(1)
+        if blas:
+            prev = _blas_threads_local(1)
         while u < end:
             m = min(block, end - u)
             for i in range(k):
@@ -844,6 +937,8 @@ def _gram(Y, bounds, blas):
                 for j in range(i, k):
                     Pi[j] += Ti[j]
             u += m
+        if blas:
+            _blas_threads_local(prev)
     out = np.zeros((k, k), np.float64)
     for c in range(n_chunks):
         out += parts[c]
@@ -853,8 +948,8 @@ def _gram(Y, bounds, blas):
     return out
 
 
-@_with_single_threaded_blas
+@_with_blas
 def gram(Y, bounds, blas):
     """``Y^T Y`` in float64 over fixed chunks of rows (one SYRK per block
     of up to 512 rows in the factors' dtype, summed in float64)."""
-    return _gram(Y, bounds, blas)
+    return _call(_gram, Y.shape[0] * Y.shape[1] ** 2 // 2, (Y, bounds, blas))

@@ -1,0 +1,182 @@
+"""Quick performance regression check for CI (well under a minute).
+
+Times fastals' row-solve kernels against a naive reference kernel compiled
+in this same process, on small synthetic implicit data, single-threaded.
+The two are interleaved and the verdict is the median of the per-repeat
+ratios ``fastals / reference``, compared with the ratio stored in
+``bench/baseline.json``: a ratio more than ``margin`` times the baseline
+(default 1.6) fails.  Machine speed cancels in the ratio, noise mostly
+cancels in the median; a 2x slower kernel does not.
+
+    python bench/regression_check.py                    # the check (exit 1 on regression)
+    python bench/regression_check.py --update-baseline  # store this machine's ratios
+    python bench/regression_check.py --slowdown 2       # self-test: run each fastals
+                                                        # kernel twice per timing; must fail
+
+``--slowdown N`` (or ``FASTALS_REGRESSION_SLOWDOWN=N``) is a knob of the
+check itself, not of the library: it calls the fastals kernel N times inside
+each timed region, which is what a kernel N times slower would measure.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+# Serial and quiet: one thread everywhere, set before numpy/numba load.
+for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+             "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import numpy as np  # noqa: E402
+from numba import njit  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from _data import synthetic_implicit  # noqa: E402
+from fastals import _kernels as K  # noqa: E402
+from fastals.model import _Side  # noqa: E402
+
+BASELINE = HERE / "baseline.json"
+K_FACTORS = 64
+REPEATS = 15
+
+
+@njit(cache=True)
+def reference_solve(indptr, indices, conf, target, Y, G, lam, w0, X):
+    """Naive implicit ALS half-step: rank-1 updates, unblocked Cholesky."""
+    k = Y.shape[1]
+    A = np.empty((k, k), np.float64)
+    b = np.empty(k, np.float64)
+    for u in range(indptr.size - 1):
+        for i in range(k):
+            for j in range(k):
+                A[i, j] = w0 * G[i, j]
+            A[i, i] += lam
+            b[i] = 0.0
+        for p in range(indptr[u], indptr[u + 1]):
+            y = Y[indices[p]]
+            c = conf[p]
+            for i in range(k):
+                b[i] += c * target[p] * y[i]
+                for j in range(k):
+                    A[i, j] += (c - w0) * y[i] * y[j]
+        for j in range(k):
+            s = A[j, j]
+            for q in range(j):
+                s -= A[j, q] * A[j, q]
+            A[j, j] = np.sqrt(s)
+            for i in range(j + 1, k):
+                s = A[i, j]
+                for q in range(j):
+                    s -= A[i, q] * A[j, q]
+                A[i, j] = s / A[j, j]
+        for i in range(k):
+            s = b[i]
+            for q in range(i):
+                s -= A[i, q] * b[q]
+            b[i] = s / A[i, i]
+        for i in range(k - 1, -1, -1):
+            s = b[i]
+            for q in range(i + 1, k):
+                s -= A[q, i] * b[q]
+            b[i] = s / A[i, i]
+        for i in range(k):
+            X[u, i] = b[i]
+
+
+def problem():
+    R = synthetic_implicit(2_000, 1_500, 60_000, seed=1)
+    k = K_FACTORS
+    side = _Side(R, k, np.dtype(np.float32))
+    conf = R.data.astype(np.float32)
+    target = np.ones_like(conf)
+    rng = np.random.default_rng(0)
+    Y = (rng.standard_normal((R.shape[1], k)) / np.sqrt(k)).astype(np.float32)
+    G = (Y.astype(np.float64).T @ Y).astype(np.float32)
+    X = np.zeros((R.shape[0], k), np.float32)
+    return side, conf, target, Y, G, X
+
+
+def measure(slowdown=1, repeats=REPEATS):
+    """Median ratios ``fastals / reference`` per fastals kernel."""
+    side, conf, target, Y, G, X = problem()
+    offset = np.zeros(Y.shape[0], np.float32)
+    lam, w0 = np.float32(0.1), np.float32(1.0)
+    X_ref = np.zeros_like(X)
+    args = (side.indptr, side.indices, conf, target, offset, Y, G, lam, False, w0, X,
+            side.bounds)
+    kernels = {
+        "solve_cholesky": lambda: K.solve_cholesky(*args),
+        "solve_cg": lambda: K.solve_cg(*args, 3),
+    }
+
+    def reference():
+        reference_solve(side.indptr, side.indices, conf, target, Y, G, 0.1, 1.0, X_ref)
+
+    reference()  # compile / load from cache
+    for fn in kernels.values():
+        fn()
+    K.solve_cholesky(*args)
+    err = np.abs(X - X_ref).max() / max(np.abs(X_ref).max(), 1e-30)
+    if not err < 1e-3:
+        raise SystemExit(f"regression check: fastals and the reference disagree (rel. err {err:.2e})")
+    ratios = {name: [] for name in kernels}
+    for _ in range(repeats):
+        for name, fn in kernels.items():
+            t0 = time.perf_counter()
+            reference()
+            t1 = time.perf_counter()
+            for _ in range(slowdown):
+                fn()
+            t2 = time.perf_counter()
+            ratios[name].append((t2 - t1) / (t1 - t0))
+    return {name: float(np.median(r)) for name, r in ratios.items()}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--update-baseline", action="store_true",
+                    help="write the measured ratios to bench/baseline.json")
+    ap.add_argument("--slowdown", type=int,
+                    default=int(os.environ.get("FASTALS_REGRESSION_SLOWDOWN", "1")),
+                    help="self-test: call each fastals kernel N times per timing")
+    ap.add_argument("--margin", type=float, default=None,
+                    help="fail when a ratio exceeds margin x baseline (default from baseline.json)")
+    args = ap.parse_args(argv)
+    t = time.perf_counter()
+    ratios = measure(args.slowdown)
+    elapsed = time.perf_counter() - t
+    if args.update_baseline:
+        BASELINE.write_text(json.dumps({
+            "ratios": ratios, "margin": 1.6,
+            "about": "median time ratio fastals kernel / naive reference kernel, "
+                     "one thread, bench/regression_check.py"}, indent=1) + "\n")
+        print(f"baseline written to {BASELINE}: {ratios}")
+        return 0
+    base = json.loads(BASELINE.read_text())
+    margin = args.margin or base.get("margin", 1.6)
+    failed = []
+    for name, ratio in ratios.items():
+        ref = base["ratios"][name]
+        verdict = "ok" if ratio <= margin * ref else "SLOWER"
+        print(f"{name:16s} fastals/reference = {ratio:.4f}  (baseline {ref:.4f}, "
+              f"limit {margin * ref:.4f})  {verdict}")
+        if verdict != "ok":
+            failed.append(name)
+    print(f"regression check took {elapsed:.1f} s")
+    if failed:
+        print(f"PERFORMANCE REGRESSION: {', '.join(failed)} more than {margin}x slower "
+              "relative to the reference kernel than the stored baseline "
+              f"({BASELINE.name}).  If intended, rerun with --update-baseline.",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""The regression check must fail on a slowed-down kernel.
+
+Not part of the default test run (``testpaths`` is ``tests/``):
+
+    python -m pytest bench/test_regression_check.py
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+CHECK = Path(__file__).resolve().parent / "regression_check.py"
+
+
+def run(*args):
+    return subprocess.run([sys.executable, str(CHECK), *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_fails_when_kernel_is_three_times_slower():
+    res = run("--slowdown", "3")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "PERFORMANCE REGRESSION" in res.stderr
+
+
+def test_passes_at_normal_speed():
+    res = run()
+    assert res.returncode == 0, res.stdout + res.stderr
