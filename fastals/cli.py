@@ -83,6 +83,10 @@ _OBJECTIVES = click.Choice(["explicit", "implicit", "dense"])
               help="Ratings file, unpacked MovieLens folder, or ml-100k, ml-1m, "
                    "ml-10m, ml-20m, ml-25m, ml-latest-small. Default: built-in "
                    "synthetic MovieLens-100k-shaped data.")
+@click.option("--format", "fmt", type=click.Choice(["auto", "text", "mtx", "npz",
+                                                    "parquet"]),
+              default="auto", show_default=True,
+              help="Format of --data and --test (auto: by extension).")
 @click.option("--test", "test", metavar="PATH",
               help="Held-out ratings: print the test RMSE (explicit, dense) "
                    "or ranking metrics at 10 (implicit).")
@@ -122,7 +126,7 @@ _OBJECTIVES = click.Choice(["explicit", "implicit", "dense"])
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON record per logged epoch on stdout; messages go "
                    "to stderr.")
-def train(data, test, objective, factors, iterations, regularization, alpha,
+def train(data, fmt, test, objective, factors, iterations, regularization, alpha,
           use_bias, solver, weighted_regularization, dtype, threads, seed, ids,
           output, log_every, quiet, as_json):
     """Train a model and print the training loss as it falls.
@@ -141,36 +145,8 @@ def train(data, test, objective, factors, iterations, regularization, alpha,
         if not quiet:
             click.echo(msg, err=as_json)
 
-    if output is not None:
-        _check_writable(output)
-
-    if data is None:
-        from .synthetic import ML100K_SHAPE, make_ratings
-        m, n, nnz = ML100K_SHAPE
-        say(f"No --data given: training on built-in synthetic ratings shaped like "
-            f"MovieLens-100k ({m} users x {n} items, {nnz:,} ratings, seed "
-            f"{seed}).")
-        ratings = make_ratings(m, n, nnz, seed=seed)
-        source = "synthetic"
-    else:
-        ratings = fdata.load(data)
-        source = data
-    csr, user_ids, item_ids = ratings.to_csr(ids)
-    if data is not None:
-        say(f"Loaded {ratings.n_ratings:,} ratings from {source}: "
-            f"{csr.shape[0]:,} users x {csr.shape[1]:,} items.")
-
-    test_eval = test_ratings = None
-    if test is not None:
-        test_ratings = fdata.load(test)
-    if test_ratings is not None and objective != "implicit":
-        test_eval = _TestSet(test_ratings, user_ids, item_ids, ratings.values,
-                             objective)
-        if test_eval.n_known == 0:
-            raise click.UsageError(f"--test {test}: none of its ratings has a user "
-                                   "and an item seen in training")
-
     stop = {"requested": False, "epoch": 0}
+    test_eval = test_ratings = None
 
     def callback(epoch, loss, seconds):
         stop["epoch"] = epoch
@@ -192,6 +168,35 @@ def train(data, test, objective, factors, iterations, regularization, alpha,
                     solver=solver, weighted_regularization=weighted_regularization,
                     dtype=dtype, random_state=seed, num_threads=threads,
                     callback=callback)
+    model._validated()  # bad hyperparameters fail before any data is read
+    if output is not None:
+        _check_writable(output)
+
+    if data is None:
+        from .synthetic import ML100K_SHAPE, make_ratings
+        m, n, nnz = ML100K_SHAPE
+        say(f"No --data given: training on built-in synthetic ratings shaped like "
+            f"MovieLens-100k ({m} users x {n} items, {nnz:,} ratings, seed "
+            f"{seed}).")
+        ratings = make_ratings(m, n, nnz, seed=seed)
+        source = "synthetic"
+    else:
+        ratings = fdata.load(data, format=fmt)
+        source = data
+    csr, user_ids, item_ids = ratings.to_csr(ids)
+    if data is not None:
+        say(f"Loaded {ratings.n_ratings:,} ratings from {source}: "
+            f"{csr.shape[0]:,} users x {csr.shape[1]:,} items.")
+
+    if test is not None:
+        test_ratings = fdata.load(test, format=fmt)
+    if test_ratings is not None and objective != "implicit":
+        test_eval = _TestSet(test_ratings, user_ids, item_ids, ratings.values,
+                             objective)
+        if test_eval.n_known == 0:
+            raise click.UsageError(f"--test {test}: none of its ratings has a user "
+                                   "and an item seen in training")
+
     show_bar = (not quiet and not log_every and not as_json
                 and sys.stderr.isatty())
 
@@ -308,10 +313,13 @@ def _positions(known, raw):
 @click.argument("model_path", metavar="MODEL")
 @click.option("--data", "data", required=True, metavar="PATH",
               help="Held-out ratings file.")
+@click.option("--format", "fmt", type=click.Choice(["auto", "text", "mtx", "npz",
+                                                    "parquet"]),
+              default="auto", show_default=True, help="Format of --data.")
 @click.option("-k", "--k", "k", type=click.IntRange(min=1), default=10,
               show_default=True, help="Cut-off of the ranking metrics.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def evaluate(model_path, data, k, as_json):
+def evaluate(model_path, data, fmt, k, as_json):
     """Error and ranking metrics of MODEL on held-out ratings.
 
     RMSE and MAE of the predicted ratings (users or items unseen in training
@@ -324,7 +332,7 @@ def evaluate(model_path, data, k, as_json):
     from .persist import load_model
 
     model = load_model(model_path)
-    test = fdata.load(data)
+    test = fdata.load(data, format=fmt)
     out = {"model": model_path, "data": data}
     out.update(evaluation.evaluate_ratings(model, test.user_ids, test.item_ids,
                                            test.values, unknown="default"))
@@ -409,6 +417,45 @@ def _print_ranked(what, ids, scores, as_json, query):
     click.echo(f"rank\t{what}\tscore")
     for rank, (i, s) in enumerate(zip(ids, scores), 1):
         click.echo(f"{rank}\t{i}\t{s:.6f}")
+
+
+# -------------------------------------------------------------------- bench
+@main.command()
+@click.option("--factors", default="16,32,64,128", show_default=True,
+              metavar="K1,K2,...", help="Comma-separated numbers of factors.")
+@click.option("--users", type=click.IntRange(min=1), default=20_000, show_default=True)
+@click.option("--items", type=click.IntRange(min=1), default=5_000, show_default=True)
+@click.option("--ratings", "--interactions", "ratings", type=click.IntRange(min=1),
+              default=1_000_000, show_default=True, help="Distinct (user, item) pairs.")
+@click.option("--objective", type=_OBJECTIVES, default="implicit", show_default=True)
+@click.option("--solver", type=click.Choice(["cholesky", "cg"]), default="cholesky",
+              show_default=True)
+@click.option("--iterations", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Timed iterations per number of factors (median reported).")
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Numba threads (0 = all cores).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--plot", metavar="PNG", default=None,
+              help="Also write seconds per iteration against factors as a PNG "
+                   "(needs matplotlib: pip install 'fastals[plot]').")
+def bench(factors, users, items, ratings, objective, solver, iterations, threads,
+          seed, plot):
+    """Time ALS iterations against the number of factors on synthetic data."""
+    from .benchmark import run_benchmark
+
+    try:
+        ks = [int(x) for x in factors.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected integers like 16,64, got {factors!r}",
+                                 param_hint="--factors")
+    if not ks or min(ks) < 1:
+        raise click.BadParameter("factors must be positive integers", param_hint="--factors")
+    if objective == "dense" and solver == "cg":
+        raise click.BadParameter("the dense objective has no CG solver", param_hint="--solver")
+    run_benchmark(factors=ks, n_users=users, n_items=items, n_ratings=ratings,
+                  objective=objective, solver=solver, iterations=iterations,
+                  threads=threads, seed=seed, plot=plot, echo=click.echo)
+    return 0
 
 
 # --------------------------------------------------------------------- info

@@ -394,7 +394,7 @@ def read_ratings(path, format="auto", delimiter=None, header=None, columns=None)
             raise DataFormatError(
                 f"{path}: unknown format {suffix!r}; supported: delimited text "
                 "(.csv .tsv .dat .data .txt .base .test), .mtx, .npz, .parquet "
-                "(pass format='text' to read it as text anyway)")
+                "(format='text', or --format text, reads it as text anyway)")
     if os.path.isdir(path):
         raise DataFormatError(f"{path}: is a folder, not a ratings file")
     if not os.path.exists(path):

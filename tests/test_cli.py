@@ -188,9 +188,18 @@ def test_bad_hyperparameters(tmp_path, args, code, message):
     out = tmp_path / "m.npz"
     res = run("train", "--epochs", 1, "-o", out, *args)
     assert res.exit_code == code
+    assert res.stdout == ""  # refused before any data is generated or read
     lines = res.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0]
     assert not out.exists() and os.listdir(tmp_path) == []
+
+
+def test_format_option_overrides_the_extension(tmp_path, files):
+    data = tmp_path / "ratings.xlsx"
+    shutil.copy(files / "train.tsv", data)
+    assert run("train", "--data", data, "--epochs", 1).exit_code == 1
+    res = run("train", "--data", data, "--format", "text", "--epochs", 1)
+    assert res.exit_code == 0, res.output
 
 
 def test_output_folder_must_exist(tmp_path):
