@@ -393,14 +393,36 @@ def _ridge_solve(A, A0, b, b0, k, one):
 
 @njit(cache=True, fastmath=FASTMATH)
 def _matvec(G, v, out):
-    """``out = G v`` for a small dense ``G``."""
+    """``out = G v`` for a small dense ``G``, four rows per sweep of ``v``."""
     k = v.size
-    for i in range(k):
-        Gi = G[i]
-        s = Gi[0] * v[0]
+    i = 0
+    while i + 4 <= k:
+        g0 = G[i]
+        g1 = G[i + 1]
+        g2 = G[i + 2]
+        g3 = G[i + 3]
+        s0 = g0[0] * v[0]
+        s1 = g1[0] * v[0]
+        s2 = g2[0] * v[0]
+        s3 = g3[0] * v[0]
         for j in range(1, k):
-            s += Gi[j] * v[j]
-        out[i] = s
+            vj = v[j]
+            s0 += g0[j] * vj
+            s1 += g1[j] * vj
+            s2 += g2[j] * vj
+            s3 += g3[j] * vj
+        out[i] = s0
+        out[i + 1] = s1
+        out[i + 2] = s2
+        out[i + 3] = s3
+        i += 4
+    while i < k:
+        gi = G[i]
+        s0 = gi[0] * v[0]
+        for j in range(1, k):
+            s0 += gi[j] * v[j]
+        out[i] = s0
+        i += 1
 
 
 # ---------------------------------------------------------------------------
