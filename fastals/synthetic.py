@@ -30,11 +30,18 @@ def _popularity(n, exponent, rng):
 
 
 def _draw(rng, p, size):
-    """``size`` indices drawn with probabilities ``p`` (inverse CDF)."""
-    cdf = np.cumsum(p)
-    cdf /= cdf[-1]
-    idx = np.searchsorted(cdf, rng.random(size), side="right")
-    return np.minimum(idx, p.size - 1)
+    """``size`` indices drawn with probabilities ``p``, in random order."""
+    return rng.permutation(_draw_sorted(rng, p, size))
+
+
+def _draw_sorted(rng, p, size):
+    """``size`` indices drawn with probabilities ``p``, sorted.
+
+    One multinomial draw of the counts and a repeat: O(len(p) + size), no
+    per-draw binary search.
+    """
+    counts = rng.multinomial(size, p)
+    return np.repeat(np.arange(p.size, dtype=np.int64), counts)
 
 
 def make_ratings(n_users=943, n_items=1682, n_ratings=100_000, rank=10,
@@ -99,7 +106,8 @@ def make_ratings(n_users=943, n_items=1682, n_ratings=100_000, rank=10,
         if need <= 0:
             break
         size = int(need / max(fresh, 0.02) * 1.1) + 1000
-        draws = _draw(rng, pu, size).astype(np.int64) * n + _draw(rng, pi, size)
+        # users sorted, items shuffled: independent pairs, one shuffle only
+        draws = _draw_sorted(rng, pu, size) * n + _draw(rng, pi, size)
         new = _sorted_unique(draws)
         new = new[~_isin_sorted(new, keys)]
         fresh = max(new.size / size, 1e-3)
