@@ -648,7 +648,53 @@ def _finish(path, cols, picks, line_of):
 
 
 # Status codes of the compiled parser.
-_OK, _FEW, _MANY, _BAD = 0, 1, 2, 3
+_OK, _FEW, _MANY, _BAD, _STRID, _LONGID = 0, 1, 2, 3, 4, 5
+
+
+@numba.njit(cache=True, nogil=True)
+def _parse_int(buf, a, b):
+    """Parse buf[a:b] as an integer id.
+
+    Returns ``(code, value, start, end)`` with the field trimmed of spaces,
+    tabs and CR: code 0 an integer (``[-+]?[0-9]+``, at most 18 significant
+    digits), 1 not an integer (a string id), 2 an integer too long for the
+    exact fast path.
+    """
+    while a < b and (buf[a] == 32 or buf[a] == 9):
+        a += 1
+    while b > a and (buf[b - 1] == 32 or buf[b - 1] == 9 or buf[b - 1] == 13):
+        b -= 1
+    s, e = a, b
+    if a >= b:
+        return 1, np.int64(0), s, e
+    neg = False
+    if buf[a] == 45 or buf[a] == 43:
+        neg = buf[a] == 45
+        a += 1
+        if a >= b:
+            return 1, np.int64(0), s, e
+    v = np.int64(0)
+    nd = 0
+    while a < b:
+        c = buf[a]
+        if c < 48 or c > 57:
+            return 1, np.int64(0), s, e
+        if v != 0 or c != 48:
+            nd += 1
+            if nd > 18:
+                return 2, np.int64(0), s, e
+        v = v * 10 + (c - 48)
+        a += 1
+    if neg:
+        v = -v
+    return 0, v, s, e
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather_spans(buf, start, end, out):
+    for k in range(start.size):
+        for j in range(end[k] - start[k]):
+            out[k, j] = buf[start[k] + j]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -733,8 +779,11 @@ def _parse_number(buf, a, b):
 
 
 @numba.njit(cache=True, nogil=True)
-def _parse_buffer(buf, start, d0, d1, whitespace, ncols, role, out, integral):
-    """One pass over ``buf[start:]``; fills ``out[row, role]``.
+def _parse_buffer(buf, start, d0, d1, whitespace, ncols, role, out, integral,
+                  ids, span_mode, spans):
+    """One pass over ``buf[start:]``; fills ``out[row, role]`` (rating,
+    timestamp), ``ids[row, role]`` (integer ids) or, for an id column in
+    ``span_mode``, ``spans[row, role]`` (trimmed byte range of a string id).
 
     Returns ``(status, n_rows, line_index, column, field_start, field_end)``;
     ``line_index`` counts every line after ``start`` (blank ones too).
@@ -772,7 +821,18 @@ def _parse_buffer(buf, start, d0, d1, whitespace, ncols, role, out, integral):
             if col >= ncols:
                 return _MANY, row, line, col, a, b
             r = role[col]
-            if r >= 0:
+            if r == 0 or r == 1:
+                code, iv, s0, e0 = _parse_int(buf, a, b)
+                if span_mode[r]:
+                    spans[row, r, 0] = s0
+                    spans[row, r, 1] = e0
+                elif code == 0:
+                    ids[row, r] = iv
+                elif code == 1:
+                    return _STRID, row, line, col, a, b
+                else:
+                    return _LONGID, row, line, col, a, b
+            elif r >= 0:
                 ok, v, isint = _parse_number(buf, a, b)
                 if not ok:
                     return _BAD, row, line, col, a, b
@@ -817,41 +877,70 @@ def _read_text_fast(path, raw, body_start, first_line_no, delimiter, ncols, pick
     buf = np.frombuffer(raw, np.uint8)
     n_lines = raw.count(b"\n", body_start) + 1
     out = np.empty((n_lines, 4), np.float64)
-    integral = np.ones(4, np.bool_)
-    status, rows, line, col, a, b = _parse_buffer(
-        buf, body_start, d0, d1, delimiter is None, ncols, role, out, integral)
+    ids = np.empty((n_lines, 2), np.int64)
+    span_mode = np.zeros(2, np.bool_)
+    for _ in range(3):  # a restart per id column found to hold strings
+        integral = np.ones(4, np.bool_)
+        spans = np.empty((n_lines if span_mode.any() else 1, 2, 2), np.int64)
+        status, rows, line, col, a, b = _parse_buffer(
+            buf, body_start, d0, d1, delimiter is None, ncols, role, out, integral,
+            ids, span_mode, spans)
+        if status != _STRID:
+            break
+        span_mode[role[col]] = True
     line_no = first_line_no + line
     if status == _FEW:
         raise DataFormatError(f"{path}: line {line_no} has {col} field(s), expected "
                               f"{ncols} (line cut short?)")
     if status == _MANY:
         raise DataFormatError(f"{path}: line {line_no} has more than {ncols} fields")
+    if status == _LONGID:
+        return None  # integers beyond int64's exact fast path
     if status == _BAD:
         text = raw[a:b].decode("utf-8", "replace").strip()
         r = role[col]
-        if r in (0, 1):
-            return None  # string ids: the Python parser keeps them as text
         _bad_number(path, line_no, "rating" if r == 2 else "timestamp", text)
         return None  # valid but beyond the exact fast path
-    out = out[:rows]
     # map row -> line number only for errors (blank lines are rare)
     line_of = _line_mapper(raw, body_start, first_line_no)
     cols = []
     for r in range(4):
         if picks[r] is None:
             cols.append(None)
-            continue
-        c = out[:, r]
-        if r in (0, 1):
-            if not integral[r] or not (np.abs(c) < 2.0 ** 53).all():
-                return None  # non-integer ids are strings
-            c = c.astype(np.int64)
-        elif r == 3 and integral[r] and (np.abs(c) < 2.0 ** 53).all():
-            c = c.astype(np.int64)
+        elif r in (0, 1):
+            if span_mode[r]:
+                c = _span_strings(buf, spans[:rows, r, 0], spans[:rows, r, 1])
+                if c is None:
+                    return None  # not UTF-8: the Python parser names the line
+            else:
+                c = ids[:rows, r].copy()
+            cols.append(c)
         else:
-            c = np.ascontiguousarray(c)
-        cols.append(c)
+            c = out[:rows, r]
+            if r == 3 and integral[r] and (np.abs(c) < 2.0 ** 53).all():
+                c = c.astype(np.int64)
+            else:
+                c = np.ascontiguousarray(c)
+            cols.append(c)
     return _finish(path, cols, picks, line_of)
+
+
+def _span_strings(buf, start, end):
+    """Unicode array of the byte ranges ``buf[start:end]`` (vectorized)."""
+    width = max(int((end - start).max()) if start.size else 1, 1)
+    mat = np.zeros((start.size, width), np.uint8)
+    _gather_spans(buf, start, end, mat)
+    raw = mat.view(f"S{width}").ravel()
+    if (mat < 128).all():
+        text = raw.astype(f"U{width}")  # ASCII: a C cast
+        if not ((mat > 0) & (mat < 32)).any():
+            return text  # the kernel already trimmed spaces, tabs and CR
+    else:
+        try:
+            text = np.char.decode(raw, "utf-8")
+        except UnicodeDecodeError:
+            return None
+    return np.char.strip(text)  # as str.strip(): other Unicode whitespace
 
 
 def _bad_number(path, line_no, what, text):

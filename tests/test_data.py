@@ -353,6 +353,22 @@ def test_fast_and_exact_parsers_agree(table, sep, fmt):
     assert fast.values.tolist() == expected
 
 
+@SETTINGS
+@given(tables(ids=st.one_of(ids_int, ids_str, st.sampled_from(
+           ["é", "ü ber", "x\u00a0", "12345678901234567890", "-7", "+3", "0x1F"])),
+              timestamps=False),
+       st.sampled_from([",", "\t", "::", ";"]))
+def test_fast_and_exact_parsers_agree_on_any_ids(table, sep):
+    path = os.path.join(TMP, "ids.txt")
+    rows = [sep.join([str(u), str(i), repr(float(v))]) for u, i, v, _ in
+            zip(*table[:3], range(table.values.size))]
+    Path(path).write_text("user,item,rating\n".replace(",", sep)
+                          + "\n".join(rows) + "\n", encoding="utf-8")
+    fast = _read_text(path, engine="auto")
+    exact = _read_text(path, engine="python")
+    same(fast, exact)
+
+
 def _sorted(r):
     order = np.lexsort((r.values, r.item_ids, r.user_ids))
     return Ratings(r.user_ids[order], r.item_ids[order], r.values[order], None)
