@@ -127,6 +127,25 @@ def test_train_test_save_and_query(files, tmp_path):
     assert "objective=explicit" in run("info", model_path).stdout
 
 
+def test_string_ids_in_and_out(tmp_path):
+    data = tmp_path / "r.csv"
+    rows = [f"user {u},item-{i},{1 + (u * i) % 5}" for u in range(30) for i in range(20)
+            if (u + i) % 3]
+    data.write_text("who,what,stars\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "m.npz"
+    assert run("train", "--data", data, "--epochs", 2, "--factors", 3,
+               "-o", out).exit_code == 0
+    res = run("recommend", out, "--user", "user 4", "-n", 3, "--json")
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)
+    assert got["user"] == "user 4" and len(got["results"]) == 3
+    rated = {r.split(",")[1] for r in rows if r.startswith("user 4,")}
+    assert all(r["item"].startswith("item-") and r["item"] not in rated
+               for r in got["results"])
+    res = run("recommend", out, "--user", "user 99")
+    assert res.exit_code == 1 and "unknown user id 'user 99'" in res.stderr
+
+
 def test_implicit_with_test_prints_ranking_metrics(files):
     res = run("train", "--objective", "implicit", "--data", files / "train.tsv",
               "--test", files / "test.tsv", "--factors", 4, "--epochs", 2)

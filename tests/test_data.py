@@ -1,11 +1,13 @@
 """Tests of fastals.data: formats, errors, named data sets, downloads."""
 
+import atexit
 import hashlib
 import http.server
 import io
 import math
 import os
 import re
+import shutil
 import tempfile
 import threading
 import zipfile
@@ -267,6 +269,7 @@ def tables(draw, ids=ids_int, unique_pairs=False, timestamps=True,
 
 
 TMP = tempfile.mkdtemp(prefix="fastals-test-data-")
+atexit.register(shutil.rmtree, TMP, True)
 SETTINGS = settings(max_examples=200, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
