@@ -240,7 +240,8 @@ def _from_arrays(path, a):
     defaults = FastALS().get_params()
     unknown = [k for k in params if k not in defaults]
     if unknown:
-        _fail(path, f"damaged model file (unknown hyperparameters {unknown})")
+        _fail(path, f"unknown hyperparameters {unknown}: damaged, or written by a "
+                    "newer fastals (upgrade fastals: pip install -U fastals)")
 
     uf, itf = a["user_factors"], a["item_factors"]
     if uf.ndim != 2 or itf.ndim != 2 or uf.dtype not in (np.float32, np.float64) \
