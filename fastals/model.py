@@ -110,6 +110,12 @@ class FastALS(RecommenderMixin):
         each row solves its least-squares system by NNLS (active set, see
         :mod:`fastals._nnls`).  Explicit and implicit objectives only, without
         ``use_bias``; ``solver`` is ignored.
+    regularization_exponent : float, default 1.0
+        With ``weighted_regularization``: a row with ``n`` ratings gets the
+        penalty ``lambda * n ** regularization_exponent`` (1: ALS-WR; 0: the
+        plain penalty).  Values other than 1 need the explicit objective
+        (they are solved by weighting the row's squared errors by
+        ``n ** (1 - exponent)``, an exact rescaling of the same row system).
 
     Attributes
     ----------
@@ -136,7 +142,8 @@ class FastALS(RecommenderMixin):
                  solver="cholesky", cg_steps=3, dtype=np.float32,
                  random_state=None, num_threads=0,
                  calculate_training_loss=True, tol=None, callback=None,
-                 duplicates="sum", nonnegative=False):
+                 duplicates="sum", nonnegative=False,
+                 regularization_exponent=1.0):
         self.factors = factors
         self.regularization = regularization
         self.alpha = alpha
@@ -157,6 +164,7 @@ class FastALS(RecommenderMixin):
         self.callback = callback
         self.duplicates = duplicates
         self.nonnegative = nonnegative
+        self.regularization_exponent = regularization_exponent
 
     # ------------------------------------------------------------------ params
     _PARAMS = ("factors", "regularization", "alpha", "iterations", "objective",
@@ -164,7 +172,7 @@ class FastALS(RecommenderMixin):
                "weighted_regularization", "use_bias", "solver", "cg_steps",
                "dtype", "random_state", "num_threads",
                "calculate_training_loss", "tol", "callback", "duplicates",
-               "nonnegative")
+               "nonnegative", "regularization_exponent")
 
     def get_params(self, deep=True):
         """Hyperparameters as a dict (scikit-learn convention)."""
@@ -224,6 +232,12 @@ class FastALS(RecommenderMixin):
             fail(f"dtype must be float32 or float64, got {self.dtype!r}")
         if dtype not in (np.float32, np.float64):
             fail(f"dtype must be float32 or float64, got {dtype.name}")
+        e = self.regularization_exponent
+        if isinstance(e, bool) or not isinstance(e, (int, float, np.number)) \
+                or not np.isfinite(e) or e < 0:
+            fail(f"regularization_exponent must be a finite number >= 0, got {e!r}")
+        if e != 1 and self.objective != "explicit":
+            fail("regularization_exponent != 1 needs objective='explicit'")
         if self.nonnegative and (self.objective not in ("explicit", "implicit")
                                  or self.use_bias):
             fail("nonnegative=True needs objective 'explicit' or 'implicit' "
@@ -382,6 +396,20 @@ class FastALS(RecommenderMixin):
             return 1.0
         return float(self.unobserved_weight)
 
+    def _row_conf(self, side):
+        """Entry weights of a side's row solves.
+
+        ``regularization_exponent = e != 1`` (explicit objective, ``w0 = 0``):
+        scaling row ``u``'s weights by ``s = n_u ** (1 - e)`` turns the
+        kernel's ``A = s sum y y^T + lam n_u I``, ``b = s sum t y`` into the
+        same solution as ``sum y y^T + lam n_u ** e I``, ``b = sum t y``.
+        """
+        e = float(self.regularization_exponent)
+        if e == 1 or not self.weighted_regularization:
+            return side.conf
+        scale = np.maximum(side.counts, 1).astype(np.float64) ** (1.0 - e)
+        return (side.conf * np.repeat(scale, side.counts)).astype(side.conf.dtype)
+
     def _gram(self, F):
         """float64 Gram matrix of ``F``, or None where the objective needs none."""
         return K.gram(F, _even_bounds(F.shape[0])) if self._w0() else None
@@ -404,7 +432,7 @@ class FastALS(RecommenderMixin):
         else:
             w0 = self._w0()
             G = (GY if w0 else np.zeros((D.shape[1],) * 2)).astype(dtype)
-            args = (side.indptr, side.indices, side.conf, side.target, offset,
+            args = (side.indptr, side.indices, self._row_conf(side), side.target, offset,
                     D, G, lam, bool(self.weighted_regularization), dtype.type(w0),
                     X, side.bounds)
             if self.nonnegative:
@@ -435,8 +463,9 @@ class FastALS(RecommenderMixin):
             err += w0 * float(np.sum(GX * GY))
         lam = self.regularization
         if self.weighted_regularization:
-            wu = users.counts
-            wi = np.bincount(users.indices, minlength=n)
+            e = float(self.regularization_exponent)
+            wu = users.counts ** e
+            wi = np.bincount(users.indices, minlength=n) ** e
         else:
             wu = wi = 1.0
         reg = lam * (float(np.sum(wu * np.einsum("ij,ij->i", X, X, dtype=np.float64)))
