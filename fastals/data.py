@@ -439,7 +439,8 @@ def _read_sparse(path, kind):
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
         raise DataFormatError(f"{path}: entry {k + 1} (row {coo.row[k]}, column "
-                              f"{coo.col[k]}) has a non-finite rating {values[k]!r}")
+                              f"{coo.col[k]}) has a non-finite rating "
+                              f"{float(values[k])!r}")
     return Ratings(coo.row.astype(np.int64), coo.col.astype(np.int64), values, None)
 
 
@@ -456,7 +457,7 @@ def _read_parquet(path, columns):
                               f"({_one_line(exc)})") from None
     names = list(table.column_names)
     picks = _pick_columns(path, names, len(names), columns)
-    cols = [None if c is None else table.column(c).to_numpy(zero_copy_only=False)
+    cols = [None if c is None else table.column(c).to_numpy()
             for c in picks]
     if cols[0] is None or len(cols[0]) == 0:
         raise DataFormatError(f"{path}: empty file (no ratings)")
@@ -487,8 +488,8 @@ def _check_values(path, values, where):
     bad = ~np.isfinite(values)
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
-        raise DataFormatError(f"{path}: {where(k)}: rating {values[k]!r} is not a "
-                              "finite number")
+        raise DataFormatError(f"{path}: {where(k)}: rating {float(values[k])!r} is "
+                              "not a finite number")
 
 
 # --------------------------------------------------------------------------
@@ -608,6 +609,9 @@ def _read_text(path, delimiter=None, header=None, columns=None, engine="auto"):
     elif delimiter.isspace() and delimiter != "\t":
         delimiter = None
     f1 = _split(first_s, delimiter)
+    if header is None and columns is not None and any(
+            isinstance(c, str) for c in columns):
+        header = True  # columns named: the first line names them
     if header is None:
         nonnum1 = [not _is_number(x) for x in f1]
         if second_s is None:
