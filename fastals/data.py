@@ -11,9 +11,10 @@ Formats
   MovieLens-1M/10M ``ratings.dat`` (``::``), MovieLens-20M/25M/latest
   ``ratings.csv`` (header), and any CSV/TSV/``;``/``|``/whitespace file.
   The delimiter and the header line are detected; columns are picked by
-  name or position.  Parsing is a single compiled pass over the bytes
-  (Numba) with an exact pure-Python fallback for what the fast pass does not
-  handle (string ids, quoted fields, numbers with more than 15 digits).
+  name or position.  Parsing is a compiled pass over the bytes (Numba; a
+  second pass for string ids) with an exact pure-Python fallback for what
+  it does not handle (quoted fields, decimals with more than 15 digits,
+  integer ids with more than 18).
 * Matrix Market ``.mtx`` and scipy sparse ``.npz`` (ids are the 0-based row
   and column numbers).
 * Parquet (``.parquet``), when ``pyarrow`` is installed
