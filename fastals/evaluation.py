@@ -427,7 +427,8 @@ def grid_search(model, param_grid, train, validation, metric="rmse", K=10):
     ----------
     model : FastALS, the base hyperparameters (not modified)
     param_grid : dict name -> list of values (e.g. ``factors``,
-        ``regularization``, ``alpha``)
+        ``regularization``, ``alpha``), or a list of such dicts (their
+        grids are tried one after the other, as in scikit-learn)
     train, validation : raw-id ``(users, items, values)`` triplets
     metric : ``rmse``/``mae`` (minimized) or a ranking metric (maximized)
 
@@ -436,9 +437,12 @@ def grid_search(model, param_grid, train, validation, metric="rmse", K=10):
     best_params : dict
     results : list of ``(params, score)`` in the order tried
     """
-    names = list(param_grid)
-    combos = [dict(zip(names, vals))
-              for vals in itertools.product(*(list(param_grid[n]) for n in names))]
+    grids = [param_grid] if isinstance(param_grid, dict) else list(param_grid)
+    combos = []
+    for grid in grids:
+        names = list(grid)
+        combos += [dict(zip(names, vals))
+                   for vals in itertools.product(*(list(grid[n]) for n in names))]
     return _search(model, combos, train, validation, metric, K)
 
 

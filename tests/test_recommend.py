@@ -148,13 +148,13 @@ def test_predict_with_biases_and_clipping():
     assert ids.tolist() == NM.topk_by_sort(list(full), 3)
 
 
-def _naive_fold_in(model, rows, objective, bias=False, wr=False):
+def _naive_fold_in(model, rows, objective, bias=False, wr=False, e=1.0):
     """Solve each row against the item factors with the naive references."""
     Y = model.item_factors.astype(np.float64)
-    lam = model.regularization
     out = []
     for r in rows:
         mask = r != 0
+        lam = model.regularization * (mask.sum() ** (e - 1) if wr else 1)
         if objective == "implicit":
             W, T = naive.cell_weights(r[None], mask[None], "implicit", alpha=model.alpha)
             out.append(naive.update_rows(W, T, Y, lam, weighted=wr)[0])
@@ -173,6 +173,9 @@ def _naive_fold_in(model, rows, objective, bias=False, wr=False):
 @pytest.mark.parametrize("kw", [dict(objective="explicit"),
                                 dict(objective="explicit", weighted_regularization=True),
                                 dict(objective="explicit", use_bias=True),
+                                dict(objective="explicit", use_bias=True,
+                                     weighted_regularization=True,
+                                     regularization_exponent=0.5),
                                 dict(objective="implicit", alpha=2.0)])
 def test_recalculate_user_solves_the_training_row_system(kw):
     R, mask = _ratings(3)
@@ -181,7 +184,8 @@ def test_recalculate_user_solves_the_training_row_system(kw):
     rng = np.random.default_rng(0)
     new = np.where(rng.random((2, R.shape[1])) < 0.4, rng.integers(1, 6, (2, R.shape[1])), 0.0)
     want = _naive_fold_in(model, new, kw["objective"], kw.get("use_bias", False),
-                          kw.get("weighted_regularization", False))
+                          kw.get("weighted_regularization", False),
+                          kw.get("regularization_exponent", 1.0))
     k = model.factors
     got = model.recalculate_user(sp.csr_matrix(new), return_bias=True)
     np.testing.assert_allclose(got[0], want[:, :k], rtol=1e-8, atol=1e-10)
@@ -255,3 +259,22 @@ def test_partial_fit_with_string_ids_and_identity_ids():
     assert m2.user_ids.tolist() == [0, 1, 2, 3] and m2.user_factors.shape[0] == 4
     with pytest.raises(InputError):
         m2.partial_fit_users(["s"], np.array([[1.0, 0, 0]]))
+
+
+@pytest.mark.parametrize("e", [0.0, 0.5, 1.0])
+def test_regularization_exponent_training_step_is_exact(e):
+    R, mask = _ratings(5)
+    lam = 0.3
+    model = FastALS(factors=3, iterations=4, regularization=lam, weighted_regularization=True,
+                    regularization_exponent=e, dtype=np.float64,
+                    random_state=0).fit(sp.csr_matrix(R))
+    U = model.user_factors
+    for i in range(R.shape[1]):      # last half-step: items given users
+        m = mask[:, i]
+        A = U[m].T @ U[m] + lam * m.sum() ** e * np.eye(3)
+        np.testing.assert_allclose(model.item_factors[i], np.linalg.solve(A, U[m].T @ R[m, i]),
+                                   rtol=1e-8, atol=1e-10)
+    hist = model.objective_history
+    assert all(b <= a * (1 + 1e-9) for a, b in zip(hist, hist[1:]))
+    with pytest.raises(InputError, match="regularization_exponent"):
+        FastALS(objective="implicit", regularization_exponent=0.5).fit(sp.csr_matrix(R))
