@@ -32,6 +32,8 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 #: Users scored together.
 TILE = 8
+#: Below this many multiply-adds, :func:`topk` runs single-threaded.
+SERIAL_WORK = 1 << 22
 
 
 def topk(U, rows, V, n, excl_indptr=None, excl_indices=None, pos_of_item=None):
@@ -61,9 +63,13 @@ def topk(U, rows, V, n, excl_indptr=None, excl_indices=None, pos_of_item=None):
         excl_indices = np.zeros(0, np.int32)
     if pos_of_item is None:
         pos_of_item = np.zeros(0, np.int64)
-    topk_kernel(U, np.ascontiguousarray(rows, np.int64), V, n, excl_indptr,
-                excl_indices, pos_of_item, out_ids, out_scores,
-                even_bounds(m, 4 * TILE))
+    # Small requests (one user) skip the parallel launch: waking the thread
+    # pool costs more than the work, a lot more on a busy machine.
+    kernel = topk_kernel if m * V.shape[0] * U.shape[1] >= SERIAL_WORK \
+        else topk_serial
+    kernel(U, np.ascontiguousarray(rows, np.int64), V, n, excl_indptr,
+           excl_indices, pos_of_item, out_ids, out_scores,
+           even_bounds(m, 4 * TILE))
     return out_ids, out_scores
 
 
@@ -311,3 +317,7 @@ def auc_kernel(U, V, train_indptr, train_indices, test_indptr, test_indices,
                     kind[test_indices[p]] = 0
             r0 += nt
     return out
+
+
+#: :func:`topk_kernel` compiled without threads (``prange`` runs as ``range``).
+topk_serial = njit(cache=True)(topk_kernel.py_func)
