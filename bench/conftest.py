@@ -8,6 +8,8 @@ the default test run).  Knobs (environment):
 * ``FASTALS_BENCH_ITERS``: ALS iterations timed per configuration on the
   synthetic set (default 1; ML-100k uses 5).
 * ``FASTALS_BENCH_THREADS``: threads for fastals and implicit (default 2).
+* ``FASTALS_BENCH_FACTORS``: comma-separated factors of ``bench_als.py``
+  (default ``2,15,16,64,100,128``).
 * ``FASTALS_BENCH_OUT``: where the JSON of all results is written
   (default ``<cache>/results-<size>.json``, see ``bench/_data.py``).
 
@@ -113,8 +115,9 @@ def pytest_terminal_summary(terminalreporter):
         extra = ""
         if r.get("gflops"):
             extra = f"  {r['gflops']:.1f} GFLOP/s"
-            if meta.get("numpy_sgemm_gflops"):
-                extra += f" ({100 * r['gflops'] / meta['numpy_sgemm_gflops']:.0f}% of sgemm)"
+            ref = r.get("sgemm_gflops") or meta.get("numpy_sgemm_gflops")
+            if ref:
+                extra += f" ({100 * r['gflops'] / ref:.0f}% of numpy sgemm {ref:.0f})"
         if r.get("ratio") is not None:
             extra += f"  fastals/implicit = {r['ratio']:.2f}"
         tr.write_line(f"{r['suite']:9s} {r['data']:8s} {r['library']:8s} {r['objective']:8s} "

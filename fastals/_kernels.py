@@ -909,7 +909,30 @@ def _loss_terms(indptr, indices, conf, target, offset, X, Y, w0, bounds):
         acc = 0.0
         for u in range(bounds[c], bounds[c + 1]):
             x = X[u]
-            for p in range(indptr[u], indptr[u + 1]):
+            p = indptr[u]
+            end = indptr[u + 1]
+            while p + 4 <= end:  # four independent rows of Y in flight
+                y0 = Y[indices[p]]
+                y1 = Y[indices[p + 1]]
+                y2 = Y[indices[p + 2]]
+                y3 = Y[indices[p + 3]]
+                d0 = x[0] * y0[0]
+                d1 = x[0] * y1[0]
+                d2 = x[0] * y2[0]
+                d3 = x[0] * y3[0]
+                for i in range(1, k):
+                    xi = x[i]
+                    d0 += xi * y0[i]
+                    d1 += xi * y1[i]
+                    d2 += xi * y2[i]
+                    d3 += xi * y3[i]
+                for q, dot in ((0, d0), (1, d1), (2, d2), (3, d3)):
+                    e_ = p + q
+                    d = np.float64(dot)
+                    e = (np.float64(target[e_]) - np.float64(offset[indices[e_]])) - d
+                    acc += np.float64(conf[e_]) * e * e - w0 * d * d
+                p += 4
+            while p < end:
                 it = indices[p]
                 y = Y[it]
                 dot = x[0] * y[0]
@@ -918,6 +941,7 @@ def _loss_terms(indptr, indices, conf, target, offset, X, Y, w0, bounds):
                 d = np.float64(dot)
                 e = (np.float64(target[p]) - np.float64(offset[it])) - d
                 acc += np.float64(conf[p]) * e * e - w0 * d * d
+                p += 1
         partial[c] = acc
     total = 0.0
     for c in range(n_chunks):  # fixed order: not a parallel reduction
@@ -973,5 +997,10 @@ def _gram(Y, bounds, blas):
 @_with_blas
 def gram(Y, bounds, blas):
     """``Y^T Y`` in float64 over fixed chunks of rows (one SYRK per block
-    of up to 512 rows in the factors' dtype, summed in float64)."""
-    return _call(_gram, Y.shape[0] * Y.shape[1] ** 2 // 2, (Y, bounds, blas))
+    of up to 512 rows in the factors' dtype, summed in float64).  Fewer than
+    8192 rows are summed as one chunk; the split depends only on the data,
+    never on the number of threads."""
+    n = Y.shape[0]
+    if n < 8192:  # one partial sum: 16 float64 k x k partials cost more than the SYRK
+        bounds = np.array([0, n], np.int64)
+    return _call(_gram, n * Y.shape[1] ** 2 // 2, (Y, bounds, blas))
