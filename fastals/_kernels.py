@@ -475,14 +475,20 @@ def _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
                 continue
             for j in range(k):
                 row[j] = s * yr[j]
-        if use_blas:
-            if npos > 0:
-                _syrk(one, B, 0, npos, A, iw, fw, cw)
-            if nneg > 0:
-                _syrk(-one, B, cap - nneg, nneg, A, iw, fw, cw)
-        else:
-            _syrk_loops(one, B, 0, npos, A)
-            _syrk_loops(-one, B, cap - nneg, nneg, A)
+        for seg in range(2):  # one call site each: less code to compile
+            r0 = 0
+            m = npos
+            alpha = one
+            if seg == 1:
+                r0 = cap - nneg
+                m = nneg
+                alpha = -one
+            if m == 0:
+                continue
+            if use_blas:
+                _syrk(alpha, B, r0, m, A, iw, fw, cw)
+            else:
+                _syrk_loops(alpha, B, r0, m, A)
         p = q
     reg = lam
     if wr:
@@ -491,7 +497,59 @@ def _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
         A[i, i] += reg
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH)
+def _fallback_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
+                  A, b, B, iw, fw, cw, blas, one):
+    """Rebuild row ``u``'s system and solve it with the ridge fallback."""
+    k = Y.shape[1]
+    A0 = np.empty((k, k), Y.dtype)
+    b0 = np.empty(k, Y.dtype)
+    _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
+               A0, b0, B, iw, fw, cw, blas, one)
+    _ridge_solve(A, A0, b, b0, k, one)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _cholesky_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam,
+                   wr, w0, X, blas, cap):
+    """Solve rows ``r0:r1`` (one chunk) with scratch allocated once; returns
+    the number of rows that needed the ridge fallback.  (Kept out of the
+    parallel loop's body, which is much more expensive to compile.)"""
+    k = Y.shape[1]
+    A = np.empty((k, k), Y.dtype)
+    B = np.empty((cap, k), Y.dtype)
+    b = np.empty(k, Y.dtype)
+    iw = np.empty(8, np.int32)
+    fw = np.ones(4, Y.dtype)
+    cw = np.empty(4, np.uint8)
+    one = fw[3]
+    lapack = blas and k >= LAPACK_MIN_FACTORS
+    fallbacks = 0
+    prev = np.int32(1)
+    if blas:
+        prev = _blas_threads_local(1)
+    for u in range(r0, r1):
+        _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
+                   A, b, B, iw, fw, cw, blas, one)
+        if lapack:
+            ok = _potrf(A, iw, cw) == 0
+            if ok:
+                _solve_upper(A, b, k)
+        else:
+            ok = _cholesky_upper(A, b, k, one)
+        if not ok:
+            fallbacks += 1
+            _fallback_row(u, indptr, indices, conf, target, offset, Y, G, lam,
+                          wr, w0, A, b, B, iw, fw, cw, blas, one)
+        x = X[u]
+        for i in range(k):
+            x[i] = b[i]
+    if blas:
+        _blas_threads_local(prev)
+    return fallbacks
+
+
+@njit(parallel=True, cache=True)
 def _solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
                     X, bounds, blas):
     k = Y.shape[1]
@@ -499,37 +557,9 @@ def _solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
     fallbacks = np.zeros(n_chunks, np.int64)
     cap = max(64, 65536 // k)  # gathered rows per SYRK: 256 KiB in float32
     for c in prange(n_chunks):
-        A = np.empty((k, k), Y.dtype)
-        B = np.empty((cap, k), Y.dtype)
-        b = np.empty(k, Y.dtype)
-        iw = np.empty(8, np.int32)
-        fw = np.ones(4, Y.dtype)
-        cw = np.empty(4, np.uint8)
-        one = fw[3]
-        prev = np.int32(1)
-        if blas:
-            prev = _blas_threads_local(1)
-        for u in range(bounds[c], bounds[c + 1]):
-            _build_row(u, indptr, indices, conf, target, offset, Y, G, lam,
-                       wr, w0, A, b, B, iw, fw, cw, blas, one)
-            if blas and k >= LAPACK_MIN_FACTORS:
-                ok = _potrf(A, iw, cw) == 0
-                if ok:
-                    _solve_upper(A, b, k)
-            else:
-                ok = _cholesky_upper(A, b, k, one)
-            if not ok:
-                fallbacks[c] += 1
-                A0 = np.empty((k, k), Y.dtype)
-                b0 = np.empty(k, Y.dtype)
-                _build_row(u, indptr, indices, conf, target, offset, Y, G,
-                           lam, wr, w0, A0, b0, B, iw, fw, cw, blas, one)
-                _ridge_solve(A, A0, b, b0, k, one)
-            x = X[u]
-            for i in range(k):
-                x[i] = b[i]
-        if blas:
-            _blas_threads_local(prev)
+        fallbacks[c] = _cholesky_rows(bounds[c], bounds[c + 1], indptr, indices,
+                                      conf, target, offset, Y, G, lam, wr, w0,
+                                      X, blas, cap)
     total = 0
     for c in range(n_chunks):
         total += fallbacks[c]
@@ -666,89 +696,99 @@ def solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
                                    lam, wr, w0, X, bounds, steps))
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH)
+def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
+             X, steps, cap):
+    """CG for rows ``r0:r1`` (one chunk), scratch allocated once."""
+    k = Y.shape[1]
+    B = np.empty((cap, k), Y.dtype)
+    wv = np.empty(cap, Y.dtype)
+    tv = np.empty(cap, Y.dtype)
+    r = np.empty(k, Y.dtype)
+    d = np.empty(k, Y.dtype)
+    Ad = np.empty(k, Y.dtype)
+    Gv = np.zeros(k, Y.dtype)
+    x = np.empty(k, Y.dtype)
+    for u in range(r0, r1):
+        start = indptr[u]
+        end = indptr[u + 1]
+        n = end - start
+        reg = lam
+        if wr:
+            reg = lam * n
+        for i in range(k):
+            x[i] = X[u, i]
+        once = n <= cap
+        if once:
+            _cg_gather(indices, conf, target, offset, Y, w0, start, n,
+                       B, wv, tv)
+        # r = b - A x
+        if w0 != 0:
+            _matvec(G, x, Gv)
+        for i in range(k):
+            r[i] = -w0 * Gv[i] - reg * x[i]
+        if once:
+            _cg_accumulate(B, wv, tv, n, x, r, True)
+        else:
+            p = start
+            while p < end:
+                m = min(cap, end - p)
+                _cg_gather(indices, conf, target, offset, Y, w0, p, m,
+                           B, wv, tv)
+                _cg_accumulate(B, wv, tv, m, x, r, True)
+                p += m
+        rs = r[0] * r[0]
+        for i in range(1, k):
+            rs += r[i] * r[i]
+        for i in range(k):
+            d[i] = r[i]
+        for _ in range(steps):
+            if rs < 1e-20:
+                break
+            if w0 != 0:
+                _matvec(G, d, Gv)
+            for i in range(k):
+                Ad[i] = w0 * Gv[i] + reg * d[i]
+            if once:
+                _cg_accumulate(B, wv, tv, n, d, Ad, False)
+            else:
+                p = start
+                while p < end:
+                    m = min(cap, end - p)
+                    _cg_gather(indices, conf, target, offset, Y, w0, p,
+                               m, B, wv, tv)
+                    _cg_accumulate(B, wv, tv, m, d, Ad, False)
+                    p += m
+            dAd = d[0] * Ad[0]
+            for i in range(1, k):
+                dAd += d[i] * Ad[i]
+            if not dAd > 0:
+                break
+            a = rs / dAd
+            for i in range(k):
+                x[i] += a * d[i]
+                r[i] -= a * Ad[i]
+            rs_new = r[0] * r[0]
+            for i in range(1, k):
+                rs_new += r[i] * r[i]
+            beta = rs_new / rs
+            for i in range(k):
+                d[i] = r[i] + beta * d[i]
+            rs = rs_new
+        for i in range(k):
+            X[u, i] = x[i]
+    return 0
+
+
+@njit(parallel=True, cache=True)
 def _solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
               bounds, steps):
     k = Y.shape[1]
     n_chunks = bounds.size - 1
     cap = max(256, 262144 // k)
     for c in prange(n_chunks):
-        B = np.empty((cap, k), Y.dtype)
-        wv = np.empty(cap, Y.dtype)
-        tv = np.empty(cap, Y.dtype)
-        r = np.empty(k, Y.dtype)
-        d = np.empty(k, Y.dtype)
-        Ad = np.empty(k, Y.dtype)
-        Gv = np.zeros(k, Y.dtype)
-        x = np.empty(k, Y.dtype)
-        for u in range(bounds[c], bounds[c + 1]):
-            start = indptr[u]
-            end = indptr[u + 1]
-            n = end - start
-            reg = lam
-            if wr:
-                reg = lam * n
-            for i in range(k):
-                x[i] = X[u, i]
-            once = n <= cap
-            if once:
-                _cg_gather(indices, conf, target, offset, Y, w0, start, n,
-                           B, wv, tv)
-            # r = b - A x
-            if w0 != 0:
-                _matvec(G, x, Gv)
-            for i in range(k):
-                r[i] = -w0 * Gv[i] - reg * x[i]
-            if once:
-                _cg_accumulate(B, wv, tv, n, x, r, True)
-            else:
-                p = start
-                while p < end:
-                    m = min(cap, end - p)
-                    _cg_gather(indices, conf, target, offset, Y, w0, p, m,
-                               B, wv, tv)
-                    _cg_accumulate(B, wv, tv, m, x, r, True)
-                    p += m
-            rs = r[0] * r[0]
-            for i in range(1, k):
-                rs += r[i] * r[i]
-            for i in range(k):
-                d[i] = r[i]
-            for _ in range(steps):
-                if rs < 1e-20:
-                    break
-                if w0 != 0:
-                    _matvec(G, d, Gv)
-                for i in range(k):
-                    Ad[i] = w0 * Gv[i] + reg * d[i]
-                if once:
-                    _cg_accumulate(B, wv, tv, n, d, Ad, False)
-                else:
-                    p = start
-                    while p < end:
-                        m = min(cap, end - p)
-                        _cg_gather(indices, conf, target, offset, Y, w0, p,
-                                   m, B, wv, tv)
-                        _cg_accumulate(B, wv, tv, m, d, Ad, False)
-                        p += m
-                dAd = d[0] * Ad[0]
-                for i in range(1, k):
-                    dAd += d[i] * Ad[i]
-                if not dAd > 0:
-                    break
-                a = rs / dAd
-                for i in range(k):
-                    x[i] += a * d[i]
-                    r[i] -= a * Ad[i]
-                rs_new = r[0] * r[0]
-                for i in range(1, k):
-                    rs_new += r[i] * r[i]
-                beta = rs_new / rs
-                for i in range(k):
-                    d[i] = r[i] + beta * d[i]
-                rs = rs_new
-            for i in range(k):
-                X[u, i] = x[i]
+        _cg_rows(bounds[c], bounds[c + 1], indptr, indices, conf, target, offset,
+                 Y, G, lam, wr, w0, X, steps, cap)
     return 0
 
 
@@ -900,91 +940,103 @@ def loss_terms(indptr, indices, conf, target, offset, X, Y, w0, bounds):
                  (indptr, indices, conf, target, offset, X, Y, float(w0), bounds))
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH)
+def _loss_rows(r0, r1, indptr, indices, conf, target, offset, X, Y, w0):
+    """The loss terms of rows ``r0:r1``, summed in float64."""
+    k = X.shape[1]
+    acc = 0.0
+    for u in range(r0, r1):
+        x = X[u]
+        p = indptr[u]
+        end = indptr[u + 1]
+        while p + 4 <= end:  # four independent rows of Y in flight
+            y0 = Y[indices[p]]
+            y1 = Y[indices[p + 1]]
+            y2 = Y[indices[p + 2]]
+            y3 = Y[indices[p + 3]]
+            d0 = x[0] * y0[0]
+            d1 = x[0] * y1[0]
+            d2 = x[0] * y2[0]
+            d3 = x[0] * y3[0]
+            for i in range(1, k):
+                xi = x[i]
+                d0 += xi * y0[i]
+                d1 += xi * y1[i]
+                d2 += xi * y2[i]
+                d3 += xi * y3[i]
+            for q, dot in ((0, d0), (1, d1), (2, d2), (3, d3)):
+                e_ = p + q
+                d = np.float64(dot)
+                e = (np.float64(target[e_]) - np.float64(offset[indices[e_]])) - d
+                acc += np.float64(conf[e_]) * e * e - w0 * d * d
+            p += 4
+        while p < end:
+            it = indices[p]
+            y = Y[it]
+            dot = x[0] * y[0]
+            for i in range(1, k):
+                dot += x[i] * y[i]
+            d = np.float64(dot)
+            e = (np.float64(target[p]) - np.float64(offset[it])) - d
+            acc += np.float64(conf[p]) * e * e - w0 * d * d
+            p += 1
+    return acc
+
+
+@njit(parallel=True, cache=True)
 def _loss_terms(indptr, indices, conf, target, offset, X, Y, w0, bounds):
     n_chunks = bounds.size - 1
-    k = X.shape[1]
     partial = np.zeros(n_chunks, np.float64)
     for c in prange(n_chunks):
-        acc = 0.0
-        for u in range(bounds[c], bounds[c + 1]):
-            x = X[u]
-            p = indptr[u]
-            end = indptr[u + 1]
-            while p + 4 <= end:  # four independent rows of Y in flight
-                y0 = Y[indices[p]]
-                y1 = Y[indices[p + 1]]
-                y2 = Y[indices[p + 2]]
-                y3 = Y[indices[p + 3]]
-                d0 = x[0] * y0[0]
-                d1 = x[0] * y1[0]
-                d2 = x[0] * y2[0]
-                d3 = x[0] * y3[0]
-                for i in range(1, k):
-                    xi = x[i]
-                    d0 += xi * y0[i]
-                    d1 += xi * y1[i]
-                    d2 += xi * y2[i]
-                    d3 += xi * y3[i]
-                for q, dot in ((0, d0), (1, d1), (2, d2), (3, d3)):
-                    e_ = p + q
-                    d = np.float64(dot)
-                    e = (np.float64(target[e_]) - np.float64(offset[indices[e_]])) - d
-                    acc += np.float64(conf[e_]) * e * e - w0 * d * d
-                p += 4
-            while p < end:
-                it = indices[p]
-                y = Y[it]
-                dot = x[0] * y[0]
-                for i in range(1, k):
-                    dot += x[i] * y[i]
-                d = np.float64(dot)
-                e = (np.float64(target[p]) - np.float64(offset[it])) - d
-                acc += np.float64(conf[p]) * e * e - w0 * d * d
-                p += 1
-        partial[c] = acc
+        partial[c] = _loss_rows(bounds[c], bounds[c + 1], indptr, indices, conf,
+                                target, offset, X, Y, w0)
     total = 0.0
     for c in range(n_chunks):  # fixed order: not a parallel reduction
         total += partial[c]
     return total
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH)
+def _gram_rows(Y, u, end, P, blas):
+    """``P[upper] += Y[u:end]^T Y[u:end]`` in blocks of up to 512 rows summed
+    in the factors' dtype, then in float64."""
+    k = Y.shape[1]
+    block = 512
+    T = np.empty((k, k), Y.dtype)
+    iw = np.empty(8, np.int32)
+    fw = np.ones(4, Y.dtype)
+    cw = np.empty(4, np.uint8)
+    one = fw[3]
+    prev = np.int32(1)
+    if blas:
+        prev = _blas_threads_local(1)
+    while u < end:
+        m = min(block, end - u)
+        for i in range(k):
+            Ti = T[i]
+            for j in range(k):
+                Ti[j] = 0
+        if blas and k >= BLAS_MIN_FACTORS:
+            _syrk(one, Y, u, m, T, iw, fw, cw)
+        else:
+            _syrk_loops(one, Y, u, m, T)
+        for i in range(k):
+            Pi = P[i]
+            Ti = T[i]
+            for j in range(i, k):
+                Pi[j] += Ti[j]
+        u += m
+    if blas:
+        _blas_threads_local(prev)
+
+
+@njit(parallel=True, cache=True)
 def _gram(Y, bounds, blas):
     n_chunks = bounds.size - 1
     k = Y.shape[1]
     parts = np.zeros((n_chunks, k, k), np.float64)
-    block = 512  # rows summed in the factors' dtype before the float64 sum
     for c in prange(n_chunks):
-        P = parts[c]
-        T = np.empty((k, k), Y.dtype)
-        iw = np.empty(8, np.int32)
-        fw = np.ones(4, Y.dtype)
-        cw = np.empty(4, np.uint8)
-        one = fw[3]
-        u = bounds[c]
-        end = bounds[c + 1]
-        prev = np.int32(1)
-        if blas:
-            prev = _blas_threads_local(1)
-        while u < end:
-            m = min(block, end - u)
-            for i in range(k):
-                Ti = T[i]
-                for j in range(k):
-                    Ti[j] = 0
-            if blas and k >= BLAS_MIN_FACTORS:
-                _syrk(one, Y, u, m, T, iw, fw, cw)
-            else:
-                _syrk_loops(one, Y, u, m, T)
-            for i in range(k):
-                Pi = P[i]
-                Ti = T[i]
-                for j in range(i, k):
-                    Pi[j] += Ti[j]
-            u += m
-        if blas:
-            _blas_threads_local(prev)
+        _gram_rows(Y, bounds[c], bounds[c + 1], parts[c], blas)
     out = np.zeros((k, k), np.float64)
     for c in range(n_chunks):
         out += parts[c]
