@@ -569,10 +569,11 @@ def _solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
 #: Kernels whose work (multiply-adds) is below this run on the calling
 #: thread only.  Waking the worker threads costs microseconds on an idle
 #: machine but milliseconds when the cores are busy with other processes (a
-#: parallel region waits for its slowest thread), which dominated small
-#: problems such as MovieLens-100k.  Chunks are fixed, so the results are
-#: the same either way.
-SERIAL_BELOW = 20_000_000
+#: parallel region waits for its slowest thread).  Measured on the dense
+#: ML-100k fit (kernels of 2e6-2e7 multiply-adds): 5e6 beat 2e7 at light
+#: load (0.66-0.79 s against 0.96-1.0 s), 2e7 was safer under heavy load.
+#: Chunks are fixed, so the results are the same either way.
+SERIAL_BELOW = 5_000_000
 
 
 def _call(kernel, work, args):
