@@ -6,7 +6,7 @@ xPOTRF factorizations, negative weights ``c - w0 < 0``, the ridge fallback,
 CG, the Gram matrix and the dense right-multiply, with BLAS on and off, and
 bitwise determinism across thread counts.  Not timed.
 
-    python -m pytest bench/test_kernel_paths.py
+    python -m pytest tests/test_kernel_paths.py
 """
 
 import numba
