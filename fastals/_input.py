@@ -151,6 +151,10 @@ def to_csr(X, duplicates="sum", shape=None):
         csr = _from_sorted(r, c, v, (m, n))
         return csr, user_ids, item_ids
 
+    if sp.issparse(X) and X.format == "csr" and X.ndim == 2 and min(X.shape) > 0:
+        fast = _canonical_csr(X, duplicates)
+        if fast is not None:
+            return fast, None, None
     if sp.issparse(X):
         coo = X.tocoo()
         if coo.ndim != 2:
@@ -176,6 +180,27 @@ def to_csr(X, duplicates="sum", shape=None):
         raise InputError("no ratings: X has no non-zero entry")
     r, c, v = combine_duplicates(rows, cols, values, n, duplicates)
     return _from_sorted(r, c, v, (m, n)), None, None
+
+
+def _canonical_csr(X, duplicates):
+    """A CSR input that is already canonical, without the COO round trip.
+
+    Returns None unless ``X`` has sorted indices, no duplicates and no
+    stored zeros; then only the values are copied (to float64) and the
+    index arrays cast where needed, instead of sorting every entry again.
+    """
+    if not X.has_canonical_format or X.nnz == 0:
+        return None
+    values = np.asarray(X.data, dtype=np.float64)
+    _check_finite(values, "values of X")
+    if not np.all(values != 0):
+        return None
+    if values is X.data:
+        values = values.copy()
+    csr = sp.csr_matrix((values, X.indices.astype(np.int32, copy=False),
+                         X.indptr.astype(np.int64, copy=False)), shape=X.shape)
+    csr.has_sorted_indices = True
+    return csr
 
 
 def _is_bool(values):

@@ -282,17 +282,29 @@ class FastALS(RecommenderMixin):
         return self
 
     def _conf_target(self, data, dtype):
-        """Per-entry confidence and target of the objective."""
+        """Per-entry confidence and target of the objective, in ``dtype``.
+
+        Computed in the factors' dtype so that no nnz-sized float64
+        temporaries are made beyond the input itself.
+        """
+        target = data.astype(dtype)
+        if self.use_bias:
+            target -= dtype.type(self.global_mean)
         if self.objective != "implicit":
-            return np.ones(data.size, dtype), data.astype(dtype)
-        r = np.abs(data)
+            return np.ones(data.size, dtype), target
+        r = np.abs(target)
         if self.confidence == "linear":
-            conf = 1.0 + self.alpha * r
+            r *= dtype.type(self.alpha)
+            r += 1
         elif self.confidence == "alpha_r":
-            conf = self.alpha * r
+            r *= dtype.type(self.alpha)
         else:
-            conf = 1.0 + self.alpha * np.log1p(r / self.epsilon)
-        return conf.astype(dtype), (data > 0).astype(dtype)
+            r /= dtype.type(self.epsilon)
+            np.log1p(r, out=r)
+            r *= dtype.type(self.alpha)
+            r += 1
+        np.greater(target, 0, out=target)
+        return r, target
 
     def _init_factors(self, n, k, dtype, rng):
         # Unit-norm random rows (as Spark does).  Drawn in float64 blocks so
@@ -313,8 +325,9 @@ class FastALS(RecommenderMixin):
         users = _Side(csr, k, dtype)
         items = _Side(transpose_csr(csr), k, dtype)
         for side in (users, items):
-            data = side.data - self.global_mean
-            side.conf, side.target = self._conf_target(data, dtype)
+            side.conf, side.target = self._conf_target(side.data, dtype)
+            side.solve_conf = self._row_conf(side.conf, side.counts)
+            del side.data  # the float64 values are not needed past this point
         width = k + 1 if self.use_bias else k
         # Solved blocks: [factors, bias] per row when use_bias.
         X = self._init_factors(m, width, dtype, rng)
@@ -396,19 +409,19 @@ class FastALS(RecommenderMixin):
             return 1.0
         return float(self.unobserved_weight)
 
-    def _row_conf(self, side):
-        """Entry weights of a side's row solves.
+    def _row_conf(self, conf, counts):
+        """Entry weights of the row solves, given each row's entry count.
 
         ``regularization_exponent = e != 1`` (explicit objective, ``w0 = 0``):
         scaling row ``u``'s weights by ``s = n_u ** (1 - e)`` turns the
         kernel's ``A = s sum y y^T + lam n_u I``, ``b = s sum t y`` into the
         same solution as ``sum y y^T + lam n_u ** e I``, ``b = sum t y``.
         """
-        e = float(self.regularization_exponent)
+        e = float(getattr(self, "regularization_exponent", 1.0))
         if e == 1 or not self.weighted_regularization:
-            return side.conf
-        scale = np.maximum(side.counts, 1).astype(np.float64) ** (1.0 - e)
-        return (side.conf * np.repeat(scale, side.counts)).astype(side.conf.dtype)
+            return conf
+        scale = np.maximum(counts, 1).astype(np.float64) ** (1.0 - e)
+        return (conf * np.repeat(scale, counts)).astype(conf.dtype)
 
     def _gram(self, F):
         """float64 Gram matrix of ``F``, or None where the objective needs none."""
@@ -432,7 +445,7 @@ class FastALS(RecommenderMixin):
         else:
             w0 = self._w0()
             G = (GY if w0 else np.zeros((D.shape[1],) * 2)).astype(dtype)
-            args = (side.indptr, side.indices, self._row_conf(side), side.target, offset,
+            args = (side.indptr, side.indices, side.solve_conf, side.target, offset,
                     D, G, lam, bool(self.weighted_regularization), dtype.type(w0),
                     X, side.bounds)
             if self.nonnegative:

@@ -473,19 +473,14 @@ class RecommenderMixin:
             Y[:, k] = fb
         else:
             Y = np.ascontiguousarray(F)
-        mu = self.global_mean if use_bias else 0.0
-        conf, target = self._conf_target(csr.data - mu, dtype)
+        conf, target = self._conf_target(csr.data, dtype)
         indptr, indices = kernel_arrays(csr)
         D, offset = self._design(Y)
         w0 = self._w0()
         G = self._gram(Y) if w0 else None
         G = (G if G is not None else np.zeros((D.shape[1],) * 2)).astype(dtype)
         wr = bool(self.weighted_regularization) and self.objective != "dense"
-        e = float(self.__dict__.get("regularization_exponent", 1.0))
-        if wr and e != 1:   # same rescaling as FastALS._row_conf
-            counts = np.diff(indptr)
-            scale = np.maximum(counts, 1).astype(np.float64) ** (1.0 - e)
-            conf = (conf * np.repeat(scale, counts)).astype(dtype)
+        conf = self._row_conf(conf, np.diff(indptr))
         X = np.zeros((csr.shape[0], D.shape[1]), dtype)
         bounds = K.chunk_bounds(indptr, D.shape[1], max(1, min(csr.shape[0], 64)))
         args = (indptr, indices, conf, target, np.ascontiguousarray(offset, dtype),
