@@ -114,7 +114,7 @@ def to_csr(X, duplicates="sum", shape=None):
 
     Parameters
     ----------
-    X : scipy.sparse matrix or array, or tuple ``(user_ids, item_ids, values)``
+    X : scipy.sparse matrix or array, tuple ``(user_ids, item_ids, values)``, or Ratings
         Users x items.  A sparse matrix keeps its row and column numbers as
         ids; stored zeros are dropped (a zero in a sparse matrix means "no
         entry").  Triplets may use any integer or string ids; every value is
@@ -128,6 +128,9 @@ def to_csr(X, duplicates="sum", shape=None):
     user_ids, item_ids : ndarray or None
         Raw id of each row / column, or ``None`` for the identity mapping.
     """
+    if isinstance(X, tuple) and all(hasattr(X, a) for a in
+                                    ("user_ids", "item_ids", "values")):
+        X = (X.user_ids, X.item_ids, X.values)  # a fastals.data.Ratings
     if isinstance(X, tuple):
         if len(X) != 3:
             raise InputError("triplet input must be (user_ids, item_ids, values), "

@@ -259,7 +259,7 @@ class FastALS(RecommenderMixin):
 
         Parameters
         ----------
-        X : scipy.sparse matrix (users x items) or ``(user_ids, item_ids, values)``
+        X : scipy.sparse matrix (users x items), ``(user_ids, item_ids, values)`` or :class:`fastals.Ratings`
             Ratings (explicit / dense) or interaction strengths (implicit).
             Sparse input keeps row/column numbers as ids; triplets may use
             any integer or string ids, which are mapped to contiguous indices

@@ -254,3 +254,15 @@ def test_pickled_objects_are_never_executed(tmp_path, good_bytes):
     with pytest.raises(ModelFileError):
         load_model(path)
     assert not _Boom.marker.exists()
+
+
+def test_saved_file_has_the_usual_permissions(tmp_path, data):
+    import os
+    import stat
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "perm.npz"
+        FastALS(factors=2, iterations=1, random_state=0).fit(data).save(path)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -170,3 +170,11 @@ def test_values_beyond_float32_range():
     with pytest.raises(InputError, match="does not fit in float32.*float64"):
         FastALS(factors=2).fit(X)
     FastALS(factors=2, iterations=1, dtype=np.float64).fit(X)
+
+
+def test_fit_accepts_a_ratings_record():
+    from fastals import make_ratings
+    r = make_ratings(30, 20, 200, seed=1)
+    a = FastALS(factors=2, iterations=2, random_state=0).fit(r)
+    b = FastALS(factors=2, iterations=2, random_state=0).fit((r.user_ids, r.item_ids, r.values))
+    np.testing.assert_array_equal(a.user_factors, b.user_factors)
