@@ -137,8 +137,7 @@ def to_csr(X, duplicates="sum", shape=None):
                              f"got a tuple of {len(X)}")
         users = _as_index_array(X[0], "user_ids")
         items = _as_index_array(X[1], "item_ids")
-        values = np.asarray(X[2], dtype=np.float64) if not _is_bool(X[2]) \
-            else np.asarray(X[2]).astype(np.float64)
+        values = np.asarray(X[2], dtype=np.float64)
         if values.ndim != 1:
             raise InputError(f"values must be one-dimensional, got shape {values.shape}")
         if not (users.size == items.size == values.size):
@@ -204,10 +203,6 @@ def _canonical_csr(X, duplicates):
                          X.indptr.astype(np.int64, copy=False)), shape=X.shape)
     csr.has_sorted_indices = True
     return csr
-
-
-def _is_bool(values):
-    return np.asarray(values).dtype == bool
 
 
 def _from_sorted(rows, cols, values, shape):

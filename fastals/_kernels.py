@@ -27,7 +27,6 @@ counts, missing cells are 0) is ``w0 = 1, c = 1`` where the per-row term
 vanishes and every row shares ``G + lam I`` (see :func:`sparse_times_dense`).
 """
 
-import contextlib
 import ctypes
 import functools
 import os

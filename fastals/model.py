@@ -9,7 +9,7 @@ import numpy as np
 from . import _kernels as K
 from . import _nnls
 from ._input import kernel_arrays, to_csr, transpose_csr
-from .exceptions import InputError, NotFittedError, NumericalError
+from .exceptions import InputError, NumericalError
 from .recommend import RecommenderMixin
 
 OBJECTIVES = ("explicit", "implicit", "dense")
@@ -335,7 +335,6 @@ class FastALS(RecommenderMixin):
         if self.use_bias:
             X[:, k] = 0
             Y[:, k] = 0
-        self._train_state = (users, items)
         self.loss_history = []
         self.objective_history = []
         GY = self._gram(Y)
@@ -356,7 +355,7 @@ class FastALS(RecommenderMixin):
                 GY = self._gram(Y)
                 loss = float("nan")
                 if self.calculate_training_loss or self.tol is not None:
-                    loss, objective = self._loss(users, X, Y, GX, GY)
+                    loss, objective = self._loss(users, items, X, Y, GX, GY)
                     self.loss_history.append(loss)
                     self.objective_history.append(objective)
                 self._store(X, Y, k)
@@ -376,7 +375,6 @@ class FastALS(RecommenderMixin):
         if bar is not None:
             bar.close()
         self._store(X, Y, k)
-        del self._train_state
         return self
 
     def _store(self, X, Y, k):
@@ -459,7 +457,7 @@ class FastALS(RecommenderMixin):
                 "training diverged: a factor became NaN or infinite; raise "
                 "regularization, lower alpha, or use dtype=float64")
 
-    def _loss(self, users, X, Y, GX, GY):
+    def _loss(self, users, items, X, Y, GX, GY):
         """Training error and regularized objective, per unit of cell weight.
 
         Returns ``(error, objective)``: ``error`` is the weighted squared
@@ -478,7 +476,7 @@ class FastALS(RecommenderMixin):
         if self.weighted_regularization:
             e = float(self.regularization_exponent)
             wu = users.counts ** e
-            wi = np.bincount(users.indices, minlength=n) ** e
+            wi = items.counts ** e
         else:
             wu = wi = 1.0
         reg = lam * (float(np.sum(wu * np.einsum("ij,ij->i", X, X, dtype=np.float64)))
@@ -504,11 +502,6 @@ class FastALS(RecommenderMixin):
         """Read a model written by :meth:`save`; raises ``ModelFileError`` if damaged."""
         from .persist import load_model
         return load_model(path)
-
-    # --------------------------------------------------------------- helpers
-    def _check_fitted(self):
-        if not hasattr(self, "user_factors"):
-            raise NotFittedError("this FastALS model is not fitted yet; call fit() first")
 
 
 def _differs(a, b):

@@ -39,7 +39,7 @@ import zipfile
 
 import numpy as np
 
-from .exceptions import ModelFileError, NotFittedError
+from .exceptions import ModelFileError
 
 __all__ = ["save_model", "load_model", "FORMAT_VERSION"]
 
@@ -89,8 +89,7 @@ def save_model(model, path, include_training=True):
         Also store the training interactions (12 bytes per rating), so that
         the loaded model filters already-liked items in ``recommend``.
     """
-    if not hasattr(model, "user_factors"):
-        raise NotFittedError("this FastALS model is not fitted yet; call fit() first")
+    model._require_fitted()
     uf = np.ascontiguousarray(model.user_factors)
     itf = np.ascontiguousarray(model.item_factors)
     dtype = uf.dtype

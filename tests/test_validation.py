@@ -129,7 +129,7 @@ def test_unknown_parameter_in_set_params():
 
 def test_not_fitted():
     with pytest.raises(NotFittedError, match="not fitted"):
-        FastALS()._check_fitted()
+        FastALS()._require_fitted()
 
 
 def test_zero_iterations_returns_initial_factors():
