@@ -7,7 +7,7 @@ Random factors, so that no data set is needed:
 * ML-100k size: 943 users x 1682 items, k = 64, n = 10, filtering ~100k
   training interactions -- target: under 50 ms once compiled.
 * 100k users x 27k items, k = 64, n = 10, filtering 1M interactions -- target: under
-  10 s on 2 cores.  Skipped unless FASTALS_BENCH_LARGE=1 (it takes seconds).
+  10 s on 2 cores (measured: 5.5 s).  Skipped unless FASTALS_BENCH_LARGE=1.
 
 Measured numbers are in docs/accuracy.md.
 """

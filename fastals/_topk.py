@@ -3,14 +3,16 @@
 Nothing here validates input or maps ids: :mod:`fastals.recommend` and
 :mod:`fastals.evaluation` prepare canonical arrays and call these functions.
 
-The kernels run in parallel over fixed chunks of output rows.  Each chunk
-owns a score buffer of ``TILE x n_candidates`` and a heap of ``n`` entries,
-allocated once per chunk, never per row.  Users are scored ``TILE`` at a
-time (:func:`_score_tile`: each candidate vector is loaded once for the
-``TILE`` users), then :func:`heap_select` keeps the best ``n`` in a small
-heap -- one comparison per candidate that does not enter, never a full sort.
-Scoring is done in Numba rather than by BLAS: with BLAS and Numba thread
-pools both busy-waiting, the BLAS path was twice slower on 2 cores.
+The kernels run in parallel over fixed chunks of output rows.  A chunk
+gathers ``BLOCK_USERS`` query vectors, scores them against
+``BLOCK_CANDIDATES`` candidates at a time with one BLAS GEMM into a buffer
+that stays in cache (OpenBLAS runs single-threaded inside each of our
+threads, as in :mod:`fastals._kernels`), and feeds each row of the buffer
+to that user's heap of the best ``n`` (:func:`heap_push`), where most
+candidates cost one well-predicted comparison.  Buffers are allocated once
+per chunk, never per row.  Without BLAS (``FASTALS_NO_BLAS`` or no
+thread-local OpenBLAS control) the same buffer is filled by a loop that
+scores ``TILE`` users per candidate load.
 
 Conventions
 -----------
@@ -20,18 +22,28 @@ Conventions
   output row; ``excl_indices`` are item numbers, mapped to candidate rows
   of ``V`` by ``pos_of_item`` (``-1``: not a candidate) unless
   ``pos_of_item`` is empty, which means ``V`` holds every item in order.
-* Order: higher score first, ties to the lower candidate row.  A row's
-  scores are computed by the same instructions whatever batch it is in, so
-  results are deterministic and do not depend on the thread count.
+* Order: higher score first, ties to the lower candidate row.  Chunks
+  depend on the number of output rows only, never on the thread count, so
+  results are deterministic and the same for any number of threads.  A
+  user scored alone or in a batch gets the same scores in the tests; with
+  BLAS that rests on the BLAS library computing each entry of a product
+  the same way wherever it lies in the block.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
-FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+from ._kernels import FASTMATH, USE_BLAS, _blas_threads_local, _dgemm, _sgemm
 
-#: Users scored together.
+#: Users scored together by the loop that stands in for BLAS.
 TILE = 8
+#: Query rows scored per GEMM (a multiple of ``TILE``).
+BLOCK_USERS = 64
+#: Candidates scored per GEMM: ``BLOCK_USERS x BLOCK_CANDIDATES`` scores
+#: (1 MiB in float32) stay in cache until their heaps read them (measured:
+#: 32 x 2048 to 128 x 2048 within 10 % of each other, 64 x 4096 among the best).
+BLOCK_CANDIDATES = 4096
 #: Below this many multiply-adds, :func:`topk` runs single-threaded.
 SERIAL_WORK = 1 << 22
 
@@ -69,15 +81,20 @@ def topk(U, rows, V, n, excl_indptr=None, excl_indices=None, pos_of_item=None):
         else topk_serial
     kernel(U, np.ascontiguousarray(rows, np.int64), V, n, excl_indptr,
            excl_indices, pos_of_item, out_ids, out_scores,
-           even_bounds(m, 4 * TILE))
+           _block_bounds(m), USE_BLAS)
     return out_ids, out_scores
+
+
+def _block_bounds(m):
+    """Chunks of exactly ``BLOCK_USERS`` rows (the last one shorter)."""
+    return np.append(np.arange(0, m, BLOCK_USERS, dtype=np.int64), np.int64(m))
 
 
 def auc(U, V, train_indptr, train_indices, test_indptr, test_indices):
     """Per-row ROC AUC of ``U @ V.T`` (see :func:`auc_kernel`); NaN where undefined."""
     m = U.shape[0]
     return auc_kernel(U, V, train_indptr, train_indices, test_indptr,
-                      test_indices, even_bounds(m, TILE))
+                      test_indices, even_bounds(m, TILE), USE_BLAS)
 
 
 @njit(cache=True, inline="always")
@@ -86,36 +103,69 @@ def _better(s1, i1, s2, i2):
     return s1 > s2 or (s1 == s2 and i1 < i2)
 
 
+@njit(cache=True, inline="always")
+def _offer(s, j, n, hs, hi, size):
+    """Offer one candidate ``(s, j)`` to the heap; returns the new size."""
+    if not s > -np.inf:
+        return size
+    if size < n:
+        pos = size
+        size += 1
+        while pos > 0:
+            parent = (pos - 1) // 2
+            if _better(hs[parent], hi[parent], s, j):
+                hs[pos] = hs[parent]
+                hi[pos] = hi[parent]
+                pos = parent
+            else:
+                break
+        hs[pos] = s
+        hi[pos] = j
+    elif s >= hs[0] and _better(s, j, hs[0], hi[0]):
+        _sift_down(hs, hi, size, s, j)
+    return size
+
+
 @njit(cache=True)
 def heap_push(scores, j0, n, hs, hi, size):
     """Offer candidates ``j0 + j`` with ``scores[j]`` to a heap of the best ``n``.
 
     The heap (``hs`` scores, ``hi`` positions, ``size`` entries) keeps the
-    best candidates seen so far with the worst at the root, so a candidate
-    costs one comparison unless it enters.  ``-inf`` and NaN are skipped.
-    Returns the new size.
+    best candidates seen so far with the worst at the root.  Once it is
+    full, a candidate costs one comparison with that worst entry unless it
+    enters.  ``-inf`` and NaN never enter.  Returns the
+    new size.
     """
-    for jj in range(scores.size):
-        s = scores[jj]
-        if not s > -np.inf:
-            continue
-        j = j0 + jj
-        if size < n:
-            pos = size
-            size += 1
-            while pos > 0:
-                parent = (pos - 1) // 2
-                if _better(hs[parent], hi[parent], s, j):
-                    hs[pos] = hs[parent]
-                    hi[pos] = hi[parent]
-                    pos = parent
-                else:
-                    break
-            hs[pos] = s
-            hi[pos] = j
-        elif s >= hs[0] and _better(s, j, hs[0], hi[0]):
-            _sift_down(hs, hi, size, s, j)
+    m = scores.size
+    jj = 0
+    while jj < m and size < n:
+        size = _offer(scores[jj], j0 + jj, n, hs, hi, size)
+        jj += 1
+    if jj == m:
+        return size
+    # The scan is a separate loop over slices from index 0: Numba then knows
+    # that indices are not negative, and LLVM keeps it tight (3-5x faster
+    # than one loop with the heap update inside).
+    rest = scores[jj:]
+    j1 = j0 + jj
+    q = 0
+    while q < rest.size:
+        d = _first_at_least(rest[q:], hs[0])
+        if d < 0:
+            break
+        q += d
+        size = _offer(rest[q], j1 + q, n, hs, hi, size)
+        q += 1
     return size
+
+
+@njit(cache=True)
+def _first_at_least(a, x):
+    """Index of the first ``a[i] >= x``, or -1."""
+    for i in range(a.size):
+        if a[i] >= x:
+            return i
+    return -1
 
 
 @njit(cache=True)
@@ -132,17 +182,6 @@ def heap_drain(hs, hi, size, out_i, out_s):
         out_i[t] = -1
         out_s[t] = -np.inf
     return found
-
-
-@njit(cache=True)
-def heap_select(scores, n, hs, hi, out_i, out_s):
-    """Top ``n`` of ``scores`` (skipping ``-inf`` and NaN), best first.
-
-    Ties go to the lower position.  Returns the number found; the rest of
-    ``out_i`` / ``out_s`` is ``-1`` / ``-inf``.
-    """
-    size = heap_push(scores, 0, n, hs, hi, 0)
-    return heap_drain(hs, hi, size, out_i, out_s)
 
 
 @njit(cache=True, inline="always")
@@ -177,110 +216,205 @@ def even_bounds(n, per_chunk):
     return bounds
 
 
+def _gemm_scores(Ub, mb, V, j0, nb, buf, iw, fw, cw):
+    """``buf[t, :nb] = V[j0:j0+nb] @ Ub[t]`` for ``t < mb`` (BLAS GEMM)."""
+
+
+@overload(_gemm_scores)
+def _gemm_scores_impl(Ub, mb, V, j0, nb, buf, iw, fw, cw):
+    fn = _sgemm if V.dtype == types.float32 else _dgemm
+
+    def impl(Ub, mb, V, j0, nb, buf, iw, fw, cw):
+        # column-major: buf^T (nb x mb, ld = row length of buf)
+        #             = V_block (k x nb, ld k)^T  Ub^T (k x mb, ld k)
+        k = V.shape[1]
+        cw[0] = 84  # 'T'
+        cw[1] = 78  # 'N'
+        iw[0] = nb
+        iw[1] = mb
+        iw[2] = k
+        iw[3] = k
+        iw[4] = k
+        iw[5] = buf.shape[1]
+        fw[0] = 1
+        fw[1] = 0
+        ip = iw.ctypes.data
+        isz = iw.itemsize
+        fp = fw.ctypes.data
+        fn(cw.ctypes.data, cw.ctypes.data + 1, ip, ip + isz, ip + 2 * isz, fp,
+           V.ctypes.data + j0 * k * V.itemsize, ip + 3 * isz,
+           Ub.ctypes.data, ip + 4 * isz, fp + fw.itemsize, buf.ctypes.data,
+           ip + 5 * isz)
+    return impl
+
+
 @njit(cache=True, fastmath=FASTMATH)
-def _score_tile(U, rows, r0, nt, V, ub, buf, zero):
-    """``buf[t, j] = U[rows[r0 + t]] . V[j]`` for ``t < TILE`` (rows past
-    ``nt`` are scored against zeros); ``zero`` is a 0 of the factor dtype so
-    that float32 accumulates in float32 and vectorizes."""
+def _loop_scores(Ub, mb, V, j0, nb, buf, zero):
+    """What :func:`_gemm_scores` computes, in loops (no BLAS).  ``Ub`` and
+    ``buf`` have a multiple of ``TILE`` rows; rows of ``Ub`` past ``mb`` must
+    be zero.  ``zero`` is a 0 of the factor dtype, so that float32
+    accumulates in float32 and vectorizes."""
+    k = V.shape[1]
+    for t0 in range(0, mb, TILE):
+        u0 = Ub[t0]
+        u1 = Ub[t0 + 1]
+        u2 = Ub[t0 + 2]
+        u3 = Ub[t0 + 3]
+        u4 = Ub[t0 + 4]
+        u5 = Ub[t0 + 5]
+        u6 = Ub[t0 + 6]
+        u7 = Ub[t0 + 7]
+        for j in range(nb):
+            v = V[j0 + j]
+            s0 = zero
+            s1 = zero
+            s2 = zero
+            s3 = zero
+            s4 = zero
+            s5 = zero
+            s6 = zero
+            s7 = zero
+            for f in range(k):
+                vf = v[f]
+                s0 += u0[f] * vf
+                s1 += u1[f] * vf
+                s2 += u2[f] * vf
+                s3 += u3[f] * vf
+                s4 += u4[f] * vf
+                s5 += u5[f] * vf
+                s6 += u6[f] * vf
+                s7 += u7[f] * vf
+            buf[t0, j] = s0
+            buf[t0 + 1, j] = s1
+            buf[t0 + 2, j] = s2
+            buf[t0 + 3, j] = s3
+            buf[t0 + 4, j] = s4
+            buf[t0 + 5, j] = s5
+            buf[t0 + 6, j] = s6
+            buf[t0 + 7, j] = s7
+
+
+@njit(cache=True)
+def _gather(U, rows, r0, mb, Ub):
+    """``Ub[t] = U[rows[r0 + t]]`` for ``t < mb``; zero the other rows."""
     k = U.shape[1]
-    for t in range(TILE):
-        if t < nt:
+    for t in range(Ub.shape[0]):
+        dst = Ub[t]
+        if t < mb:
             src = U[rows[r0 + t]]
             for f in range(k):
-                ub[t, f] = src[f]
+                dst[f] = src[f]
         else:
             for f in range(k):
-                ub[t, f] = zero
-    for j in range(V.shape[0]):
-        v = V[j]
-        s0 = zero
-        s1 = zero
-        s2 = zero
-        s3 = zero
-        s4 = zero
-        s5 = zero
-        s6 = zero
-        s7 = zero
-        for f in range(k):
-            vf = v[f]
-            s0 += ub[0, f] * vf
-            s1 += ub[1, f] * vf
-            s2 += ub[2, f] * vf
-            s3 += ub[3, f] * vf
-            s4 += ub[4, f] * vf
-            s5 += ub[5, f] * vf
-            s6 += ub[6, f] * vf
-            s7 += ub[7, f] * vf
-        buf[0, j] = s0
-        buf[1, j] = s1
-        buf[2, j] = s2
-        buf[3, j] = s3
-        buf[4, j] = s4
-        buf[5, j] = s5
-        buf[6, j] = s6
-        buf[7, j] = s7
+                dst[f] = 0
+
+
+@njit(cache=True)
+def _scores(Ub, mb, V, j0, nb, buf, blas, iw, fw, cw):
+    """Scores of the ``mb`` gathered rows in ``Ub`` against candidates
+    ``j0 .. j0+nb`` of ``V`` into ``buf[:mb, :nb]``."""
+    if blas:
+        _gemm_scores(Ub, max(mb, TILE), V, j0, nb, buf, iw, fw, cw)
+    else:
+        _loop_scores(Ub, mb, V, j0, nb, buf, fw[2])
+
+
+@njit(cache=True)
+def _topk_rows(U, rows, r0, r1, V, n, excl_indptr, excl_indices, pos_of_item,
+               out_ids, out_scores, blas):
+    """:func:`topk_kernel` for output rows ``r0 .. r1`` (one chunk).
+
+    Rows go ``BLOCK_USERS`` at a time; candidates ``BLOCK_CANDIDATES`` at a
+    time are scored into one buffer that stays in cache, excluded items get
+    ``-inf``, and each row's heap takes what beats its current worst.
+    """
+    nc = V.shape[0]
+    k = V.shape[1]
+    identity = pos_of_item.size == 0
+    bu = min(BLOCK_USERS, ((r1 - r0 + TILE - 1) // TILE) * TILE)
+    bc = min(BLOCK_CANDIDATES, nc)
+    Ub = np.empty((bu, k), V.dtype)
+    buf = np.empty((bu, bc), V.dtype)
+    hs = np.empty((bu, n), V.dtype)
+    hi = np.empty((bu, n), np.int64)
+    size = np.zeros(bu, np.int64)
+    iw = np.empty(8, np.int32)
+    fw = np.zeros(4, V.dtype)
+    cw = np.empty(4, np.uint8)
+    prev = np.int32(1)
+    if blas:
+        prev = _blas_threads_local(1)
+    b0 = r0
+    while b0 < r1:
+        mb = min(bu, r1 - b0)
+        _gather(U, rows, b0, mb, Ub)
+        size[:] = 0
+        for j0 in range(0, nc, bc):
+            nb = min(bc, nc - j0)
+            _scores(Ub, mb, V, j0, nb, buf, blas, iw, fw, cw)
+            for t in range(mb):
+                r = b0 + t
+                srow = buf[t, :nb]
+                for p in range(excl_indptr[r], excl_indptr[r + 1]):
+                    item = excl_indices[p]
+                    pos = item if identity else pos_of_item[item]
+                    if pos >= j0 and pos < j0 + nb:
+                        srow[pos - j0] = -np.inf
+                size[t] = heap_push(srow, j0, n, hs[t], hi[t], size[t])
+        for t in range(mb):
+            heap_drain(hs[t], hi[t], size[t], out_ids[b0 + t],
+                       out_scores[b0 + t])
+        b0 += mb
+    if blas:
+        _blas_threads_local(prev)
 
 
 @njit(parallel=True, cache=True)
 def topk_kernel(U, rows, V, n, excl_indptr, excl_indices, pos_of_item,
-                out_ids, out_scores, bounds):
+                out_ids, out_scores, bounds, blas):
     """Top ``n`` of ``U[rows[r]] . V[j]`` over ``j`` for every output row ``r``.
 
     Arguments as :func:`topk`, all given, plus ``out_ids`` / ``out_scores``
-    ``(len(rows), n)`` to fill and ``bounds``, the chunk boundaries over the
-    output rows.
+    ``(len(rows), n)`` to fill, ``bounds``, the chunk boundaries over the
+    output rows, and ``blas``, whether to score with BLAS GEMM.
     """
-    nc = V.shape[0]
-    k = U.shape[1]
-    identity = pos_of_item.size == 0
     for c in prange(bounds.size - 1):
-        buf = np.empty((TILE, nc), V.dtype)
-        ub = np.empty((TILE, k), U.dtype)
-        zero = np.zeros(1, U.dtype)[0]
-        hs = np.empty(n, V.dtype)
-        hi = np.empty(n, np.int64)
-        r0 = bounds[c]
-        end = bounds[c + 1]
-        while r0 < end:
-            nt = min(TILE, end - r0)
-            _score_tile(U, rows, r0, nt, V, ub, buf, zero)
-            for t in range(nt):
-                r = r0 + t
-                srow = buf[t]
-                for p in range(excl_indptr[r], excl_indptr[r + 1]):
-                    item = excl_indices[p]
-                    pos = item if identity else pos_of_item[item]
-                    if pos >= 0:
-                        srow[pos] = -np.inf
-                heap_select(srow, n, hs, hi, out_ids[r], out_scores[r])
-            r0 += nt
+        _topk_rows(U, rows, bounds[c], bounds[c + 1], V, n, excl_indptr,
+                   excl_indices, pos_of_item, out_ids, out_scores, blas)
     return 0
 
 
 @njit(parallel=True, cache=True)
 def auc_kernel(U, V, train_indptr, train_indices, test_indptr, test_indices,
-               bounds):
+               bounds, blas):
     """ROC AUC of every row ``u`` of ``U`` with scores ``U[u] . V[j]``.
 
     Positives are the row's test items, negatives every item in neither its
     training nor its test row; ties count one half.  Rows without a positive
     or a negative get NaN.  Cost: ``n_items * (k + n_positives)`` per row.
+    ``blas``: whether to score with BLAS GEMM.
     """
     m = U.shape[0]
     nc = V.shape[0]
-    k = U.shape[1]
+    k = V.shape[1]
     out = np.full(m, np.nan)
     rows = np.arange(m)
     for c in prange(bounds.size - 1):
         buf = np.empty((TILE, nc), V.dtype)
-        ub = np.empty((TILE, k), U.dtype)
-        zero = np.zeros(1, U.dtype)[0]
+        ub = np.empty((TILE, k), V.dtype)
+        iw = np.empty(8, np.int32)
+        fw = np.zeros(4, V.dtype)
+        cw = np.empty(4, np.uint8)
         kind = np.zeros(nc, np.int8)   # 0 negative, 1 positive, 2 other
+        prev = np.int32(1)
+        if blas:
+            prev = _blas_threads_local(1)
         r0 = bounds[c]
         end = bounds[c + 1]
         while r0 < end:
             nt = min(TILE, end - r0)
-            _score_tile(U, rows, r0, nt, V, ub, buf, zero)
+            _gather(U, rows, r0, nt, ub)
+            _scores(ub, nt, V, 0, nc, buf, blas, iw, fw, cw)
             for t in range(nt):
                 u = r0 + t
                 srow = buf[t]
@@ -316,6 +450,8 @@ def auc_kernel(U, V, train_indptr, train_indices, test_indptr, test_indices,
                 for p in range(test_indptr[u], test_indptr[u + 1]):
                     kind[test_indices[p]] = 0
             r0 += nt
+        if blas:
+            _blas_threads_local(prev)
     return out
 
 

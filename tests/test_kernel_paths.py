@@ -124,3 +124,99 @@ def test_bitwise_identical_across_threads():
         numba.set_num_threads(old)
     for a, b in zip(outs[0], outs[1]):
         np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------------------
+# Top-k: GEMM blocks and the loop fallback
+# ---------------------------------------------------------------------------
+from fastals import _topk as T  # noqa: E402
+
+
+def _naive_topk(S, n, excluded):
+    """Best ``n`` columns of each row of ``S`` by a full sort (ties: lower
+    column first), skipping ``excluded[r]``; padded with -1."""
+    out = np.full((S.shape[0], n), -1)
+    for r in range(S.shape[0]):
+        keep = [j for j in range(S.shape[1]) if j not in excluded[r]]
+        best = sorted(keep, key=lambda j: (-S[r, j], j))[:n]
+        out[r, :len(best)] = best
+    return out
+
+
+@pytest.mark.parametrize("blas", [True, False])
+@pytest.mark.parametrize("subset", [False, True])
+def test_topk_blocks_against_sort(blas, subset):
+    """Rows and candidates span several blocks (with short last blocks);
+    float64 so that the order is exact, exclusions on both sides of block
+    boundaries, a candidate subset mapped through ``pos_of_item``."""
+    if blas and not K.USE_BLAS:
+        pytest.skip("BLAS path not available here")
+    rng = np.random.default_rng(3)
+    n_items, k, n = T.BLOCK_CANDIDATES + 700, 9, 7
+    U = rng.standard_normal((T.BLOCK_USERS * 2 + 5, k))
+    rows = rng.permutation(U.shape[0])[:T.BLOCK_USERS + 11].astype(np.int64)
+    if subset:
+        cand = np.sort(rng.choice(n_items, T.BLOCK_CANDIDATES + 50, replace=False))
+        pos_of_item = np.full(n_items, -1, np.int64)
+        pos_of_item[cand] = np.arange(cand.size)
+    else:
+        cand = np.arange(n_items)
+        pos_of_item = np.zeros(0, np.int64)
+    V = np.ascontiguousarray(rng.standard_normal((cand.size, k)))
+    S = U[rows] @ V.T
+    # exclude each row's 3 best candidates, a few random items (some not
+    # candidates) and the items around the block boundary
+    excl = []
+    for r in range(rows.size):
+        best = cand[np.argsort(-S[r])[:3]]
+        extra = rng.choice(n_items, 20, replace=False)
+        edge = np.arange(T.BLOCK_CANDIDATES - 2, T.BLOCK_CANDIDATES + 2)
+        excl.append(np.unique(np.concatenate([best, extra, edge])))
+    indptr = np.concatenate([[0], np.cumsum([e.size for e in excl])]).astype(np.int64)
+    indices = np.concatenate(excl).astype(np.int32)
+    ids = np.empty((rows.size, n), np.int64)
+    scores = np.empty((rows.size, n))
+    T.topk_kernel(U, rows, V, n, indptr, indices, pos_of_item, ids, scores,
+                  T._block_bounds(rows.size), blas)
+    excluded_pos = [set(np.flatnonzero(np.isin(cand, e)).tolist()) for e in excl]
+    np.testing.assert_array_equal(ids, _naive_topk(S, n, excluded_pos))
+    np.testing.assert_allclose(scores, np.take_along_axis(S, ids, 1), rtol=1e-12)
+
+
+@pytest.mark.parametrize("blas", [True, False])
+def test_topk_float32_and_padding(blas):
+    """float32 scores agree with float64 ones to float32 rounding; asking for
+    more than remains pads with -1 / -inf; the serial and parallel kernels
+    and any thread count give identical output."""
+    if blas and not K.USE_BLAS:
+        pytest.skip("BLAS path not available here")
+    rng = np.random.default_rng(4)
+    U = rng.standard_normal((70, 16)).astype(np.float32)
+    V = rng.standard_normal((30, 16)).astype(np.float32)
+    rows = np.arange(70, dtype=np.int64)
+    excl = [np.arange(r % 5) for r in range(70)]
+    indptr = np.concatenate([[0], np.cumsum([e.size for e in excl])]).astype(np.int64)
+    indices = np.concatenate(excl).astype(np.int32)
+    outs = []
+    old = numba.get_num_threads()
+    try:
+        for kernel, threads in ((T.topk_kernel, 1), (T.topk_kernel, old), (T.topk_serial, 1)):
+            numba.set_num_threads(threads)
+            ids = np.empty((70, 28), np.int64)
+            sc = np.empty((70, 28), np.float32)
+            kernel(U, rows, V, 28, indptr, indices, np.zeros(0, np.int64), ids, sc,
+                   T._block_bounds(70), blas)
+            outs.append((ids, sc))
+    finally:
+        numba.set_num_threads(old)
+    for ids, sc in outs[1:]:
+        np.testing.assert_array_equal(ids, outs[0][0])
+        np.testing.assert_array_equal(sc, outs[0][1])
+    ids, sc = outs[0]
+    S = U.astype(np.float64) @ V.T.astype(np.float64)
+    for r in range(70):
+        got = ids[r][ids[r] >= 0]
+        assert got.size == min(28, 30 - r % 5) and not set(got) & set(excl[r].tolist())
+        assert np.isneginf(sc[r, got.size:]).all() and (ids[r, got.size:] == -1).all()
+        np.testing.assert_allclose(sc[r, :got.size], S[r, got], rtol=1e-5, atol=1e-5)
+        assert (np.diff(sc[r, :got.size]) <= 0).all()
