@@ -30,13 +30,14 @@ vanishes and every row shares ``G + lam I`` (see :func:`sparse_times_dense`).
 import ctypes
 import functools
 import os
+import threading
 
 import llvmlite.binding as _llvm
 import numba
 import numpy as np
 import scipy.linalg.cython_blas as _cython_blas
 import scipy.linalg.cython_lapack as _cython_lapack
-from numba import njit, prange, types
+from numba import carray, njit, prange, types
 from numba.extending import overload
 
 # Safe fast-math: allow reassociation and contraction (FMA) but keep NaN/inf
@@ -150,6 +151,11 @@ _blas_threads_local = types.ExternalFunction(
 USE_BLAS = _HAVE_LOCAL_THREADS and not os.environ.get("FASTALS_NO_BLAS")
 #: Below this many factors a BLAS call costs more than it saves.
 BLAS_MIN_FACTORS = 16
+#: ``mode`` of the row kernels that sums loss terms instead of solving.
+LOSS_MODE = -1
+#: Factorizations tried per row before it is set to zero: the exact system,
+#: then ridges of 1e-6 ... 1e21 times (mean diagonal + 1).
+RIDGE_TRIES = 30
 #: From this many factors LAPACK's blocked Cholesky (xPOTRF) beats ours
 #: (measured: equal at k=64, 1.6x faster at k=100 and k=128).
 LAPACK_MIN_FACTORS = 64
@@ -452,8 +458,10 @@ def _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
     p = start
     while p < end:
         q = min(end, p + cap)
-        npos = 0
-        nneg = 0
+        # int64 from the start: a literal 0 here made Numba compile the
+        # SYRK loop a second time for a constant row count.
+        npos = np.int64(0)
+        nneg = np.int64(0)
         for e in range(p, q):
             it = indices[e]
             cf = conf[e]
@@ -496,24 +504,21 @@ def _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
         A[i, i] += reg
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _fallback_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
-                  A, b, B, iw, fw, cw, blas, one):
-    """Rebuild row ``u``'s system and solve it with the ridge fallback."""
-    k = Y.shape[1]
-    A0 = np.empty((k, k), Y.dtype)
-    b0 = np.empty(k, Y.dtype)
-    _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
-               A0, b0, B, iw, fw, cw, blas, one)
-    _ridge_solve(A, A0, b, b0, k, one)
-
-
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, inline="always")
 def _cholesky_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam,
                    wr, w0, X, blas, cap):
     """Solve rows ``r0:r1`` (one chunk) with scratch allocated once; returns
-    the number of rows that needed the ridge fallback.  (Kept out of the
-    parallel loop's body, which is much more expensive to compile.)"""
+    the number of rows that needed the ridge fallback.
+
+    A row whose system is not numerically positive definite (``lam = 0``
+    with fewer ratings than factors, say) is rebuilt with a growing ridge
+    ``delta * (mean diagonal + 1)``, ``delta = 1e-6, 1e-5, ...``, until the
+    factorization succeeds: a (slightly) regularized least-squares solution
+    instead of NaN; after 29 tries the row is set to zero.  Each helper has
+    one call site, which keeps compilation short.  Inlined into its C
+    callback (see "Chunk functions behind C symbols"), never into a parallel
+    loop's body, which is much more expensive to compile.
+    """
     k = Y.shape[1]
     A = np.empty((k, k), Y.dtype)
     B = np.empty((cap, k), Y.dtype)
@@ -528,40 +533,177 @@ def _cholesky_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam,
     if blas:
         prev = _blas_threads_local(1)
     for u in range(r0, r1):
-        _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
-                   A, b, B, iw, fw, cw, blas, one)
-        if lapack:
-            ok = _potrf(A, iw, cw) == 0
+        delta = 0.0
+        ok = False
+        for attempt in range(RIDGE_TRIES):
+            _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr,
+                       w0, A, b, B, iw, fw, cw, blas, one)
+            if attempt > 0:
+                scale = 0.0
+                for i in range(k):
+                    scale += abs(A[i, i])
+                shift = delta * (scale / k + 1.0)
+                for i in range(k):
+                    A[i, i] += shift
+            if lapack:
+                ok = _potrf(A, iw, cw) == 0
+                if ok:
+                    _solve_upper(A, b, k)
+            else:
+                ok = _cholesky_upper(A, b, k, one)
             if ok:
-                _solve_upper(A, b, k)
-        else:
-            ok = _cholesky_upper(A, b, k, one)
-        if not ok:
-            fallbacks += 1
-            _fallback_row(u, indptr, indices, conf, target, offset, Y, G, lam,
-                          wr, w0, A, b, B, iw, fw, cw, blas, one)
+                break
+            if attempt == 0:
+                fallbacks += 1
+                delta = 1e-6
+            else:
+                delta *= 10.0
         x = X[u]
         for i in range(k):
-            x[i] = b[i]
+            x[i] = b[i] if ok else 0
     if blas:
         _blas_threads_local(prev)
     return fallbacks
 
 
+# Chunk functions behind C symbols
+# ---------------------------------
+# The per-chunk functions (solve a range of rows, sum the loss of a range
+# of rows) are compiled as C callbacks and called from the parallel kernels
+# through fixed symbol names, as the BLAS routines above are.  A Numba
+# function otherwise gets the LLVM code of everything it calls linked in
+# and optimized again, and a parallel kernel does that twice (its loop
+# body, then itself): for the Cholesky solver that was about 5 s of a 15 s
+# cold start.  Behind a symbol the code is compiled once, and cached as the
+# rest is.  All callbacks share one C signature (unused arguments ignored).
+# The symbol must be registered before a kernel that calls it is compiled or
+# loaded from the cache: such kernels are wrapped by
+# :meth:`_ChunkCallback.guard`, which sees to it.
+
+
+def _chunk_signature(dtype, pointers):
+    """``float64(r0, r1, 8 array pointers, n_rows, nnz, n_other, k, n_g,
+    lam, wr, w0, blas, cap, mode)`` for factors of ``dtype``;
+    ``pointers``: typed pointers (the callback's view) or ``voidptr`` (the
+    caller's).  ``mode``: :data:`LOSS_MODE` to sum the loss terms of the
+    rows instead of solving them, else the number of CG steps."""
+    f = numba.from_dtype(np.dtype(dtype))
+    i8 = types.int64
+    if pointers:
+        ptrs = (types.CPointer(i8), types.CPointer(types.int32)) + \
+            (types.CPointer(f),) * 6
+    else:
+        ptrs = (types.voidptr,) * 8
+    return types.float64(i8, i8, *ptrs, i8, i8, i8, i8, i8, f, i8, f, i8, i8, i8)
+
+
+@njit(inline="always")
+def _chunk_views(indptr_p, indices_p, conf_p, target_p, offset_p, Y_p, G_p,
+                 X_p, n_rows, nnz, n_other, k, n_g):
+    return (carray(indptr_p, n_rows + 1), carray(indices_p, nnz),
+            carray(conf_p, nnz), carray(target_p, nnz),
+            carray(offset_p, n_other), carray(Y_p, (n_other, k)),
+            carray(G_p, (n_g, n_g)), carray(X_p, (n_rows, k)))
+
+
+_CALLBACK_LOCK = threading.Lock()
+
+
+class _ChunkCallback:
+    """A chunk function on raw pointers, compiled per dtype on first use."""
+
+    def __init__(self, name, raw):
+        self.name = name
+        self.raw = raw
+        self.compiled = {}
+        self.external = {
+            dt: types.ExternalFunction(self.symbol(dt), _chunk_signature(dt, False))
+            for dt in ("float32", "float64")}
+
+    def symbol(self, dtype):
+        return "fastals_%s_%s" % (self.name, np.dtype(dtype).name)
+
+    def ensure(self, dtype):
+        """Compile (or load from the cache) the callback for ``dtype`` and
+        register its symbol (once per process; the object stays alive)."""
+        name = np.dtype(dtype).name
+        with _CALLBACK_LOCK:
+            if name not in self.compiled:
+                cf = numba.cfunc(_chunk_signature(dtype, True), cache=True,
+                                 fastmath=FASTMATH)(self.raw)
+                _llvm.add_symbol(self.symbol(dtype), cf.address)
+                self.compiled[name] = cf
+
+    def guard(self, kernel):
+        """Wrap a compiled ``kernel`` that calls this callback so that every
+        call first makes sure of the symbol (argument 5 holds the factors).
+        Loading such a kernel without the symbol would abort the process."""
+        @functools.wraps(kernel.py_func)
+        def guarded(*args):
+            self.ensure(args[5].dtype)
+            return kernel(*args)
+        guarded.kernel = kernel
+        return guarded
+
+    def caller(self):
+        """A function for Numba code that calls the callback on arrays."""
+        external = self.external
+
+        def call(r0, r1, indptr, indices, conf, target, offset, Y, G, lam, wr,
+                 w0, X, blas, cap, mode):
+            raise NotImplementedError("only callable from compiled code")
+
+        @overload(call)
+        def call_impl(r0, r1, indptr, indices, conf, target, offset, Y, G,
+                      lam, wr, w0, X, blas, cap, mode):
+            fn = external["float32" if Y.dtype == types.float32 else "float64"]
+
+            def impl(r0, r1, indptr, indices, conf, target, offset, Y, G, lam,
+                     wr, w0, X, blas, cap, mode):
+                return fn(r0, r1, indptr.ctypes.data, indices.ctypes.data,
+                          conf.ctypes.data, target.ctypes.data,
+                          offset.ctypes.data, Y.ctypes.data, G.ctypes.data,
+                          X.ctypes.data, X.shape[0], indices.size, Y.shape[0],
+                          Y.shape[1], G.shape[0], lam, np.int64(wr), w0,
+                          np.int64(blas), cap, mode)
+            return impl
+        return call
+
+
+def _cholesky_rows_c(r0, r1, indptr_p, indices_p, conf_p, target_p, offset_p,
+                     Y_p, G_p, X_p, n_rows, nnz, n_other, k, n_g, lam, wr, w0,
+                     blas, cap, mode):
+    indptr, indices, conf, target, offset, Y, G, X = _chunk_views(
+        indptr_p, indices_p, conf_p, target_p, offset_p, Y_p, G_p, X_p, n_rows,
+        nnz, n_other, k, n_g)
+    if mode == LOSS_MODE:
+        return _loss_rows(r0, r1, indptr, indices, conf, target, offset, X, Y,
+                          w0)
+    return float(_cholesky_rows(r0, r1, indptr, indices, conf, target, offset,
+                                Y, G, lam, wr != 0, w0, X, blas != 0, cap))
+
+
+_CHOLESKY = _ChunkCallback("cholesky_rows", _cholesky_rows_c)
+_cholesky_chunk = _CHOLESKY.caller()
+
+
+@_CHOLESKY.guard
 @njit(parallel=True, cache=True)
 def _solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
-                    X, bounds, blas):
+                    X, bounds, blas, mode):
+    """Solve every row (``mode`` 0: returns the number of ridge fallbacks)
+    or sum the loss terms of every row (``mode`` :data:`LOSS_MODE`)."""
     k = Y.shape[1]
     n_chunks = bounds.size - 1
-    fallbacks = np.zeros(n_chunks, np.int64)
+    partial = np.empty(n_chunks, np.float64)  # np.zeros: a parallel loop more
     cap = max(64, 65536 // k)  # gathered rows per SYRK: 256 KiB in float32
     for c in prange(n_chunks):
-        fallbacks[c] = _cholesky_rows(bounds[c], bounds[c + 1], indptr, indices,
-                                      conf, target, offset, Y, G, lam, wr, w0,
-                                      X, blas, cap)
-    total = 0
-    for c in range(n_chunks):
-        total += fallbacks[c]
+        partial[c] = _cholesky_chunk(bounds[c], bounds[c + 1], indptr, indices,
+                                     conf, target, offset, Y, G, lam, wr, w0, X,
+                                     blas, cap, mode)
+    total = 0.0
+    for c in range(n_chunks):  # fixed order: not a parallel reduction
+        total += partial[c]
     return total
 
 
@@ -611,8 +753,9 @@ def solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
     """
     k = Y.shape[1]
     work = indptr[-1] * k * (k + 1) // 2 + (indptr.size - 1) * k ** 3 // 3
-    return _call(_solve_cholesky, work, (indptr, indices, conf, target, offset,
-                                         Y, G, lam, wr, w0, X, bounds, blas))
+    return int(_call(_solve_cholesky, work,
+                     (indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
+                      X, bounds, blas, 0)))
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -696,7 +839,7 @@ def solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
                                    lam, wr, w0, X, bounds, steps))
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, inline="always")
 def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
              X, steps, cap):
     """CG for rows ``r0:r1`` (one chunk), scratch allocated once."""
@@ -780,16 +923,42 @@ def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
     return 0
 
 
+def _cg_rows_c(r0, r1, indptr_p, indices_p, conf_p, target_p, offset_p, Y_p,
+               G_p, X_p, n_rows, nnz, n_other, k, n_g, lam, wr, w0, blas, cap,
+               mode):
+    indptr, indices, conf, target, offset, Y, G, X = _chunk_views(
+        indptr_p, indices_p, conf_p, target_p, offset_p, Y_p, G_p, X_p, n_rows,
+        nnz, n_other, k, n_g)
+    if mode == LOSS_MODE:
+        return _loss_rows(r0, r1, indptr, indices, conf, target, offset, X, Y,
+                          w0)
+    _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam, wr != 0,
+             w0, X, mode, cap)
+    return 0.0
+
+
+_CG = _ChunkCallback("cg_rows", _cg_rows_c)
+_cg_chunk = _CG.caller()
+
+
+@_CG.guard
 @njit(parallel=True, cache=True)
 def _solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
-              bounds, steps):
+              bounds, mode):
+    """``mode`` CG steps on every row, or (``mode`` :data:`LOSS_MODE`) the
+    sum of the rows' loss terms."""
     k = Y.shape[1]
     n_chunks = bounds.size - 1
+    partial = np.empty(n_chunks, np.float64)
     cap = max(256, 262144 // k)
     for c in prange(n_chunks):
-        _cg_rows(bounds[c], bounds[c + 1], indptr, indices, conf, target, offset,
-                 Y, G, lam, wr, w0, X, steps, cap)
-    return 0
+        partial[c] = _cg_chunk(bounds[c], bounds[c + 1], indptr, indices, conf,
+                               target, offset, Y, G, lam, wr, w0, X, False, cap,
+                               mode)
+    total = 0.0
+    for c in range(n_chunks):  # fixed order: not a parallel reduction
+        total += partial[c]
+    return total
 
 
 # ---------------------------------------------------------------------------
@@ -928,19 +1097,31 @@ def _sparse_times_dense(indptr, indices, data, Z, X, bounds):
     return 0
 
 
-def loss_terms(indptr, indices, conf, target, offset, X, Y, w0, bounds):
+def loss_terms(indptr, indices, conf, target, offset, X, Y, w0, bounds,
+               solver=None):
     """Per-entry part of the weighted loss, summed in float64.
 
     Returns ``sum_{(u,i) observed} c (t - x_u.y_i)^2 - w0 (x_u.y_i)^2``.
     The unobserved cells contribute ``w0 * sum_all (x_u.y_i)^2``, which the
     caller adds as ``w0 * trace((X^T X)(Y^T Y))`` without densifying.  Dot
-    products are taken in the factors' dtype, the sums in float64.
+    products are taken in the factors' dtype, ``w0`` is rounded to it (as
+    in the solves), and the sums are in float64.  ``solver`` ("cholesky" or
+    "cg"): run in that solver's parallel kernel, which the fit has compiled
+    already, instead of a kernel of its own.
     """
-    return _call(_loss_terms, indptr[-1] * X.shape[1],
-                 (indptr, indices, conf, target, offset, X, Y, float(w0), bounds))
+    dt = Y.dtype.type
+    work = indptr[-1] * X.shape[1]
+    if solver in ("cholesky", "cg"):
+        args = (indptr, indices, conf, target, offset, Y, np.empty((0, 0), Y.dtype),
+                dt(0), False, dt(w0), X, bounds)
+        if solver == "cholesky":
+            return _call(_solve_cholesky, work, args + (False, LOSS_MODE))
+        return _call(_solve_cg, work, args + (LOSS_MODE,))
+    return _call(_loss_terms, work,
+                 (indptr, indices, conf, target, offset, X, Y, dt(w0), bounds))
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, inline="always")
 def _loss_rows(r0, r1, indptr, indices, conf, target, offset, X, Y, w0):
     """The loss terms of rows ``r0:r1``, summed in float64."""
     k = X.shape[1]
@@ -983,13 +1164,29 @@ def _loss_rows(r0, r1, indptr, indices, conf, target, offset, X, Y, w0):
     return acc
 
 
+def _loss_rows_c(r0, r1, indptr_p, indices_p, conf_p, target_p, offset_p,
+                 Y_p, G_p, X_p, n_rows, nnz, n_other, k, n_g, lam, wr, w0,
+                 blas, cap, mode):
+    indptr, indices, conf, target, offset, Y, G, X = _chunk_views(
+        indptr_p, indices_p, conf_p, target_p, offset_p, Y_p, G_p, X_p, n_rows,
+        nnz, n_other, k, n_g)
+    return _loss_rows(r0, r1, indptr, indices, conf, target, offset, X, Y, w0)
+
+
+_LOSS = _ChunkCallback("loss_rows", _loss_rows_c)
+_loss_chunk = _LOSS.caller()
+
+
+@_LOSS.guard
 @njit(parallel=True, cache=True)
 def _loss_terms(indptr, indices, conf, target, offset, X, Y, w0, bounds):
     n_chunks = bounds.size - 1
-    partial = np.zeros(n_chunks, np.float64)
+    partial = np.empty(n_chunks, np.float64)
+    G = np.empty((0, 0), Y.dtype)
     for c in prange(n_chunks):
-        partial[c] = _loss_rows(bounds[c], bounds[c + 1], indptr, indices, conf,
-                                target, offset, X, Y, w0)
+        partial[c] = _loss_chunk(bounds[c], bounds[c + 1], indptr, indices, conf,
+                                 target, offset, Y, G, w0, False, w0, X, False, 0,
+                                 0)
     total = 0.0
     for c in range(n_chunks):  # fixed order: not a parallel reduction
         total += partial[c]
@@ -1034,15 +1231,23 @@ def _gram_rows(Y, u, end, P, blas):
 def _gram(Y, bounds, blas):
     n_chunks = bounds.size - 1
     k = Y.shape[1]
-    parts = np.zeros((n_chunks, k, k), np.float64)
+    # Plain loops, not np.zeros or +=: with parallel=True each array
+    # expression becomes a parallel loop of its own, about a second to compile.
+    parts = np.empty((n_chunks, k, k), np.float64)
     for c in prange(n_chunks):
-        _gram_rows(Y, bounds[c], bounds[c + 1], parts[c], blas)
-    out = np.zeros((k, k), np.float64)
-    for c in range(n_chunks):
-        out += parts[c]
+        P = parts[c]
+        for i in range(k):
+            for j in range(k):
+                P[i, j] = 0.0
+        _gram_rows(Y, bounds[c], bounds[c + 1], P, blas)
+    out = np.empty((k, k), np.float64)
     for i in range(k):
-        for j in range(i + 1, k):
-            out[j, i] = out[i, j]
+        for j in range(i, k):
+            t = 0.0
+            for c in range(n_chunks):  # fixed order: not a parallel reduction
+                t += parts[c, i, j]
+            out[i, j] = t
+            out[j, i] = t
     return out
 
 

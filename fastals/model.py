@@ -466,9 +466,10 @@ class FastALS(RecommenderMixin):
         adds the regularization term and is what ALS never increases.
         """
         D, offset = self._design(Y)
-        w0 = self._w0()
+        w0 = float(X.dtype.type(self._w0()))  # as the solves and the kernel see it
+        solver = None if self.objective == "dense" or self.nonnegative else self.solver
         err = K.loss_terms(users.indptr, users.indices, users.conf,
-                           users.target, offset, X, D, w0, users.bounds)
+                           users.target, offset, X, D, w0, users.bounds, solver)
         m, n = users.n_rows, users.n_cols
         if w0:
             err += w0 * float(np.sum(GX * GY))

@@ -59,7 +59,7 @@ def test_cholesky_rows(k, dtype, blas, w0, wr):
     lam = 0.5
     X = np.zeros((R.shape[0], k), dtype)
     fb = K._solve_cholesky(side.indptr, side.indices, conf, target, offset, Y, G,
-                           dtype(lam), wr, dtype(w0), X, side.bounds, blas)
+                           dtype(lam), wr, dtype(w0), X, side.bounds, blas, 0)
     ref = naive(R, conf, target, offset, Y, G, lam, wr, w0)
     tol = 1e-8 if dtype == np.float64 else 2e-3
     assert fb == 0
@@ -73,7 +73,7 @@ def test_fallback_on_singular_rows(blas):
     X = np.zeros((R.shape[0], k))
     fb = K._solve_cholesky(side.indptr, side.indices, np.ones_like(conf), target,
                            offset, Y, G, 0.0, False, 0.0, X, side.bounds,
-                           blas and K.USE_BLAS)
+                           blas and K.USE_BLAS, 0)
     assert fb > 0  # fewer ratings than factors, no ridge: singular
     assert np.isfinite(X).all()
 
@@ -87,6 +87,29 @@ def test_cg_converges_to_cholesky():
     K.solve_cg(side.indptr, side.indices, conf, target, offset, Y, G, 0.5, False,
                1.0, X, side.bounds, 3 * k)
     np.testing.assert_allclose(X, ref, atol=1e-6 * np.abs(ref).max(), rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_loss_terms_every_route(dtype):
+    """The loss through its own kernel and through each solver's kernel
+    (``LOSS_MODE``) against numpy, X unchanged."""
+    k = 20
+    R, side, conf, target, offset, Y, G = problem(k, dtype)
+    X = (np.random.default_rng(5).standard_normal((R.shape[0], k)) / 4).astype(dtype)
+    w0 = 0.3
+    D = (X.astype(np.float64) @ Y.astype(np.float64).T)
+    rows = np.repeat(np.arange(R.shape[0]), np.diff(side.indptr))
+    d = D[rows, side.indices]
+    wq = float(dtype(w0))
+    e = target.astype(np.float64) - offset[side.indices].astype(np.float64) - d
+    want = float(np.sum(conf * e * e - wq * d * d))
+    X0 = X.copy()
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    for solver in (None, "cholesky", "cg"):
+        got = K.loss_terms(side.indptr, side.indices, conf, target, offset, X, Y,
+                           w0, side.bounds, solver)
+        assert got == pytest.approx(want, rel=tol), solver
+        np.testing.assert_array_equal(X, X0)
 
 
 @pytest.mark.parametrize("blas", [True, False])
@@ -114,7 +137,7 @@ def test_bitwise_identical_across_threads():
             X = np.zeros((R.shape[0], k), np.float32)
             K._solve_cholesky(side.indptr, side.indices, conf, target, offset, Y, G,
                               np.float32(0.5), False, np.float32(1.0), X, side.bounds,
-                              K.USE_BLAS)
+                              K.USE_BLAS, 0)
             C = np.zeros_like(X)
             K._solve_cg(side.indptr, side.indices, conf, target, offset, Y, G,
                         np.float32(0.5), False, np.float32(1.0), C, side.bounds, 3)
