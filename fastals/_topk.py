@@ -75,13 +75,16 @@ def topk(U, rows, V, n, excl_indptr=None, excl_indices=None, pos_of_item=None):
         excl_indices = np.zeros(0, np.int32)
     if pos_of_item is None:
         pos_of_item = np.zeros(0, np.int64)
-    # Small requests (one user) skip the parallel launch: waking the thread
-    # pool costs more than the work, a lot more on a busy machine.
-    kernel = topk_kernel if m * V.shape[0] * U.shape[1] >= SERIAL_WORK \
-        else topk_serial
-    kernel(U, np.ascontiguousarray(rows, np.int64), V, n, excl_indptr,
-           excl_indices, pos_of_item, out_ids, out_scores,
-           _block_bounds(m), USE_BLAS)
+    rows = np.ascontiguousarray(rows, np.int64)
+    if m * V.shape[0] * U.shape[1] >= SERIAL_WORK:
+        topk_kernel(U, rows, V, n, excl_indptr, excl_indices, pos_of_item,
+                    out_ids, out_scores, _block_bounds(m), USE_BLAS)
+    else:
+        # Small requests (one user) skip the parallel launch, which costs
+        # more than the work (a lot more on a busy machine), and its
+        # compilation: the rows form one chunk, cut into the same blocks.
+        _topk_rows(U, rows, 0, m, V, n, excl_indptr, excl_indices,
+                   pos_of_item, out_ids, out_scores, USE_BLAS)
     return out_ids, out_scores
 
 
@@ -454,6 +457,3 @@ def auc_kernel(U, V, train_indptr, train_indices, test_indptr, test_indices,
             _blas_threads_local(prev)
     return out
 
-
-#: :func:`topk_kernel` compiled without threads (``prange`` runs as ``range``).
-topk_serial = njit(cache=True)(topk_kernel.py_func)
