@@ -1,7 +1,8 @@
 """Quick performance regression check for CI (well under a minute).
 
-Times fastals' row-solve kernels against a naive reference kernel compiled
-in this same process, on small synthetic implicit data, single-threaded.
+Times fastals' row-solve kernels and its batch top-k against naive
+reference kernels compiled in this same process, on small synthetic
+implicit data, single-threaded.
 The two are interleaved and the verdict is the median of the per-repeat
 ratios ``fastals / reference``, compared with the ratio stored in
 ``bench/baseline.json``: a ratio more than ``margin`` times the baseline
@@ -39,6 +40,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from _data import synthetic_implicit  # noqa: E402
 from fastals import _kernels as K  # noqa: E402
+from fastals import _topk  # noqa: E402
 from fastals.model import _Side  # noqa: E402
 
 BASELINE = HERE / "baseline.json"
@@ -89,6 +91,26 @@ def reference_solve(indptr, indices, conf, target, Y, G, lam, w0, X):
             X[u, i] = b[i]
 
 
+@njit(cache=True)
+def reference_topk(U, V, n, out):
+    """Naive top-n: every score by a plain dot product, then n scans for the
+    next best (ties to the lower index)."""
+    scores = np.empty(V.shape[0], np.float32)
+    for u in range(U.shape[0]):
+        for j in range(V.shape[0]):
+            s = np.float32(0.0)
+            for f in range(U.shape[1]):
+                s += U[u, f] * V[j, f]
+            scores[j] = s
+        for t in range(n):
+            best = 0
+            for j in range(1, V.shape[0]):
+                if scores[j] > scores[best]:
+                    best = j
+            out[u, t] = best
+            scores[best] = -np.inf
+
+
 def problem():
     R = synthetic_implicit(2_000, 1_500, 60_000, seed=1)
     k = K_FACTORS
@@ -110,26 +132,35 @@ def measure(slowdown=1, repeats=REPEATS):
     X_ref = np.zeros_like(X)
     args = (side.indptr, side.indices, conf, target, offset, Y, G, lam, False, w0, X,
             side.bounds)
-    kernels = {
-        "solve_cholesky": lambda: K.solve_cholesky(*args),
-        "solve_cg": lambda: K.solve_cg(*args, 3),
-    }
+    U = np.ascontiguousarray(Y[:1_000] * 3)   # 1,000 queries x 1,500 items
+    rows = np.arange(U.shape[0])
+    top_ref = np.empty((U.shape[0], 10), np.int64)
 
     def reference():
         reference_solve(side.indptr, side.indices, conf, target, Y, G, 0.1, 1.0, X_ref)
 
-    reference()  # compile / load from cache
-    for fn in kernels.values():
+    # name: (fastals kernel, naive reference of the same job)
+    kernels = {
+        "solve_cholesky": (lambda: K.solve_cholesky(*args), reference),
+        "solve_cg": (lambda: K.solve_cg(*args, 3), reference),
+        "topk": (lambda: _topk.topk(U, rows, Y, 10), lambda: reference_topk(U, Y, 10, top_ref)),
+    }
+
+    for fn, ref in kernels.values():  # compile / load from cache
+        ref()
         fn()
     K.solve_cholesky(*args)
     err = np.abs(X - X_ref).max() / max(np.abs(X_ref).max(), 1e-30)
     if not err < 1e-3:
         raise SystemExit(f"regression check: fastals and the reference disagree (rel. err {err:.2e})")
+    ids, _ = _topk.topk(U, rows, Y, 10)
+    if (ids != top_ref).mean() > 1e-3:   # float32 near-ties may swap
+        raise SystemExit("regression check: fastals and the reference top-k disagree")
     ratios = {name: [] for name in kernels}
     for _ in range(repeats):
-        for name, fn in kernels.items():
+        for name, (fn, ref) in kernels.items():
             t0 = time.perf_counter()
-            reference()
+            ref()
             t1 = time.perf_counter()
             for _ in range(slowdown):
                 fn()
