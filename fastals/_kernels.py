@@ -13,6 +13,9 @@ Conventions
   and the parallel loop runs over chunks, so scratch buffers are allocated
   once per chunk, never per row, and partial sums are reduced in a fixed
   order: results do not depend on the number of threads.
+* The per-chunk row solvers and the loss are C callbacks that the parallel
+  kernels reach through fixed symbol names (see "Chunk functions behind C
+  symbols"): this keeps the first, cold compilation short.
 
 The weighted row update solved for every row ``u`` is::
 
