@@ -41,6 +41,7 @@ import numpy as np
 import scipy.linalg.cython_blas as _cython_blas
 import scipy.linalg.cython_lapack as _cython_lapack
 from numba import carray, njit, prange, types
+from numba.core.errors import TypingError
 from numba.extending import overload
 
 # Safe fast-math: allow reassociation and contraction (FMA) but keep NaN/inf
@@ -659,7 +660,18 @@ class _ChunkCallback:
         @overload(call)
         def call_impl(r0, r1, indptr, indices, conf, target, offset, Y, G,
                       lam, wr, w0, X, blas, cap, mode):
-            fn = external["float32" if Y.dtype == types.float32 else "float64"]
+            # The callback reads raw memory: refuse, at compile time, any
+            # layout or dtype it would misread.
+            f = Y.dtype
+            want = ((indptr, types.int64), (indices, types.int32), (conf, f),
+                    (target, f), (offset, f), (Y, f), (G, f), (X, f))
+            for arr, dt in want:
+                if not (isinstance(arr, types.Array) and arr.layout == "C"
+                        and arr.dtype == dt and f in (types.float32, types.float64)):
+                    raise TypingError("%s: arrays must be C-contiguous with "
+                                      "int64 indptr, int32 indices and one float "
+                                      "dtype, got %s" % (self.name, arr))
+            fn = external["float32" if f == types.float32 else "float64"]
 
             def impl(r0, r1, indptr, indices, conf, target, offset, Y, G, lam,
                      wr, w0, X, blas, cap, mode):
