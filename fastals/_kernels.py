@@ -191,35 +191,42 @@ def _syrk_impl(alpha, B, r0, n, C, iw, fw, cw):
     return impl
 
 
-def _gemm_rows(Y, r0, n, M, Z, iw, fw, cw):
-    """``Z[r0:r0+n] = Y[r0:r0+n] @ M`` (BLAS GEMM)."""
+def _gemm(ta, tb, m, n, kk, a, lda, b, ldb, c, ldc, iw, fw, cw):
+    """Column-major ``C (m x n) = op(A) op(B)`` (BLAS xGEMM, alpha 1, beta 0)
+    on raw addresses ``a``, ``b``, ``c``; ``ta``/``tb`` are 78 ('N') or 84
+    ('T'); the dtype is ``fw``'s.  ``iw``/``fw``/``cw`` are scratch."""
 
 
-@overload(_gemm_rows)
-def _gemm_rows_impl(Y, r0, n, M, Z, iw, fw, cw):
-    fn = _sgemm if Y.dtype == types.float32 else _dgemm
+@overload(_gemm)
+def _gemm_impl(ta, tb, m, n, kk, a, lda, b, ldb, c, ldc, iw, fw, cw):
+    fn = _sgemm if fw.dtype == types.float32 else _dgemm
 
-    def impl(Y, r0, n, M, Z, iw, fw, cw):
-        # column-major: Z^T (m x n) = M^T (m x k) Y^T (k x n)
-        cw[0] = 78
-        cw[1] = 78
-        iw[0] = M.shape[1]
+    def impl(ta, tb, m, n, kk, a, lda, b, ldb, c, ldc, iw, fw, cw):
+        cw[0] = ta
+        cw[1] = tb
+        iw[0] = m
         iw[1] = n
-        iw[2] = Y.shape[1]
-        iw[3] = M.shape[1]
-        iw[4] = Y.shape[1]
-        iw[5] = Z.shape[1]
+        iw[2] = kk
+        iw[3] = lda
+        iw[4] = ldb
+        iw[5] = ldc
         fw[0] = 1
         fw[1] = 0
         ip = iw.ctypes.data
         isz = iw.itemsize
         fp = fw.ctypes.data
         fn(cw.ctypes.data, cw.ctypes.data + 1, ip, ip + isz, ip + 2 * isz, fp,
-           M.ctypes.data, ip + 3 * isz,
-           Y.ctypes.data + r0 * Y.shape[1] * Y.itemsize, ip + 4 * isz,
-           fp + fw.itemsize, Z.ctypes.data + r0 * Z.shape[1] * Z.itemsize,
-           ip + 5 * isz)
+           a, ip + 3 * isz, b, ip + 4 * isz, fp + fw.itemsize, c, ip + 5 * isz)
     return impl
+
+
+@njit(cache=True)
+def _gemm_rows(Y, r0, n, M, Z, iw, fw, cw):
+    """``Z[r0:r0+n] = Y[r0:r0+n] @ M`` (BLAS GEMM)."""
+    # column-major: Z^T (m x n) = M^T (m x k) Y^T (k x n)
+    _gemm(78, 78, M.shape[1], n, Y.shape[1], M.ctypes.data, M.shape[1],
+          Y.ctypes.data + r0 * Y.shape[1] * Y.itemsize, Y.shape[1],
+          Z.ctypes.data + r0 * Z.shape[1] * Z.itemsize, Z.shape[1], iw, fw, cw)
 
 
 def _potrf(A, iw, cw):

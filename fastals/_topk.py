@@ -31,10 +31,9 @@ Conventions
 """
 
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import overload
+from numba import njit, prange
 
-from ._kernels import FASTMATH, USE_BLAS, _blas_threads_local, _dgemm, _sgemm
+from ._kernels import FASTMATH, USE_BLAS, _blas_threads_local, _gemm
 
 #: Users scored together by the loop that stands in for BLAS.
 TILE = 8
@@ -219,36 +218,14 @@ def even_bounds(n, per_chunk):
     return bounds
 
 
+@njit(cache=True)
 def _gemm_scores(Ub, mb, V, j0, nb, buf, iw, fw, cw):
     """``buf[t, :nb] = V[j0:j0+nb] @ Ub[t]`` for ``t < mb`` (BLAS GEMM)."""
-
-
-@overload(_gemm_scores)
-def _gemm_scores_impl(Ub, mb, V, j0, nb, buf, iw, fw, cw):
-    fn = _sgemm if V.dtype == types.float32 else _dgemm
-
-    def impl(Ub, mb, V, j0, nb, buf, iw, fw, cw):
-        # column-major: buf^T (nb x mb, ld = row length of buf)
-        #             = V_block (k x nb, ld k)^T  Ub^T (k x mb, ld k)
-        k = V.shape[1]
-        cw[0] = 84  # 'T'
-        cw[1] = 78  # 'N'
-        iw[0] = nb
-        iw[1] = mb
-        iw[2] = k
-        iw[3] = k
-        iw[4] = k
-        iw[5] = buf.shape[1]
-        fw[0] = 1
-        fw[1] = 0
-        ip = iw.ctypes.data
-        isz = iw.itemsize
-        fp = fw.ctypes.data
-        fn(cw.ctypes.data, cw.ctypes.data + 1, ip, ip + isz, ip + 2 * isz, fp,
-           V.ctypes.data + j0 * k * V.itemsize, ip + 3 * isz,
-           Ub.ctypes.data, ip + 4 * isz, fp + fw.itemsize, buf.ctypes.data,
-           ip + 5 * isz)
-    return impl
+    # column-major: buf^T (nb x mb, ld = row length of buf)
+    #             = V_block (k x nb, ld k)^T  Ub^T (k x mb, ld k)
+    k = V.shape[1]
+    _gemm(84, 78, nb, mb, k, V.ctypes.data + j0 * k * V.itemsize, k,
+          Ub.ctypes.data, k, buf.ctypes.data, buf.shape[1], iw, fw, cw)
 
 
 @njit(cache=True, fastmath=FASTMATH)
