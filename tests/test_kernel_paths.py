@@ -132,7 +132,8 @@ def test_bitwise_identical_across_threads():
     outs = []
     old = numba.get_num_threads()
     try:
-        for t in (1, numba.config.NUMBA_NUM_THREADS):
+        # repeated: chunks go to whichever thread is free (see K._take_next)
+        for t in (1,) + (numba.config.NUMBA_NUM_THREADS,) * 3:
             numba.set_num_threads(t)
             X = np.zeros((R.shape[0], k), np.float32)
             K._solve_cholesky(side.indptr, side.indices, conf, target, offset, Y, G,
@@ -145,8 +146,44 @@ def test_bitwise_identical_across_threads():
                                        K.USE_BLAS)))
     finally:
         numba.set_num_threads(old)
-    for a, b in zip(outs[0], outs[1]):
-        np.testing.assert_array_equal(a, b)
+    for other in outs[1:]:
+        for a, b in zip(outs[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_every_chunk_solved_once_on_all_threads():
+    """Chunks are handed out dynamically: with one row per chunk on every
+    thread, each row is still solved (against numpy), and the chunks' ridge
+    fallback counts and loss terms are each summed once."""
+    k = 20
+    R, side, conf, target, offset, Y, G = problem(k, np.float64, m=120)
+    bounds = np.arange(R.shape[0] + 1, dtype=np.int64)
+    want = naive(R, conf, target, offset, Y, G, 0.5, False, 1.0)
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        for rep in range(3):
+            for solve in ("cholesky", "cg"):
+                X = np.full((R.shape[0], k), np.nan)
+                if solve == "cholesky":
+                    fallbacks = K._solve_cholesky(side.indptr, side.indices, conf, target,
+                                                  offset, Y, G, 0.5, False, 1.0, X, bounds,
+                                                  K.USE_BLAS, 0)
+                    assert fallbacks == 0
+                    np.testing.assert_allclose(X, want, rtol=1e-8, atol=1e-10)
+                else:
+                    X[:] = want  # warm start at the solution: CG stays there
+                    K._solve_cg(side.indptr, side.indices, conf, target, offset, Y, G,
+                                0.5, False, 1.0, X, bounds, 2)
+                    np.testing.assert_allclose(X, want, rtol=1e-6, atol=1e-8)
+            loss = K._solve_cholesky(side.indptr, side.indices, conf, target, offset, Y,
+                                     G, 0.5, False, 1.0, want, bounds, K.USE_BLAS,
+                                     K.LOSS_MODE)
+            assert loss == pytest.approx(K.loss_terms(side.indptr, side.indices, conf,
+                                                      target, offset, want, Y, 1.0,
+                                                      side.bounds, None), rel=1e-12)
+    finally:
+        numba.set_num_threads(old)
 
 
 # ---------------------------------------------------------------------------
