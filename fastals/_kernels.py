@@ -826,8 +826,8 @@ def _with_blas(kernel):
     """Public entry point: the compiled kernel with ``USE_BLAS`` appended.
 
     (Numba's dynamic scheduling, ``parallel_chunksize``, measured 30-100x
-    slower on small kernels here, so chunks are assigned statically; the
-    chunk boundaries are already balanced by estimated cost.)"""
+    slower on small kernels here; the row solvers hand out their chunks
+    with one atomic counter instead, see :func:`_take_next`.)"""
     @functools.wraps(kernel)
     def wrapper(*args):
         return kernel(*args, USE_BLAS)
