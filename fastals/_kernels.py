@@ -1231,6 +1231,8 @@ def _loss_rows(r0, r1, indptr, indices, conf, target, offset, X, Y, w0):
         p = indptr[u]
         end = indptr[u + 1]
         while p + 4 <= end:  # four independent rows of Y in flight
+            for q in range(4):
+                _prefetch_entry(indices, p + PREFETCH_AHEAD + q, Y)
             y0 = Y[indices[p]]
             y1 = Y[indices[p + 1]]
             y2 = Y[indices[p + 2]]
