@@ -1177,6 +1177,8 @@ def _sparse_times_dense(indptr, indices, data, Z, X, bounds):
             p = indptr[u]
             end = indptr[u + 1]
             while p + 4 <= end:
+                for q in range(4):
+                    _prefetch_entry(indices, p + PREFETCH_AHEAD + q, Z)
                 r0 = data[p]
                 r1 = data[p + 1]
                 r2 = data[p + 2]
