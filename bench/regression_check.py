@@ -39,8 +39,8 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from _data import synthetic_implicit  # noqa: E402
-from fastals import _kernels as K  # noqa: E402
-from fastals import _topk  # noqa: E402
+from fastals import kernels as K  # noqa: E402
+from fastals.kernels import topk as _topk  # noqa: E402
 from fastals.model import _Side  # noqa: E402
 
 BASELINE = HERE / "baseline.json"

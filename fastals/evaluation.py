@@ -2,7 +2,7 @@
 
 Everything is vectorized with numpy (per-user work is grouped by sorting, not
 looped in Python); top-k scoring and AUC run in the Numba kernels of
-:mod:`fastals._topk`.
+:mod:`fastals.kernels.topk`.
 
 Ratings data are passed as ``(users, items, values)`` triplets of 1-D arrays
 with raw ids (extra arrays, e.g. timestamps, may follow and are carried
@@ -29,7 +29,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from . import _topk
+from .kernels import topk as _topk
 from .exceptions import InputError
 
 __all__ = [

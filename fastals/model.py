@@ -6,8 +6,8 @@ import time
 import numba
 import numpy as np
 
-from . import _kernels as K
-from . import _nnls
+from . import kernels as K
+from .kernels import nnls as _nnls
 from ._input import kernel_arrays, to_csr, transpose_csr
 from .exceptions import InputError, NumericalError
 from .recommend import RecommenderMixin
@@ -108,7 +108,7 @@ class FastALS(RecommenderMixin):
     nonnegative : bool, default False
         Constrain all factors to be ``>= 0`` (as Spark's ``nonnegative``):
         each row solves its least-squares system by NNLS (active set, see
-        :mod:`fastals._nnls`).  Explicit and implicit objectives only, without
+        :mod:`fastals.kernels.nnls`).  Explicit and implicit objectives only, without
         ``use_bias``; ``solver`` is ignored.
     regularization_exponent : float, default 1.0
         With ``weighted_regularization``: a row with ``n`` ratings gets the

@@ -14,8 +14,8 @@ already-liked items and to clip predictions.
 import numpy as np
 import scipy.sparse as sp
 
-from . import _kernels as K
-from . import _topk
+from . import kernels as K
+from .kernels import topk as _topk
 from ._input import combine_duplicates, kernel_arrays, transpose_csr
 from .exceptions import FastALSError, InputError, NotFittedError
 
@@ -487,7 +487,7 @@ class RecommenderMixin:
                 np.ascontiguousarray(D, dtype), G, dtype.type(self.regularization),
                 wr, dtype.type(w0), X, bounds)
         if self.__dict__.get("nonnegative", False):
-            from . import _nnls
+            from .kernels import nnls as _nnls
             _nnls.solve_nnls(*args)
         else:
             K.solve_cholesky(*args)

@@ -14,6 +14,10 @@ import sys
 import numpy as np
 import scipy.sparse as sp
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if __name__ == "__main__":  # this checkout's fastals, not an installed one
+    sys.path.insert(0, ROOT)
+
 PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data",
                     "reference_outputs.npz")
 
@@ -111,6 +115,8 @@ def main(argv):
     stored reference file)."""
     path = argv[0] if argv else PATH
     out = compute()
+    import fastals
+    assert os.path.dirname(os.path.dirname(fastals.__file__)) == ROOT, fastals.__file__
     np.savez_compressed(path, __host_cpu__=np.array(host_cpu()), **out)
     print(f"{len(out)} arrays, {os.path.getsize(path)} bytes -> {path}")
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from fastals import _kernels as K
+from fastals import kernels as K
+from fastals.kernels import cg as kcg, dense as kdense, rows as krows
 from fastals.model import _Side
 
 
@@ -58,7 +59,7 @@ def test_cholesky_rows(k, dtype, blas, w0, wr):
         conf = np.ones_like(conf)
     lam = 0.5
     X = np.zeros((R.shape[0], k), dtype)
-    fb = K._solve_cholesky(side.indptr, side.indices, conf, target, offset, Y, G,
+    fb = krows._solve_cholesky(side.indptr, side.indices, conf, target, offset, Y, G,
                            dtype(lam), wr, dtype(w0), X, side.bounds, blas, 0)
     ref = naive(R, conf, target, offset, Y, G, lam, wr, w0)
     tol = 1e-8 if dtype == np.float64 else 2e-3
@@ -71,7 +72,7 @@ def test_fallback_on_singular_rows(blas):
     k = 70
     R, side, conf, target, offset, Y, G = problem(k, np.float64, density=0.1)
     X = np.zeros((R.shape[0], k))
-    fb = K._solve_cholesky(side.indptr, side.indices, np.ones_like(conf), target,
+    fb = krows._solve_cholesky(side.indptr, side.indices, np.ones_like(conf), target,
                            offset, Y, G, 0.0, False, 0.0, X, side.bounds,
                            blas and K.USE_BLAS, 0)
     assert fb > 0  # fewer ratings than factors, no ridge: singular
@@ -118,11 +119,11 @@ def test_gram_and_right_multiply(blas):
     rng = np.random.default_rng(3)
     Y = rng.standard_normal((9000, 70)).astype(np.float32)
     bounds = np.linspace(0, 9000, 17).astype(np.int64)
-    G = K._gram(Y, bounds, blas)
+    G = kdense._gram(Y, bounds, blas)
     ref = Y.astype(np.float64).T @ Y
     np.testing.assert_allclose(G, ref, atol=1e-4 * np.abs(ref).max(), rtol=0)
     M = rng.standard_normal((70, 70)).astype(np.float32)
-    Z = K._right_multiply(Y, M, bounds, blas)
+    Z = kdense._right_multiply(Y, M, bounds, blas)
     np.testing.assert_allclose(Z, Y.astype(np.float64) @ M, atol=1e-4, rtol=1e-4)
 
 
@@ -132,17 +133,17 @@ def test_bitwise_identical_across_threads():
     outs = []
     old = numba.get_num_threads()
     try:
-        # repeated: chunks go to whichever thread is free (see K._take_next)
+        # repeated: chunks go to whichever thread is free (see kernels.llvm._take_next)
         for t in (1,) + (numba.config.NUMBA_NUM_THREADS,) * 3:
             numba.set_num_threads(t)
             X = np.zeros((R.shape[0], k), np.float32)
-            K._solve_cholesky(side.indptr, side.indices, conf, target, offset, Y, G,
+            krows._solve_cholesky(side.indptr, side.indices, conf, target, offset, Y, G,
                               np.float32(0.5), False, np.float32(1.0), X, side.bounds,
                               K.USE_BLAS, 0)
             C = np.zeros_like(X)
-            K._solve_cg(side.indptr, side.indices, conf, target, offset, Y, G,
+            kcg._solve_cg(side.indptr, side.indices, conf, target, offset, Y, G,
                         np.float32(0.5), False, np.float32(1.0), C, side.bounds, 3)
-            outs.append((X, C, K._gram(Y, np.linspace(0, Y.shape[0], 9).astype(np.int64),
+            outs.append((X, C, kdense._gram(Y, np.linspace(0, Y.shape[0], 9).astype(np.int64),
                                        K.USE_BLAS)))
     finally:
         numba.set_num_threads(old)
@@ -166,17 +167,17 @@ def test_every_chunk_solved_once_on_all_threads():
             for solve in ("cholesky", "cg"):
                 X = np.full((R.shape[0], k), np.nan)
                 if solve == "cholesky":
-                    fallbacks = K._solve_cholesky(side.indptr, side.indices, conf, target,
+                    fallbacks = krows._solve_cholesky(side.indptr, side.indices, conf, target,
                                                   offset, Y, G, 0.5, False, 1.0, X, bounds,
                                                   K.USE_BLAS, 0)
                     assert fallbacks == 0
                     np.testing.assert_allclose(X, want, rtol=1e-8, atol=1e-10)
                 else:
                     X[:] = want  # warm start at the solution: CG stays there
-                    K._solve_cg(side.indptr, side.indices, conf, target, offset, Y, G,
+                    kcg._solve_cg(side.indptr, side.indices, conf, target, offset, Y, G,
                                 0.5, False, 1.0, X, bounds, 2)
                     np.testing.assert_allclose(X, want, rtol=1e-6, atol=1e-8)
-            loss = K._solve_cholesky(side.indptr, side.indices, conf, target, offset, Y,
+            loss = krows._solve_cholesky(side.indptr, side.indices, conf, target, offset, Y,
                                      G, 0.5, False, 1.0, want, bounds, K.USE_BLAS,
                                      K.LOSS_MODE)
             assert loss == pytest.approx(K.loss_terms(side.indptr, side.indices, conf,
@@ -189,7 +190,7 @@ def test_every_chunk_solved_once_on_all_threads():
 # ---------------------------------------------------------------------------
 # Top-k: GEMM blocks and the loop fallback
 # ---------------------------------------------------------------------------
-from fastals import _topk as T  # noqa: E402
+from fastals.kernels import topk as T  # noqa: E402
 
 
 def _naive_topk(S, n, excluded):

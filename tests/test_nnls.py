@@ -5,7 +5,7 @@ import scipy.sparse as sp
 
 import naive
 from fastals import FastALS, InputError
-from fastals import _nnls
+from fastals.kernels import nnls as _nnls
 from fastals._input import kernel_arrays
 
 

@@ -7,7 +7,7 @@ The kernels run in parallel over fixed chunks of output rows.  A chunk
 gathers ``BLOCK_USERS`` query vectors, scores them against
 ``BLOCK_CANDIDATES`` candidates at a time with one BLAS GEMM into a buffer
 that stays in cache (OpenBLAS runs single-threaded inside each of our
-threads, as in :mod:`fastals._kernels`), and feeds each row of the buffer
+threads, as in :mod:`fastals.kernels.blas`), and feeds each row of the buffer
 to that user's heap of the best ``n`` (:func:`heap_push`), where most
 candidates cost one well-predicted comparison.  Buffers are allocated once
 per chunk, never per row.  Without BLAS (``FASTALS_NO_BLAS`` or no
@@ -33,7 +33,8 @@ Conventions
 import numpy as np
 from numba import njit, prange
 
-from ._kernels import FASTMATH, USE_BLAS, _blas_threads_local, _gemm
+from .blas import USE_BLAS, _blas_threads_local, _gemm
+from .llvm import FASTMATH
 
 #: Users scored together by the loop that stands in for BLAS.
 TILE = 8

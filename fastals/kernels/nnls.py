@@ -1,11 +1,11 @@
 """Non-negative ALS row solves (``FastALS(nonnegative=True)``).
 
 Each row solves the same weighted least-squares problem as
-:func:`fastals._kernels.solve_cholesky`, restricted to ``x >= 0``::
+:func:`fastals.kernels.rows.solve_cholesky`, restricted to ``x >= 0``::
 
     minimize 1/2 x^T A_u x - b_u^T x   subject to x >= 0
 
-with ``A_u``, ``b_u`` the system of :func:`fastals._kernels.solve_cholesky`
+with ``A_u``, ``b_u`` the system of :func:`fastals.kernels.rows.solve_cholesky`
 (rebuilt here in float64 so that this module does not depend on that
 module's private helpers).
 This is Spark's ``ALS(nonnegative=True)``, which also solves an NNLS problem
@@ -215,7 +215,7 @@ def solve_nnls(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
     """Non-negative ALS half-step: overwrite every row of ``X``.
 
     Same arguments and per-row system as
-    :func:`fastals._kernels.solve_cholesky`.  Returns the number of rows
+    :func:`fastals.kernels.rows.solve_cholesky`.  Returns the number of rows
     whose active-set iterations hit the cap (``3 k + 30``).
     """
     k = Y.shape[1]

@@ -1,0 +1,201 @@
+"""LLVM-level plumbing of the kernels: fast-math flags, intrinsics
+(prefetch, atomic counter) and the C-callback machinery (chunk functions
+compiled once behind fixed symbol names, which keeps cold compiles short).
+"""
+
+import functools
+import threading
+
+import llvmlite.binding as _llvm
+from llvmlite import ir as _ir
+import numba
+import numpy as np
+from numba import carray, njit, types
+from numba.core.errors import TypingError
+from numba.extending import intrinsic, overload
+
+# Safe fast-math: allow reassociation and contraction (FMA) but keep NaN/inf
+# semantics so that non-finite checks still work.
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+#: ``mode`` of the row kernels that sums loss terms instead of solving.
+LOSS_MODE = -1
+
+
+@intrinsic
+def _prefetch(typingctx, address):
+    """Hint the CPU to start loading the cache line at ``address`` (an
+    integer) for reading (``llvm.prefetch``; never faults, may be a no-op)."""
+    sig = types.void(types.intp)
+
+    def codegen(context, builder, signature, args):
+        i8p = _ir.IntType(8).as_pointer()
+        i32 = _ir.IntType(32)
+        fnty = _ir.FunctionType(_ir.VoidType(), [i8p, i32, i32, i32])
+        fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p], fnty)
+        # read, keep in all cache levels, data cache
+        builder.call(fn, [builder.inttoptr(args[0], i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@intrinsic
+def _take_next(typingctx, counter):
+    """Atomically increment ``counter[0]`` (int64) and return its old value.
+
+    The row solvers hand out chunks with it: in a parallel loop over the
+    chunks, each thread's first iteration keeps taking the next unsolved
+    chunk until none is left, and every later iteration finds none.  Numba's
+    own ``prange`` splits the chunks into fixed halves, and whichever half
+    the cost estimate got wrong keeps one thread waiting for the other.
+    Which thread solves a chunk does not change its result (each chunk is
+    solved by one thread, its BLAS calls single-threaded) and partial sums
+    are still reduced by chunk index, so the results stay independent of
+    the number of threads and of timing.
+    """
+    if not (isinstance(counter, types.Array) and counter.dtype == types.int64):
+        return None
+    sig = types.int64(counter)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.atomic_rmw("add", ary.data, _ir.Constant(_ir.IntType(64), 1),
+                                  "monotonic")
+    return sig, codegen
+
+
+#: Entries ahead of the current one whose factor row is prefetched by the
+#: gathers.  Gathering a row's factor vectors from a factor matrix larger
+#: than the cache waits on memory for every vector; asking for them a few
+#: entries ahead overlaps those waits.  Measured on the 20M synthetic set,
+#: k=128, one thread: the gather (with the right-hand side) took 30-40 %
+#: less time at distances 4-32, alike within noise.
+PREFETCH_AHEAD = 8
+
+
+@njit(cache=True, inline="always")
+def _prefetch_entry(indices, e, Y):
+    """Prefetch every cache line of ``Y[indices[e]]`` if entry ``e`` exists."""
+    if e < indices.size:
+        nbytes = Y.shape[1] * Y.itemsize
+        a = Y.ctypes.data + indices[e] * nbytes
+        last = a + nbytes - 1
+        while a < last:
+            _prefetch(a)
+            a += 64
+        _prefetch(last)
+
+
+# Chunk functions behind C symbols
+# ---------------------------------
+# The per-chunk functions (solve a range of rows, sum the loss of a range
+# of rows) are compiled as C callbacks and called from the parallel kernels
+# through fixed symbol names, as the BLAS routines above are.  A Numba
+# function otherwise gets the LLVM code of everything it calls linked in
+# and optimized again, and a parallel kernel does that twice (its loop
+# body, then itself): for the Cholesky solver that was about 5 s of a 15 s
+# cold start.  Behind a symbol the code is compiled once, and cached as the
+# rest is.  All callbacks share one C signature (unused arguments ignored).
+# The symbol must be registered before a kernel that calls it is compiled or
+# loaded from the cache: such kernels are wrapped by
+# :meth:`_ChunkCallback.guard`, which sees to it.
+
+
+def _chunk_signature(dtype, pointers):
+    """``float64(r0, r1, 8 array pointers, n_rows, nnz, n_other, k, n_g,
+    lam, wr, w0, blas, cap, mode)`` for factors of ``dtype``;
+    ``pointers``: typed pointers (the callback's view) or ``voidptr`` (the
+    caller's).  ``mode``: :data:`LOSS_MODE` to sum the loss terms of the
+    rows instead of solving them, else the number of CG steps."""
+    f = numba.from_dtype(np.dtype(dtype))
+    i8 = types.int64
+    if pointers:
+        ptrs = (types.CPointer(i8), types.CPointer(types.int32)) + \
+            (types.CPointer(f),) * 6
+    else:
+        ptrs = (types.voidptr,) * 8
+    return types.float64(i8, i8, *ptrs, i8, i8, i8, i8, i8, f, i8, f, i8, i8, i8)
+
+
+@njit(inline="always")
+def _chunk_views(indptr_p, indices_p, conf_p, target_p, offset_p, Y_p, G_p,
+                 X_p, n_rows, nnz, n_other, k, n_g):
+    return (carray(indptr_p, n_rows + 1), carray(indices_p, nnz),
+            carray(conf_p, nnz), carray(target_p, nnz),
+            carray(offset_p, n_other), carray(Y_p, (n_other, k)),
+            carray(G_p, (n_g, n_g)), carray(X_p, (n_rows, k)))
+
+
+_CALLBACK_LOCK = threading.Lock()
+
+
+class _ChunkCallback:
+    """A chunk function on raw pointers, compiled per dtype on first use."""
+
+    def __init__(self, name, raw):
+        self.name = name
+        self.raw = raw
+        self.compiled = {}
+        self.external = {
+            dt: types.ExternalFunction(self.symbol(dt), _chunk_signature(dt, False))
+            for dt in ("float32", "float64")}
+
+    def symbol(self, dtype):
+        return "fastals_%s_%s" % (self.name, np.dtype(dtype).name)
+
+    def ensure(self, dtype):
+        """Compile (or load from the cache) the callback for ``dtype`` and
+        register its symbol (once per process; the object stays alive)."""
+        name = np.dtype(dtype).name
+        with _CALLBACK_LOCK:
+            if name not in self.compiled:
+                cf = numba.cfunc(_chunk_signature(dtype, True), cache=True,
+                                 fastmath=FASTMATH)(self.raw)
+                _llvm.add_symbol(self.symbol(dtype), cf.address)
+                self.compiled[name] = cf
+
+    def guard(self, kernel):
+        """Wrap a compiled ``kernel`` that calls this callback so that every
+        call first makes sure of the symbol (argument 5 holds the factors).
+        Loading such a kernel without the symbol would abort the process."""
+        @functools.wraps(kernel.py_func)
+        def guarded(*args):
+            self.ensure(args[5].dtype)
+            return kernel(*args)
+        guarded.kernel = kernel
+        return guarded
+
+    def caller(self):
+        """A function for Numba code that calls the callback on arrays."""
+        external = self.external
+
+        def call(r0, r1, indptr, indices, conf, target, offset, Y, G, lam, wr,
+                 w0, X, blas, cap, mode):
+            raise NotImplementedError("only callable from compiled code")
+
+        @overload(call)
+        def call_impl(r0, r1, indptr, indices, conf, target, offset, Y, G,
+                      lam, wr, w0, X, blas, cap, mode):
+            # The callback reads raw memory: refuse, at compile time, any
+            # layout or dtype it would misread.
+            f = Y.dtype
+            want = ((indptr, types.int64), (indices, types.int32), (conf, f),
+                    (target, f), (offset, f), (Y, f), (G, f), (X, f))
+            for arr, dt in want:
+                if not (isinstance(arr, types.Array) and arr.layout == "C"
+                        and arr.dtype == dt and f in (types.float32, types.float64)):
+                    raise TypingError("%s: arrays must be C-contiguous with "
+                                      "int64 indptr, int32 indices and one float "
+                                      "dtype, got %s" % (self.name, arr))
+            fn = external["float32" if f == types.float32 else "float64"]
+
+            def impl(r0, r1, indptr, indices, conf, target, offset, Y, G, lam,
+                     wr, w0, X, blas, cap, mode):
+                return fn(r0, r1, indptr.ctypes.data, indices.ctypes.data,
+                          conf.ctypes.data, target.ctypes.data,
+                          offset.ctypes.data, Y.ctypes.data, G.ctypes.data,
+                          X.ctypes.data, X.shape[0], indices.size, Y.shape[0],
+                          Y.shape[1], G.shape[0], lam, np.int64(wr), w0,
+                          np.int64(blas), cap, mode)
+            return impl
+        return call
