@@ -8,10 +8,10 @@ from .exceptions import (DataFormatError, FastALSError, InputError,
                          ModelFileError, NotFittedError, NumericalError)
 from .model import FastALS
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 from .data import Ratings, load as load_ratings  # noqa: E402
-from .persist import load_model, save_model  # noqa: E402
+from .model import load_model, save_model  # noqa: E402
 from .synthetic import make_ratings  # noqa: E402
 
 __all__ = ["FastALS", "FastALSError", "InputError", "DataFormatError",

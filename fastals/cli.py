@@ -139,7 +139,7 @@ def train(data, fmt, test, objective, factors, iterations, regularization, alpha
     """
     from . import data as fdata
     from .model import FastALS
-    from .persist import save_model
+    from .model import save_model
 
     def say(msg):
         if not quiet:
@@ -329,7 +329,7 @@ def evaluate(model_path, data, fmt, k, as_json):
     """
     from . import data as fdata
     from . import evaluation
-    from .persist import load_model
+    from .model import load_model
 
     model = load_model(model_path)
     test = fdata.load(data, format=fmt)
@@ -381,7 +381,7 @@ def _parse_id(model, side, text):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def recommend(model_path, user, n, include_seen, as_json):
     """Top-N items for one user of MODEL (raw ids in and out)."""
-    from .persist import load_model
+    from .model import load_model
 
     model = load_model(model_path)
     uid = _parse_id(model, "user", user)
@@ -398,7 +398,7 @@ def recommend(model_path, user, n, include_seen, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def similar(model_path, item, n, as_json):
     """The N items most similar to ID (cosine of the item factors)."""
-    from .persist import load_model
+    from .model import load_model
 
     model = load_model(model_path)
     iid = _parse_id(model, "item", item)
@@ -464,7 +464,8 @@ def bench(factors, users, items, ratings, objective, solver, iterations, threads
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def info(model_path, as_json):
     """Hyperparameters, shapes and training loss of MODEL."""
-    from .persist import FORMAT_VERSION, load_model
+    from .model import load_model
+    from .persist import FORMAT_VERSION
 
     model = load_model(model_path)
     params = {k: v for k, v in model.get_params().items() if k != "callback"}

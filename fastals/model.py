@@ -1,12 +1,15 @@
 """The :class:`FastALS` estimator."""
 
 import contextlib
+import os
 import time
 
 import numba
 import numpy as np
 
 from . import kernels as K
+from . import persist
+from ._version import __version__
 from .kernels import nnls as _nnls
 from ._input import kernel_arrays, to_csr, transpose_csr
 from .exceptions import InputError, NumericalError
@@ -495,13 +498,11 @@ class FastALS(RecommenderMixin):
     # ------------------------------------------------------------- persist
     def save(self, path):
         """Write the fitted model to ``path`` atomically (see :mod:`fastals.persist`)."""
-        from .persist import save_model
         save_model(self, path)
 
     @classmethod
     def load(cls, path):
         """Read a model written by :meth:`save`; raises ``ModelFileError`` if damaged."""
-        from .persist import load_model
         return load_model(path)
 
 
@@ -522,3 +523,79 @@ def _differs(a, b):
 def _even_bounds(n):
     # Few chunks: each holds a k x k float64 partial Gram matrix.
     return np.linspace(0, n, min(max(n, 1), 16) + 1).astype(np.int64)
+
+
+def save_model(model, path, include_training=True):
+    """Write a fitted model to ``path`` atomically.
+
+    Parameters
+    ----------
+    model : FastALS
+        A fitted model.
+    path : str or path
+        Target file, written exactly there (no extension is added).
+    include_training : bool, default True
+        Also store the training interactions (12 bytes per rating), so that
+        the loaded model filters already-liked items in ``recommend``.
+    """
+    model._require_fitted()
+    uf = np.ascontiguousarray(model.user_factors)
+    itf = np.ascontiguousarray(model.item_factors)
+    dtype = uf.dtype
+    arrays = {
+        "user_factors": uf,
+        "item_factors": itf.astype(dtype, copy=False),
+        "user_biases": np.asarray(model.user_biases, dtype),
+        "item_biases": np.asarray(model.item_biases, dtype),
+        "global_mean": np.float64(getattr(model, "global_mean", 0.0)),
+        "loss_history": np.asarray(getattr(model, "loss_history", []) or [], np.float64),
+        "objective_history": np.asarray(getattr(model, "objective_history", []) or [],
+                                        np.float64),
+        "user_ids": getattr(model, "user_ids", None),
+        "item_ids": getattr(model, "item_ids", None),
+    }
+    rng = getattr(model, "_rating_range", None)
+    if rng is not None:
+        arrays["rating_range"] = np.asarray(rng, np.float64)
+    ui = getattr(model, "_user_items", None)
+    if include_training and ui is not None and ui.shape == (uf.shape[0], itf.shape[0]):
+        arrays["train_indptr"] = np.asarray(ui.indptr, np.int64)
+        arrays["train_indices"] = np.asarray(ui.indices, np.int32)
+        arrays["train_data"] = np.asarray(ui.data, np.float64)
+    persist.save_arrays(path, model.get_params(), arrays, __version__)
+
+
+def load_model(path):
+    """Read a model written by :func:`save_model`.
+
+    Parameters
+    ----------
+    path : str or path
+
+    Returns
+    -------
+    FastALS
+        With the saved hyperparameters, factors, biases, id mappings and
+        loss history (``callback`` is not saved and is None).
+
+    Raises
+    ------
+    ModelFileError
+        Missing, empty, truncated, corrupted or foreign file, or one written
+        by a newer fastals.
+    """
+    params, state = persist.load_arrays(path, FastALS._PARAMS)
+    try:
+        model = FastALS(**params)
+        model._validated()
+    except Exception as exc:
+        raise persist.bad_params(os.fspath(path), exc) from None
+    for key in ("user_factors", "item_factors", "user_biases", "item_biases",
+                "global_mean", "loss_history", "objective_history", "user_ids",
+                "item_ids"):
+        setattr(model, key, state[key])
+    if state["train"] is not None:
+        model._remember_training(state["train"])
+    if state["rating_range"] is not None:
+        model._rating_range = state["rating_range"]
+    return model

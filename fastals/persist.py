@@ -1,4 +1,6 @@
-"""Save and load fitted :class:`~fastals.FastALS` models.
+"""The model file: write and read a fitted model's hyperparameters and
+arrays (:func:`fastals.save_model` / :func:`fastals.load_model` in
+:mod:`fastals.model` call these; this module knows no model class).
 
 File format (version 1): an uncompressed ``.npz`` (zip) holding only plain
 numeric or unicode arrays, so it is read with ``allow_pickle=False`` and
@@ -41,7 +43,7 @@ import numpy as np
 
 from .exceptions import ModelFileError
 
-__all__ = ["save_model", "load_model", "FORMAT_VERSION"]
+__all__ = ["save_arrays", "load_arrays", "FORMAT_VERSION"]
 
 FORMAT_NAME = "fastals-model"
 FORMAT_VERSION = 1
@@ -52,9 +54,9 @@ _OPTIONAL = ("user_ids", "item_ids")
 _NOT_SAVED = ("callback",)
 
 
-def _params_json(model):
+def _params_json(model_params):
     params = {}
-    for key, value in model.get_params().items():
+    for key, value in model_params.items():
         if key in _NOT_SAVED:
             continue
         if key == "dtype":
@@ -76,53 +78,35 @@ def _id_array(ids, n, what):
     return ids.astype(str)
 
 
-def save_model(model, path, include_training=True):
-    """Write a fitted model to ``path`` atomically.
+def save_arrays(path, params, arrays, fastals_version):
+    """Write a model's hyperparameters and arrays to ``path`` atomically.
 
     Parameters
     ----------
-    model : FastALS
-        A fitted model.
     path : str or path
         Target file, written exactly there (no extension is added).
-    include_training : bool, default True
-        Also store the training interactions (12 bytes per rating), so that
-        the loaded model filters already-liked items in ``recommend``.
+    params : dict
+        The hyperparameters (``get_params()``); ``callback`` is dropped.
+    arrays : dict of ndarray
+        ``user_factors`` ... ``objective_history`` and the optional arrays of
+        the table above, as described there.
+    fastals_version : str
+        Recorded in ``__meta__``.
     """
-    model._require_fitted()
-    uf = np.ascontiguousarray(model.user_factors)
-    itf = np.ascontiguousarray(model.item_factors)
-    dtype = uf.dtype
     meta = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
-        "fastals_version": _fastals_version(),
-        "params": _params_json(model),
-        "n_epochs": len(getattr(model, "loss_history", []) or []),
+        "fastals_version": fastals_version,
+        "params": _params_json(params),
+        "n_epochs": len(arrays["loss_history"]),
     }
-    arrays = {
-        "__meta__": np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8),
-        "user_factors": uf,
-        "item_factors": itf.astype(dtype, copy=False),
-        "user_biases": np.asarray(model.user_biases, dtype),
-        "item_biases": np.asarray(model.item_biases, dtype),
-        "global_mean": np.float64(getattr(model, "global_mean", 0.0)),
-        "loss_history": np.asarray(getattr(model, "loss_history", []), np.float64),
-        "objective_history": np.asarray(getattr(model, "objective_history", []),
-                                        np.float64),
-    }
-    for key, n in (("user_ids", uf.shape[0]), ("item_ids", itf.shape[0])):
-        ids = getattr(model, key, None)
-        if ids is not None:
-            arrays[key] = _id_array(ids, n, key)
-    rng = getattr(model, "_rating_range", None)
-    if rng is not None:
-        arrays["rating_range"] = np.asarray(rng, np.float64)
-    ui = getattr(model, "_user_items", None)
-    if include_training and ui is not None and ui.shape == (uf.shape[0], itf.shape[0]):
-        arrays["train_indptr"] = np.asarray(ui.indptr, np.int64)
-        arrays["train_indices"] = np.asarray(ui.indices, np.int32)
-        arrays["train_data"] = np.asarray(ui.data, np.float64)
+    arrays = dict(arrays)
+    for key, factors in (("user_ids", "user_factors"), ("item_ids", "item_factors")):
+        if arrays.get(key) is not None:
+            arrays[key] = _id_array(arrays[key], arrays[factors].shape[0], key)
+        else:
+            arrays.pop(key, None)
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8)
     _atomic_write(os.fspath(path), lambda f: np.savez(f, **arrays))
 
 
@@ -157,27 +141,29 @@ def _atomic_write(path, write):
         pass
 
 
-def _fastals_version():
-    from . import __version__
-    return __version__
-
-
 def _fail(path, msg):
     raise ModelFileError(f"{path}: {msg}")
 
 
-def load_model(path):
-    """Read a model written by :func:`save_model`.
+def load_arrays(path, known_params):
+    """Read and check a model file written by :func:`save_arrays`.
 
     Parameters
     ----------
     path : str or path
+    known_params : collection of str
+        The hyperparameter names this fastals knows.
 
     Returns
     -------
-    FastALS
-        With the saved hyperparameters, factors, biases, id mappings and
-        loss history (``callback`` is not saved and is None).
+    params : dict
+        The saved hyperparameters (``callback`` is not saved).
+    state : dict
+        ``user_factors``, ``item_factors``, ``user_biases``, ``item_biases``
+        (C-contiguous), ``global_mean`` (float), ``loss_history``,
+        ``objective_history`` (lists of float), ``user_ids``, ``item_ids``
+        (array or None), ``train`` (CSR matrix or None) and
+        ``rating_range`` (``(min, max)`` or None).
 
     Raises
     ------
@@ -209,16 +195,14 @@ def load_model(path):
                     "(not a valid zip archive)")
     except Exception as exc:  # zlib/struct/EOF/ValueError/OSError on damage
         _fail(path, f"damaged or foreign model file ({_one_line(exc)})")
-    return _from_arrays(path, arrays)
+    return _checked(path, arrays, known_params)
 
 
 def _one_line(exc):
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _from_arrays(path, a):
-    from .model import FastALS
-
+def _checked(path, a, known_params):
     raw = a["__meta__"]
     if raw.dtype != np.uint8 or raw.ndim != 1:
         _fail(path, "not a fastals model file (bad __meta__ record)")
@@ -241,8 +225,7 @@ def _from_arrays(path, a):
     params = meta.get("params")
     if not isinstance(params, dict):
         _fail(path, "damaged model file (no hyperparameters)")
-    defaults = FastALS().get_params()
-    unknown = [k for k in params if k not in defaults]
+    unknown = [k for k in params if k not in known_params]
     if unknown:
         _fail(path, f"unknown hyperparameters {unknown}: damaged, or written by a "
                     "newer fastals (upgrade fastals: pip install -U fastals)")
@@ -299,23 +282,23 @@ def _from_arrays(path, a):
                             or not np.isfinite(rng).all() or rng[0] > rng[1]):
         _fail(path, "damaged model file (bad rating_range)")
 
-    kwargs = dict(params)
-    try:
-        model = FastALS(**kwargs)
-        model._validated()
-    except Exception as exc:
-        _fail(path, f"damaged model file (bad hyperparameters: {_one_line(exc)})")
-    model.user_factors = np.ascontiguousarray(uf)
-    model.item_factors = np.ascontiguousarray(itf)
-    model.user_biases = np.ascontiguousarray(a["user_biases"])
-    model.item_biases = np.ascontiguousarray(a["item_biases"])
-    model.global_mean = float(gm)
-    model.loss_history = [float(x) for x in a["loss_history"]]
-    model.objective_history = [float(x) for x in a["objective_history"]]
-    model.user_ids = ids["user_ids"]
-    model.item_ids = ids["item_ids"]
-    if train is not None and hasattr(model, "_remember_training"):
-        model._remember_training(train)
-    if rng is not None:
-        model._rating_range = (float(rng[0]), float(rng[1]))
-    return model
+    state = {
+        "user_factors": np.ascontiguousarray(uf),
+        "item_factors": np.ascontiguousarray(itf),
+        "user_biases": np.ascontiguousarray(a["user_biases"]),
+        "item_biases": np.ascontiguousarray(a["item_biases"]),
+        "global_mean": float(gm),
+        "loss_history": [float(x) for x in a["loss_history"]],
+        "objective_history": [float(x) for x in a["objective_history"]],
+        "user_ids": ids["user_ids"],
+        "item_ids": ids["item_ids"],
+        "train": train,
+        "rating_range": None if rng is None else (float(rng[0]), float(rng[1])),
+    }
+    return params, state
+
+
+def bad_params(path, exc):
+    """The error for saved hyperparameters that the model refuses."""
+    return ModelFileError(f"{path}: damaged model file (bad hyperparameters: "
+                          f"{_one_line(exc)})")

@@ -10,7 +10,8 @@ import pytest
 
 from fastals import FastALS
 from fastals.exceptions import ModelFileError, NotFittedError
-from fastals.persist import FORMAT_VERSION, load_model, save_model
+from fastals import load_model, save_model
+from fastals.persist import FORMAT_VERSION
 from fastals.synthetic import make_ratings
 
 ARRAYS = ("user_factors", "item_factors", "user_biases", "item_biases")

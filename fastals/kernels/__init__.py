@@ -11,7 +11,8 @@ Modules
   :func:`solve_cholesky`.
 * :mod:`.cg` -- conjugate-gradient row solves, :func:`solve_cg`.
 * :mod:`.nnls` -- non-negative row solves, :func:`solve_nnls`.
-* :mod:`.loss` -- the per-entry loss; :func:`loss_terms` is defined here.
+* :mod:`.loss` -- the per-entry loss of a chunk of rows (:func:`loss_terms`,
+  defined here, runs it in the kernel of :mod:`.loss`, :mod:`.rows` or :mod:`.cg`).
 * :mod:`.dense` -- Gram matrix, SPD inverse, right multiply, sparse x dense.
 * :mod:`.topk` -- top-k scoring and AUC.
 * :mod:`.chunks` -- row chunks of similar cost, serial cutoff.

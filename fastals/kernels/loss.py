@@ -1,6 +1,9 @@
-"""The per-entry part of the weighted loss, per chunk of rows and as a
-parallel kernel of its own (the row solvers' kernels sum it too, see
-:func:`fastals.kernels.loss_terms`)."""
+"""The per-entry part of the weighted loss of a chunk of rows.
+
+Summed by a parallel kernel of its own here, or inside the row solvers'
+kernels (:mod:`.rows`, :mod:`.cg`), which the fit has compiled already;
+:func:`fastals.kernels.loss_terms` chooses.
+"""
 
 import numpy as np
 from numba import njit, prange
