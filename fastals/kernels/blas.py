@@ -227,7 +227,7 @@ def _with_blas(kernel):
 
     (Numba's dynamic scheduling, ``parallel_chunksize``, measured 30-100x
     slower on small kernels here; the row solvers hand out their chunks
-    with one atomic counter instead, see :func:`_take_next`.)"""
+    with one atomic counter instead, see :func:`.llvm._take_next`.)"""
     @functools.wraps(kernel)
     def wrapper(*args):
         return kernel(*args, USE_BLAS)

@@ -90,7 +90,7 @@ def _prefetch_entry(indices, e, Y):
 # ---------------------------------
 # The per-chunk functions (solve a range of rows, sum the loss of a range
 # of rows) are compiled as C callbacks and called from the parallel kernels
-# through fixed symbol names, as the BLAS routines above are.  A Numba
+# through fixed symbol names, as the BLAS routines of :mod:`.blas` are.  A Numba
 # function otherwise gets the LLVM code of everything it calls linked in
 # and optimized again, and a parallel kernel does that twice (its loop
 # body, then itself): for the Cholesky solver that was about 5 s of a 15 s
