@@ -321,7 +321,11 @@ class FastALS(RecommenderMixin):
             f[start:start + part.shape[0]] = part / np.maximum(norms, 1e-12)[:, None]
         return f
 
-    def _fit_csr(self, csr, k, dtype, show_progress=False):
+    def _fit_csr(self, csr, k, dtype, show_progress=False, initial=(None, None)):
+        """Train on a canonical CSR; ``initial`` optionally gives the starting
+        user and item factors (``(m, k)`` / ``(n, k)`` arrays, or None for a
+        random start), as :mod:`fastals.compat.implicit` needs to continue
+        training from the factors a model already holds."""
         m, n = csr.shape
         rng = np.random.default_rng(self.random_state)
         self.global_mean = float(csr.data.mean()) if self.use_bias else 0.0
@@ -335,6 +339,9 @@ class FastALS(RecommenderMixin):
         # Solved blocks: [factors, bias] per row when use_bias.
         X = self._init_factors(m, width, dtype, rng)
         Y = self._init_factors(n, width, dtype, rng)
+        for F, start in zip((X, Y), initial):
+            if start is not None:
+                F[:, :k] = start
         if self.use_bias:
             X[:, k] = 0
             Y[:, k] = 0
