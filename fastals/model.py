@@ -32,6 +32,59 @@ def threads(num_threads):
         numba.set_num_threads(old)
 
 
+# Defaults of the explicit objective, for the hyperparameters left at None
+# (chosen on a validation split of MovieLens-100k ua.base, checked on u1..u5:
+# docs/accuracy.md, bench/choose_defaults.py).  The other objectives keep
+# implicit's defaults: lambda 0.01, plain penalty, no biases.
+EXPLICIT_EXPONENT = 0.5
+EXPLICIT_FACTORS = 32
+OTHER_FACTORS = 100
+#: lambda of the penalty ``lambda * n ** e`` chosen for each exponent ``e``
+#: (``e = 0``: the plain penalty); other exponents interpolate log-linearly.
+EXPLICIT_LAMBDA = {0.0: 10.0, 0.5: 1.25, 1.0: 0.12}
+OTHER_LAMBDA = 0.01
+
+
+def _explicit_lambda(e):
+    es = sorted(EXPLICIT_LAMBDA)
+    e = min(max(float(e), es[0]), es[-1])
+    if e in EXPLICIT_LAMBDA:
+        return EXPLICIT_LAMBDA[e]
+    for lo, hi in zip(es, es[1:]):
+        if lo <= e <= hi:
+            t = (e - lo) / (hi - lo)
+            return float(np.exp((1 - t) * np.log(EXPLICIT_LAMBDA[lo])
+                                + t * np.log(EXPLICIT_LAMBDA[hi])))
+    return EXPLICIT_LAMBDA[es[0]]
+
+
+class _Auto:
+    """A hyperparameter whose default, None, is resolved by the objective.
+
+    Reading the attribute gives the value in force (the one given, or the
+    objective's default); :meth:`FastALS.get_params` gives what was given,
+    so that a clone with another ``objective`` gets that objective's
+    default.
+    """
+
+    def __set_name__(self, owner, name):
+        self.name = name
+        self.slot = f"_{name}_param"
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        raw = obj.__dict__.get(self.slot)
+        return obj._auto_default(self.name) if raw is None else raw
+
+    def __set__(self, obj, value):
+        obj.__dict__[self.slot] = value
+
+
+AUTO_PARAMS = ("factors", "regularization", "use_bias",
+               "weighted_regularization", "regularization_exponent")
+
+
 def _n_chunks(n_rows):
     # Fixed by the data, never by the thread count: sums over chunks are then
     # reduced in the same order whatever the number of threads.
@@ -57,12 +110,31 @@ class FastALS(RecommenderMixin):
     kernels that walk the sparse rows and solve one small ``k x k`` system per
     user and per item.
 
+    The defaults give a good model without tuning.  Five hyperparameters
+    default to None, which means "the objective's default": for
+    ``"explicit"`` 32 factors, a global mean plus user and item biases and
+    the penalty ``1.25 * sqrt(n)`` on a row with ``n`` ratings
+    (``factors=32``, ``use_bias=True``,
+    ``weighted_regularization=True``, ``regularization_exponent=0.5``,
+    ``regularization=1.25``; chosen on validation data of MovieLens-100k,
+    ``docs/accuracy.md``); for ``"implicit"`` and ``"dense"`` the defaults of
+    the ``implicit`` library (100 factors, no biases, plain penalty
+    ``lambda = 0.01``).
+    Reading the attribute gives the value in force; :meth:`get_params`
+    gives None for these, :meth:`resolved_params` the values in force.
+
     Parameters
     ----------
-    factors : int, default 100
-        Number of latent factors ``k``.
-    regularization : float, default 0.01
-        L2 penalty ``lambda`` on the factors (and biases).
+    factors : int or None, default None
+        Number of latent factors ``k``.  None: 32 for the explicit
+        objective, 100 (implicit's default) otherwise.
+    regularization : float or None, default None
+        L2 penalty ``lambda`` on the factors (and biases).  None: 0.01 for
+        the implicit and dense objectives; for the explicit objective the
+        value chosen for the penalty shape in force: 1.25 for
+        ``lambda * sqrt(n)`` (the default), 0.12 for ALS-WR
+        (``regularization_exponent=1``), 10 for the plain penalty
+        (``weighted_regularization=False``), log-linear in between.
     alpha : float, default 1.0
         Confidence scaling of the implicit objective.
     iterations : int, default 15
@@ -82,12 +154,14 @@ class FastALS(RecommenderMixin):
         Scale of the log confidence.
     unobserved_weight : float, default 1.0
         Weight ``w0`` of the missing cells in the implicit objective.
-    weighted_regularization : bool, default False
-        Scale ``lambda`` by each row's number of ratings (ALS-WR, Zhou et al.
-        2008).
-    use_bias : bool, default False
+    weighted_regularization : bool or None, default None
+        Scale ``lambda`` by each row's number of ratings ``n`` raised to
+        ``regularization_exponent`` (ALS-WR, Zhou et al. 2008, for exponent
+        1).  None: True for the explicit objective, False otherwise.
+    use_bias : bool or None, default None
         Explicit objective only: learn a global mean plus user and item
-        biases inside ALS.
+        biases inside ALS.  None: True for the explicit objective (unless
+        ``nonnegative``), False otherwise.
     solver : {"cholesky", "cg"}, default "cholesky"
         Exact Cholesky solve, or ``cg_steps`` conjugate-gradient steps
         warm-started from the previous factors (Takacs et al. 2011).
@@ -113,10 +187,10 @@ class FastALS(RecommenderMixin):
         each row solves its least-squares system by NNLS (active set, see
         :mod:`fastals.kernels.nnls`).  Explicit and implicit objectives only, without
         ``use_bias``; ``solver`` is ignored.
-    regularization_exponent : float, default 1.0
+    regularization_exponent : float or None, default None
         With ``weighted_regularization``: a row with ``n`` ratings gets the
         penalty ``lambda * n ** regularization_exponent`` (1: ALS-WR; 0: the
-        plain penalty).  Values other than 1 need the explicit objective
+        plain penalty).  None: 0.5 for the explicit objective, 1 otherwise.  Values other than 1 need the explicit objective
         (they are solved by weighting the row's squared errors by
         ``n ** (1 - exponent)``, an exact rescaling of the same row system).
 
@@ -138,15 +212,21 @@ class FastALS(RecommenderMixin):
         Raw ids of the rows of the factor matrices (None: the row number).
     """
 
-    def __init__(self, factors=100, regularization=0.01, alpha=1.0,
+    factors = _Auto()
+    regularization = _Auto()
+    use_bias = _Auto()
+    weighted_regularization = _Auto()
+    regularization_exponent = _Auto()
+
+    def __init__(self, factors=None, regularization=None, alpha=1.0,
                  iterations=15, objective="explicit", confidence="linear",
                  epsilon=1.0, unobserved_weight=1.0,
-                 weighted_regularization=False, use_bias=False,
+                 weighted_regularization=None, use_bias=None,
                  solver="cholesky", cg_steps=3, dtype=np.float32,
                  random_state=None, num_threads=0,
                  calculate_training_loss=True, tol=None, callback=None,
                  duplicates="sum", nonnegative=False,
-                 regularization_exponent=1.0):
+                 regularization_exponent=None):
         self.factors = factors
         self.regularization = regularization
         self.alpha = alpha
@@ -178,8 +258,42 @@ class FastALS(RecommenderMixin):
                "nonnegative", "regularization_exponent")
 
     def get_params(self, deep=True):
-        """Hyperparameters as a dict (scikit-learn convention)."""
+        """Hyperparameters as given (scikit-learn convention): None where a
+        default that depends on the objective is in force."""
+        return {p: self.__dict__.get(f"_{p}_param") if p in AUTO_PARAMS
+                else getattr(self, p) for p in self._PARAMS}
+
+    def resolved_params(self):
+        """Hyperparameters in force: :meth:`get_params` with every None
+        default replaced by the objective's value."""
         return {p: getattr(self, p) for p in self._PARAMS}
+
+    def _auto_default(self, name):
+        """The default of ``name`` (one of ``AUTO_PARAMS``) for this objective."""
+        explicit = self.objective == "explicit"
+        if name == "factors":
+            return EXPLICIT_FACTORS if explicit else OTHER_FACTORS
+        if name == "use_bias":
+            return explicit and not self.nonnegative
+        if name == "weighted_regularization":
+            return explicit
+        if name == "regularization_exponent":
+            return EXPLICIT_EXPONENT if explicit else 1.0
+        if not explicit:
+            return OTHER_LAMBDA
+        e = self.regularization_exponent if self.weighted_regularization else 0.0
+        try:
+            return _explicit_lambda(e)
+        except (TypeError, ValueError):
+            return EXPLICIT_LAMBDA[EXPLICIT_EXPONENT]   # bad exponent: _validated says so
+
+    def __setstate__(self, state):
+        # Pickles of fastals before the objective-dependent defaults hold
+        # these hyperparameters under their own names.
+        for p in AUTO_PARAMS:
+            if p in state:
+                state[f"_{p}_param"] = state.pop(p)
+        self.__dict__.update(state)
 
     def set_params(self, **params):
         """Set hyperparameters; returns ``self``."""
@@ -310,16 +424,16 @@ class FastALS(RecommenderMixin):
         return r, target
 
     def _init_factors(self, n, k, dtype, rng):
-        # Unit-norm random rows (as Spark does).  Drawn in float64 blocks so
-        # that float32 and float64 models start from the same point without
-        # ever holding a float64 copy of all the factors.
-        f = np.empty((n, k), dtype)
-        block = max(1, (1 << 20) // k)
-        for start in range(0, n, block):
-            part = rng.standard_normal((min(block, n - start), k))
-            norms = np.sqrt(np.einsum("ij,ij->i", part, part))
-            f[start:start + part.shape[0]] = part / np.maximum(norms, 1e-12)[:, None]
-        return f
+        """Starting factors: uniform on ``[0, 0.01)``, as ``implicit`` starts.
+
+        Drawn in float32 (then cast), users first, so that a float32 model
+        with ``random_state=s`` starts from exactly the factors implicit's
+        ``AlternatingLeastSquares(random_state=s)`` starts from, and float32
+        and float64 models from the same point.  Small positive starts rank
+        better than unit-norm random rows (the previous choice, as Spark's):
+        see ``docs/objectives.md``, "Starting point".
+        """
+        return (rng.random((n, k), dtype=np.float32) * 0.01).astype(dtype, copy=False)
 
     def _fit_csr(self, csr, k, dtype, show_progress=False, initial=(None, None)):
         """Train on a canonical CSR; ``initial`` optionally gives the starting
@@ -569,7 +683,10 @@ def save_model(model, path, include_training=True):
         arrays["train_indptr"] = np.asarray(ui.indptr, np.int64)
         arrays["train_indices"] = np.asarray(ui.indices, np.int32)
         arrays["train_data"] = np.asarray(ui.data, np.float64)
-    persist.save_arrays(path, model.get_params(), arrays, __version__)
+    # The values in force, not None placeholders: a model file keeps the
+    # hyperparameters it was trained with even if a later fastals changes
+    # the objective-dependent defaults.
+    persist.save_arrays(path, model.resolved_params(), arrays, __version__)
 
 
 def load_model(path):

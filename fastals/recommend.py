@@ -130,7 +130,7 @@ class RecommenderMixin:
         With biases: ``P = [x_u, 1, b_u + mu]``, ``Q = [y_i, b_i, 1]``, so the
         score is the predicted rating (before clipping).
         """
-        if not self.__dict__.get("use_bias", False) \
+        if not getattr(self, "use_bias", False) \
                 or not hasattr(self, "user_biases"):
             return self.user_factors, self.item_factors
         cache = self.__dict__.setdefault("_recommend_cache", {})
@@ -332,7 +332,7 @@ class RecommenderMixin:
         U = self.user_factors[np.maximum(u, 0)].astype(np.float64)
         V = self.item_factors[np.maximum(i, 0)].astype(np.float64)
         pred = np.einsum("ij,ij->i", U, V) * (ku & ki)
-        if self.__dict__.get("use_bias", False) and hasattr(self, "user_biases"):
+        if getattr(self, "use_bias", False) and hasattr(self, "user_biases"):
             pred += self.global_mean
             pred += np.where(ku, self.user_biases[np.maximum(u, 0)], 0.0)
             pred += np.where(ki, self.item_biases[np.maximum(i, 0)], 0.0)
@@ -462,7 +462,7 @@ class RecommenderMixin:
         """
         k = self.user_factors.shape[1]
         dtype = self.user_factors.dtype
-        use_bias = self.__dict__.get("use_bias", False)
+        use_bias = getattr(self, "use_bias", False)
         if side == "user":
             F, fb = self.item_factors, self.item_biases if use_bias else None
         else:
@@ -510,7 +510,7 @@ class RecommenderMixin:
         idx = self._index_of(side, raw, missing="ignore")
         X = self._fold_in(side, csr)
         k = self.user_factors.shape[1]
-        use_bias = self.__dict__.get("use_bias", False)
+        use_bias = getattr(self, "use_bias", False)
         new = idx < 0
         n_old = self._n(side)
         n_new = int(new.sum())

@@ -19,6 +19,11 @@ TOL = 1e-6
 def make(objective, **kw):
     kw.setdefault("factors", 3)
     kw.setdefault("regularization", 0.1)
+    # the plain model the naive references describe (explicit defaults
+    # would add biases and a sqrt(n) penalty)
+    kw.setdefault("use_bias", False)
+    kw.setdefault("weighted_regularization", False)
+    kw.setdefault("regularization_exponent", 1.0)
     return FastALS(objective=objective, dtype=np.float64, random_state=7, **kw)
 
 

@@ -64,7 +64,7 @@ def test_ranking_metrics_at_k_match_naive(tiny, objective, K):
     test = sp.csr_matrix((coo.data[mask], (coo.row[mask], coo.col[mask])), shape=tiny.shape)
     test = test + sp.csr_matrix(([1.0], ([0], [train[0].indices[0]])), shape=tiny.shape)  # overlap
     model = FastALS(factors=4, iterations=3, objective=objective, dtype=np.float64,
-                    random_state=0).fit(train)
+                    random_state=0, use_bias=False).fit(train)
     got = E.ranking_metrics_at_k(model, train, test, K=K)
     S = model.user_factors @ model.item_factors.T
     tr_rows = [list(train[u].indices) for u in range(tiny.shape[0])]

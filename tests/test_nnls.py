@@ -58,7 +58,8 @@ def test_solve_nnls_rows_match_scipy_weighted_least_squares(objective, wr):
     R, mask = naive.random_ratings(rng, m, n, density=0.4)
     csr = sp.csr_matrix(R)
     Y = rng.standard_normal((n, k))
-    model = FastALS(objective=objective, alpha=2.0, dtype=np.float64)
+    model = FastALS(objective=objective, alpha=2.0, dtype=np.float64,
+                    weighted_regularization=False, use_bias=False)
     conf, target = model._conf_target(csr.data, np.dtype(np.float64))
     w0 = model._w0()
     G = Y.T @ Y if w0 else np.zeros((k, k))
@@ -83,7 +84,8 @@ def test_fit_nonnegative_is_exact_block_minimization(objective):
     R, mask = naive.random_ratings(rng, 20, 16, density=0.35)
     lam = 0.2
     model = FastALS(factors=3, iterations=6, regularization=lam, objective=objective,
-                    nonnegative=True, dtype=np.float64, random_state=0).fit(sp.csr_matrix(R))
+                    nonnegative=True, dtype=np.float64, random_state=0,
+                    weighted_regularization=False).fit(sp.csr_matrix(R))
     U, V = model.user_factors, model.item_factors
     assert (U >= 0).all() and (V >= 0).all() and U.any() and V.any()
     hist = model.objective_history
@@ -103,7 +105,7 @@ def test_nonnegative_fold_in_matches_scipy():
     rng = np.random.default_rng(12)
     R, mask = naive.random_ratings(rng, 15, 12, density=0.4)
     model = FastALS(factors=3, iterations=3, regularization=0.5, nonnegative=True,
-                    dtype=np.float64, random_state=0).fit(sp.csr_matrix(R))
+                    dtype=np.float64, random_state=0, weighted_regularization=False).fit(sp.csr_matrix(R))
     row = R[3]
     x = model.recalculate_user(row)
     m = row != 0

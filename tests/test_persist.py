@@ -48,7 +48,8 @@ def assert_same(a, b):
         assert (x is None) == (y is None)
         if x is not None:
             assert x.tolist() == y.tolist()
-    pa, pb = a.get_params(), b.get_params()
+    # a model file holds the values in force (objective defaults resolved)
+    pa, pb = a.resolved_params(), b.resolved_params()
     pa.pop("callback"), pb.pop("callback")
     assert np.dtype(pa.pop("dtype")) == np.dtype(pb.pop("dtype"))
     assert pa == pb
@@ -267,3 +268,15 @@ def test_saved_file_has_the_usual_permissions(tmp_path, data):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_file_keeps_the_defaults_in_force(tmp_path, data):
+    # A model trained with the objective-dependent defaults (None) is saved
+    # with their values, so a later change of the defaults cannot change it.
+    model = fitted(data)
+    assert model.get_params()["regularization"] is None
+    save_model(model, tmp_path / "m.npz")
+    loaded = load_model(tmp_path / "m.npz")
+    for name in ("factors", "regularization", "use_bias", "weighted_regularization",
+                 "regularization_exponent"):
+        assert loaded.get_params()[name] == getattr(model, name), name

@@ -4,6 +4,10 @@ import pytest
 import scipy.sparse as sp
 
 import naive
+
+# The plain model the references below describe (the explicit objective's
+# defaults add biases and a sqrt(n)-weighted penalty).
+PLAIN = dict(use_bias=False, weighted_regularization=False)
 import naive_metrics as NM
 from fastals import FastALS, InputError, NotFittedError
 
@@ -18,7 +22,7 @@ def _ratings(seed=0, m=25, n=20):
 def fitted():
     R, mask = _ratings()
     model = FastALS(factors=5, iterations=4, regularization=0.1, dtype=np.float64,
-                    random_state=0).fit(sp.csr_matrix(R))
+                    random_state=0, **PLAIN).fit(sp.csr_matrix(R))
     return model, R, mask
 
 
@@ -55,7 +59,7 @@ def test_batch_equals_single_and_recommend_all(fitted):
 
 def test_ties_go_to_lower_index_and_threads_do_not_matter():
     R, _ = _ratings(1, m=40, n=30)
-    model = FastALS(factors=3, iterations=2, random_state=0).fit(sp.csr_matrix(R))
+    model = FastALS(factors=3, iterations=2, random_state=0, **PLAIN).fit(sp.csr_matrix(R))
     model.item_factors = np.round(model.item_factors, 1)     # many exact ties
     model.item_factors[::3] = model.item_factors[1]
     S = model.user_factors @ model.item_factors.T
@@ -179,6 +183,7 @@ def _naive_fold_in(model, rows, objective, bias=False, wr=False, e=1.0):
                                 dict(objective="implicit", alpha=2.0)])
 def test_recalculate_user_solves_the_training_row_system(kw):
     R, mask = _ratings(3)
+    kw = {**PLAIN, "regularization_exponent": 1.0, **kw}
     model = FastALS(factors=4, iterations=3, regularization=0.2, dtype=np.float64,
                     random_state=0, **kw).fit(sp.csr_matrix(R))
     rng = np.random.default_rng(0)
@@ -209,9 +214,9 @@ def test_recalculate_user_solves_the_training_row_system(kw):
 def test_recalculate_item_mirrors_user():
     R, _ = _ratings(4)
     model = FastALS(factors=3, iterations=3, regularization=0.3, dtype=np.float64,
-                    random_state=0).fit(sp.csr_matrix(R))
+                    random_state=0, **PLAIN).fit(sp.csr_matrix(R))
     T = FastALS(factors=3, iterations=3, regularization=0.3, dtype=np.float64,
-                random_state=0).fit(sp.csr_matrix(R.T))
+                random_state=0, **PLAIN).fit(sp.csr_matrix(R.T))
     # the transposed model's "user" step is this model's "item" step
     T.user_factors, T.item_factors = model.item_factors, model.user_factors
     col = R[:, 2]
@@ -223,7 +228,7 @@ def test_partial_fit_users_and_items():
     items = np.array([1, 2, 2, 3, 1, 3, 4, 4])
     vals = np.array([5, 3, 4, 2, 1, 5, 4, 3], float)
     model = FastALS(factors=2, iterations=3, regularization=0.1, dtype=np.float64,
-                    random_state=0).fit((users, items, vals))
+                    random_state=0, **PLAIN).fit((users, items, vals))
     item_f = model.item_factors.copy()
     rows = sp.csr_matrix(np.array([[0, 0, 5, 1], [4, 0, 0, 2]], float))   # items 1..4
     want = model.recalculate_user(rows)
@@ -266,7 +271,7 @@ def test_regularization_exponent_training_step_is_exact(e):
     R, mask = _ratings(5)
     lam = 0.3
     model = FastALS(factors=3, iterations=4, regularization=lam, weighted_regularization=True,
-                    regularization_exponent=e, dtype=np.float64,
+                    regularization_exponent=e, dtype=np.float64, use_bias=False,
                     random_state=0).fit(sp.csr_matrix(R))
     U = model.user_factors
     for i in range(R.shape[1]):      # last half-step: items given users
