@@ -190,7 +190,10 @@ class FastALS(RecommenderMixin):
     regularization_exponent : float or None, default None
         With ``weighted_regularization``: a row with ``n`` ratings gets the
         penalty ``lambda * n ** regularization_exponent`` (1: ALS-WR; 0: the
-        plain penalty).  None: 0.5 for the explicit objective, 1 otherwise.  Values other than 1 need the explicit objective
+        plain penalty).  None: 0.5 for the explicit objective when
+        ``weighted_regularization`` is left at None too (the default
+        penalty), 1 otherwise (``weighted_regularization=True`` alone means
+        ALS-WR, as it always did).  Values other than 1 need the explicit objective
         (they are solved by weighting the row's squared errors by
         ``n ** (1 - exponent)``, an exact rescaling of the same row system).
 
@@ -278,7 +281,11 @@ class FastALS(RecommenderMixin):
         if name == "weighted_regularization":
             return explicit
         if name == "regularization_exponent":
-            return EXPLICIT_EXPONENT if explicit else 1.0
+            # The sqrt(n) penalty is part of the default package only:
+            # weighted_regularization=True given alone keeps its meaning
+            # (ALS-WR, lambda * n).
+            given = self.__dict__.get("_weighted_regularization_param")
+            return EXPLICIT_EXPONENT if explicit and given is None else 1.0
         if not explicit:
             return OTHER_LAMBDA
         e = self.regularization_exponent if self.weighted_regularization else 0.0

@@ -31,6 +31,10 @@ def test_other_objectives_keep_implicits_defaults(objective):
 
 def test_lambda_follows_the_penalty_shape():
     assert FastALS(regularization_exponent=1.0).regularization == EXPLICIT_LAMBDA[1.0]
+    # weighted_regularization=True alone keeps its old meaning: ALS-WR
+    wr = FastALS(weighted_regularization=True)
+    assert wr.regularization_exponent == 1.0 and wr.regularization == EXPLICIT_LAMBDA[1.0]
+    assert FastALS(weighted_regularization=True, regularization=0.1).regularization == 0.1
     assert FastALS(weighted_regularization=False).regularization == EXPLICIT_LAMBDA[0.0]
     mid = FastALS(regularization_exponent=0.75).regularization
     assert EXPLICIT_LAMBDA[1.0] < mid < EXPLICIT_LAMBDA[0.5]
