@@ -129,6 +129,15 @@ class RecommenderContract:
         assert len(losses) == 4 and np.all(np.isfinite(losses))
         # exact ALS never increases its objective
         assert all(b <= a * (1 + 1e-5) for a, b in zip(losses, losses[1:]))
+        # the loss is the regularized objective per unit of cell weight
+        X = model.user_factors.astype(np.float64)
+        Y = model.item_factors.astype(np.float64)
+        R = user_items.toarray()
+        W, P = naive.cell_weights(R, R != 0, "implicit", alpha=PARAMS["alpha"],
+                                  confidence="alpha_r")
+        lam = PARAMS["regularization"]
+        objective = np.sum(W * (P - X @ Y.T) ** 2) + lam * (np.sum(X ** 2) + np.sum(Y ** 2))
+        assert losses[-1] == pytest.approx(objective / W.sum(), rel=1e-4)
 
     def test_fit_continues_from_factors_already_set(self, user_items, fitted):
         ends = []

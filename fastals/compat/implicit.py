@@ -210,9 +210,13 @@ class AlternatingLeastSquares:
         last = [0.0]
 
         def relay(epoch, loss, seconds):
+            # implicit's loss is the regularized objective per unit of cell
+            # weight: fastals' objective_history (loss_history lacks the
+            # penalty).
             if callback is not None:
+                hist = engine.objective_history
                 callback(epoch - 1, seconds - last[0],
-                         None if np.isnan(loss) else loss)
+                         hist[-1] if hist and not np.isnan(loss) else None)
             last[0] = seconds
 
         engine = self._engine(attach=False, callback=relay)
