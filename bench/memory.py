@@ -23,6 +23,7 @@ from fastals import FastALS
 import _data
 size, k, objective, solver = {args!r}
 kw = dict(objective=objective, solver=solver, factors=k, iterations=1, random_state=0,
+          use_bias=False, weighted_regularization=False,
           calculate_training_loss=False)
 FastALS(**kw).fit(sp.random(50, 40, density=0.2, format="csr", random_state=0))
 
