@@ -44,7 +44,10 @@ def ratings(seed=0, n_users=80, n_items=60, nnz=1200):
 
 def configurations():
     """(name, FastALS parameters) for every stored fit."""
-    base = dict(factors=8, iterations=3, random_state=7, regularization=0.1)
+    # the plain model (no biases, plain penalty) unless a configuration
+    # asks for more: the explicit objective's defaults would add both
+    base = dict(factors=8, iterations=3, random_state=7, regularization=0.1,
+                use_bias=False, weighted_regularization=False)
     out = []
     for objective in ("explicit", "implicit", "dense"):
         for solver in ("cholesky", "cg"):
