@@ -73,3 +73,24 @@ def test_cg_steps_are_implicits():
         models.append(model)
     np.testing.assert_allclose(models[0].user_factors, models[1].user_factors, atol=1e-6)
     np.testing.assert_allclose(models[0].item_factors, models[1].item_factors, atol=1e-6)
+
+
+def test_model_files_cross_load(tmp_path):
+    # a drop-in file loads in implicit and an implicit file in the drop-in
+    import numpy as np
+
+    from fastals.compat.implicit import AlternatingLeastSquares
+    from recommender_contract import PARAMS, _interactions
+
+    R = _interactions()
+    ours = AlternatingLeastSquares(**PARAMS)
+    ours.fit(R, show_progress=False)
+    ours.save(str(tmp_path / "ours"))
+    theirs = implicit_als.AlternatingLeastSquares.load(str(tmp_path / "ours"))
+    np.testing.assert_array_equal(theirs.user_factors, ours.user_factors)
+    np.testing.assert_array_equal(theirs.recommend(0, R[0], N=3)[0],
+                                  ours.recommend(0, R[0], N=3)[0])
+    theirs.save(str(tmp_path / "theirs"))
+    back = AlternatingLeastSquares.load(str(tmp_path / "theirs"))
+    np.testing.assert_array_equal(back.item_factors, ours.item_factors)
+    assert back.alpha == ours.alpha and back.factors == ours.factors
