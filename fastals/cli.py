@@ -173,7 +173,7 @@ def train(data, fmt, test, objective, factors, iterations, regularization, alpha
         _check_writable(output)
 
     if data is None:
-        from .synthetic import ML100K_SHAPE, make_ratings
+        from .data.synthetic import ML100K_SHAPE, make_ratings
         m, n, nnz = ML100K_SHAPE
         say(f"No --data given: training on built-in synthetic ratings shaped like "
             f"MovieLens-100k ({m} users x {n} items, {nnz:,} ratings, seed "

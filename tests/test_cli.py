@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from fastals import FastALS
 from fastals.cli import main
-from fastals.synthetic import make_ratings
+from fastals.data.synthetic import make_ratings
 
 LINE = re.compile(r"^Iteration: (\d+), loss = (\d+\.\d{6}), time : (\d+\.\d{4})")
 

@@ -21,8 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastals import FastALS
-from fastals.data import (DATASETS, DownloadError, Ratings, _read_text,
-                          fetch_movielens, load, read_ratings)
+from fastals.data import (DATASETS, DownloadError, Ratings, fetch_movielens,
+                          load, read_ratings)
+from fastals.data.text import _read_text
 from fastals.exceptions import DataFormatError, InputError
 
 TABLE = Ratings(np.array([1, 1, 2, 3, 3, 3]), np.array([10, 20, 10, 20, 30, 40]),
