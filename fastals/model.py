@@ -168,8 +168,9 @@ class FastALS(RecommenderMixin):
     cg_steps : int, default 3
     dtype : numpy dtype, default float32
         float32 or float64.
-    random_state : int, numpy Generator or None
-        Seed of the initial factors.
+    random_state : int, numpy Generator or None, default 0
+        Seed of the initial factors: the same data and parameters give the
+        same model.  None draws a fresh seed each time.
     num_threads : int, default 0
         Numba threads used by the kernels; 0 means all cores.
     calculate_training_loss : bool, default True
@@ -180,8 +181,12 @@ class FastALS(RecommenderMixin):
     callback : callable or None
         ``callback(epoch, loss, seconds)`` after each epoch (``loss`` is
         ``nan`` when not computed); returning ``True`` stops training.
-    duplicates : {"sum", "mean", "last", "error"}, default "sum"
-        Policy for repeated (user, item) pairs in the input.
+    duplicates : {"auto", "last", "mean", "sum", "error"}, default "auto"
+        Policy for repeated (user, item) pairs in the input.  ``"auto"``:
+        ``"sum"`` for implicit feedback (the implicit objective, or data
+        read without a rating column): interaction counts add up;
+        ``"last"`` otherwise: a rating given twice counts once, the latest
+        (by timestamp when the input has them, else by position).
     nonnegative : bool, default False
         Constrain all factors to be ``>= 0`` (as Spark's ``nonnegative``):
         each row solves its least-squares system by NNLS (active set, see
@@ -226,9 +231,9 @@ class FastALS(RecommenderMixin):
                  epsilon=1.0, unobserved_weight=1.0,
                  weighted_regularization=None, use_bias=None,
                  solver="cholesky", cg_steps=3, dtype=np.float32,
-                 random_state=None, num_threads=0,
+                 random_state=0, num_threads=0,
                  calculate_training_loss=True, tol=None, callback=None,
-                 duplicates="sum", nonnegative=False,
+                 duplicates="auto", nonnegative=False,
                  regularization_exponent=None):
         self.factors = factors
         self.regularization = regularization
@@ -378,25 +383,37 @@ class FastALS(RecommenderMixin):
         return int(k), dtype
 
     # ------------------------------------------------------------------- fit
-    def fit(self, X, show_progress=False):
+    def fit(self, X, show_progress=False, columns=None):
         """Learn the factors of ``X``.
 
         Parameters
         ----------
-        X : scipy.sparse matrix (users x items), ``(user_ids, item_ids, values)`` or :class:`fastals.Ratings`
+        X : scipy.sparse matrix, ``(user_ids, item_ids, values)``, :class:`fastals.Ratings`, or a DataFrame
             Ratings (explicit / dense) or interaction strengths (implicit).
-            Sparse input keeps row/column numbers as ids; triplets may use
-            any integer or string ids, which are mapped to contiguous indices
-            and kept in ``user_ids`` / ``item_ids``.
+            A sparse matrix is users x items and keeps its row and column
+            numbers as ids.  Triplets may use any integer or string ids,
+            which are mapped to contiguous indices and kept in
+            ``user_ids`` / ``item_ids``.  A pandas or polars DataFrame or a
+            pyarrow Table is read in long format, one row per rating, by
+            column names (``user``/``userId``, ``item``/``movieId``,
+            ``rating``, ``timestamp``, ...; see ``docs/data.md``).  A dense
+            2-D array is refused rather than guessed at: pass
+            ``scipy.sparse.csr_matrix(X)`` for a users x items matrix.
         show_progress : bool
-            Show a progress bar (needs ``tqdm``).
+            Show a progress bar on stderr (tqdm's when installed, else a
+            plain one).
+        columns : sequence of str, optional
+            Tables only: ``(user, item[, rating[, timestamp]])`` column
+            names (or positions), overriding the names found by default.
 
         Returns
         -------
         self
         """
         k, dtype = self._validated()
-        csr, self.user_ids, self.item_ids = to_csr(X, self.duplicates)
+        csr, self.user_ids, self.item_ids = to_csr(
+            X, self.duplicates, implicit=self.objective == "implicit",
+            columns=columns)
         big = np.abs(csr.data).max()
         if big > np.finfo(dtype).max:
             raise InputError(f"a value ({big:g}) does not fit in {dtype.name}; "
@@ -473,11 +490,8 @@ class FastALS(RecommenderMixin):
         epochs = range(self.iterations)
         bar = None
         if show_progress:
-            try:
-                from tqdm.auto import tqdm
-                bar = tqdm(total=self.iterations, unit="epoch")
-            except ImportError:
-                bar = None
+            from ._progress import progress_bar
+            bar = progress_bar(self.iterations, unit="epoch")
         with threads(self.num_threads):
             for epoch in epochs:
                 self._half_step(users, Y, GY, X)

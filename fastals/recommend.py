@@ -16,7 +16,8 @@ import scipy.sparse as sp
 
 from . import kernels as K
 from .kernels import topk as _topk
-from ._input import combine_duplicates, kernel_arrays, transpose_csr
+from ._input import (combine_duplicates, kernel_arrays, resolve_duplicates,
+                     transpose_csr)
 from .exceptions import FastALSError, InputError, NotFittedError
 
 SIDES = ("user", "item")
@@ -433,7 +434,9 @@ class RecommenderMixin:
                 raise InputError(f"{cols.size} {other} ids but {vals.size} values")
             _check_finite(vals)
             r, c, v = combine_duplicates(np.zeros(cols.size, np.int64), cols, vals,
-                                         n_other, self.duplicates)
+                                         n_other, resolve_duplicates(
+                                             self.duplicates,
+                                             self.objective == "implicit"))
             csr = sp.csr_matrix((v, c.astype(np.int32), np.array([0, v.size], np.int64)),
                                 shape=(1, n_other))
         else:

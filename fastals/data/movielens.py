@@ -70,7 +70,8 @@ def fetch_movielens(name, data_home=None, base_url=None, checksum=None,
     download : bool
         ``False``: fail instead of downloading.
     progress : bool or None
-        Show a download progress bar (needs ``tqdm``); None: when stderr is
+        Show a download progress bar (tqdm's if installed, else a plain
+        one); None: when stderr is
         a terminal.
 
     Returns
@@ -78,7 +79,12 @@ def fetch_movielens(name, data_home=None, base_url=None, checksum=None,
     pathlib.Path
     """
     if name not in DATASETS:
-        raise InputError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+        import difflib
+        close = difflib.get_close_matches(str(name).lower(), list(DATASETS), n=1,
+                                          cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise InputError(f"unknown data set {name!r}; {hint}known: "
+                         f"{', '.join(DATASETS)}")
     zip_name, folder, ratings_file, md5 = DATASETS[name]
     candidates = []
     if os.environ.get("FASTALS_DATA"):
@@ -134,11 +140,8 @@ def _download(url, dest, name, progress):
     if progress is None:
         progress = sys.stderr.isatty()
     if progress:
-        try:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=total, unit="B", unit_scale=True, desc=name)
-        except ImportError:
-            bar = None
+        from .._progress import progress_bar
+        bar = progress_bar(total, unit="B", desc=name)
     try:
         with resp, open(dest, "wb") as out:
             while True:

@@ -13,8 +13,9 @@ import re
 import numpy as np
 
 from ..exceptions import DataFormatError
-from .columns import _is_number, _pick_columns
+from .columns import _clean, _is_number, check_plausible, pick_columns, warn_all
 from .parse import _bad_number, _finish, _one_line, _read_text_fast
+from .ratings import ReadInfo
 
 
 def _split(line, delimiter):
@@ -33,12 +34,22 @@ def _sniff_delimiter(line):
 
 
 
-def _read_text(path, delimiter=None, header=None, columns=None, engine="auto"):
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise DataFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
+def _read_text(path, delimiter=None, header=None, columns=None, engine="auto",
+               raw=None):
+    """Ratings of a delimited text file (``raw``: its bytes, if already read).
+
+    The result's ``info`` says which columns were used; for a headerless
+    file the columns are checked for plausibility and the doubts are warned
+    (:class:`~fastals.exceptions.DataWarning`) and kept in
+    ``info.warnings``.
+    """
+    if raw is None:
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except OSError as exc:
+            raise DataFormatError(f"{path}: cannot read ({exc.strerror or exc})") \
+                from None
     if b"\x00" in raw[:65536]:
         raise DataFormatError(f"{path}: binary content, not a delimited text "
                               "ratings file (unknown format)")
@@ -88,7 +99,11 @@ def _read_text(path, delimiter=None, header=None, columns=None, engine="auto"):
                          for i, a in enumerate(nonnum1))
     names = f1 if header else None
     ncols = len(f1)
-    picks = _pick_columns(path, names, ncols, columns)
+    numeric = None
+    if header and second_s is not None:
+        f2 = _split(second_s, delimiter)
+        numeric = [i < len(f2) and _is_number(f2[i]) for i in range(ncols)]
+    picks, how, notes = pick_columns(path, names, ncols, columns, numeric)
     body_start = offset + (len(first) if header else 0)
     first_line_no = skipped + (2 if header else 1)
     if header and second is None:
@@ -103,7 +118,13 @@ def _read_text(path, delimiter=None, header=None, columns=None, engine="auto"):
             raise DataFormatError(f"{path}: the fast parser cannot read this file")
         result = _read_text_slow(path, raw[body_start:], first_line_no, delimiter,
                                  ncols, picks)
-    return result
+    labels = tuple(None if c is None else (_clean(names[c]) if names else str(c))
+                   for c in picks)
+    doubts = ()
+    if names is None:
+        doubts = tuple(check_plausible(path, result, picks))
+        warn_all(doubts)
+    return result.with_info(ReadInfo(str(path), labels, how, notes, doubts))
 
 
 
