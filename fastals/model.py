@@ -166,6 +166,7 @@ class FastALS(RecommenderMixin):
         Exact Cholesky solve, or ``cg_steps`` conjugate-gradient steps
         warm-started from the previous factors (Takacs et al. 2011).
     cg_steps : int, default 3
+        Conjugate-gradient steps per row solve (``solver="cg"``).
     dtype : numpy dtype, default float32
         float32 or float64.
     random_state : int, numpy Generator or None, default 0

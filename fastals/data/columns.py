@@ -204,8 +204,8 @@ def check_plausible(source, ratings, picks):
                        f"distinct values ({nd_r:,}) than column {picks[role]} "
                        f"(read as {ROLES[role]} ids, {nd[role]:,})")
         ts = ratings.timestamps
-        if ts is not None and ts.size and _distinct(ts) <= FEW_DISTINCT \
-                and np.abs(ts).max() <= 100:
+        if ts is not None and ts.size and 2 <= _distinct(ts) <= FEW_DISTINCT \
+                and np.abs(ts).max() <= 100:  # (a constant is a placeholder)
             out.append(f"{source}: column {picks[3]} (read as timestamps) holds only "
                        f"{_distinct(ts)} small distinct values, like ratings")
     if has_rating and ratings.values.size and ratings.values.min() >= 1e8:
