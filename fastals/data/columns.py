@@ -174,7 +174,7 @@ def check_plausible(source, ratings, picks):
 
     Checks, on files of at least :data:`MIN_ROWS_TO_JUDGE` ratings: an id
     column with at most :data:`FEW_DISTINCT` distinct values where the
-    rating column has more; a rating column with more distinct values than
+    rating column has more, or with a different value on every line; a rating column with more distinct values than
     an id column, or with values like Unix times; a timestamp column of a
     few small values; id columns holding decimal numbers.  Returns the
     messages (one at most; the caller warns).
@@ -198,6 +198,10 @@ def check_plausible(source, ratings, picks):
                 out.append(f"{source}: column {picks[role]} (read as {ROLES[role]} "
                            f"ids) has only {nd[role]} distinct values over {n:,} "
                            "ratings")
+            if nd[role] == n:
+                out.append(f"{source}: column {picks[role]} (read as {ROLES[role]} "
+                           f"ids) has a different value on each of the {n:,} "
+                           "lines (timestamps or line numbers?)")
         if has_rating and nd_r > FEW_DISTINCT and nd_r > min(nd.values()):
             role = 0 if nd[0] <= nd[1] else 1
             out.append(f"{source}: column {picks[2]} (read as ratings) has more "
