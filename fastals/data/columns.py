@@ -48,6 +48,7 @@ _NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
 #: Plausibility thresholds for headerless files (see :func:`check_plausible`).
 MIN_ROWS_TO_JUDGE = 50
 FEW_DISTINCT = 10
+SAMPLE = 100_000  # lines looked at (evenly spread) in a longer file
 
 
 def _is_number(field):
@@ -66,6 +67,25 @@ def _label(names, c):
 
 def _names_hint(names):
     return ", ".join(repr(_clean(n)) for n in names)
+
+
+def normalize_columns(columns):
+    """``columns`` as a list: ``"user,item,3"`` is split at commas, digit
+    strings are positions, ``"none"`` (or empty) is None."""
+    if columns is None:
+        return None
+    if isinstance(columns, str):
+        columns = columns.split(",")
+    out = []
+    for c in columns:
+        if isinstance(c, str):
+            c = c.strip()
+            if c.lower() in ("", "none", "-"):
+                c = None
+            elif c.isdigit():
+                c = int(c)
+        out.append(c)
+    return out
 
 
 def pick_columns(source, names, ncols, columns, numeric=None):
@@ -94,17 +114,14 @@ def pick_columns(source, names, ncols, columns, numeric=None):
         Human-readable remarks for the ``Loaded ...`` line.
     """
     lowered = [_clean(n).lower() for n in names] if names else None
+    columns = normalize_columns(columns)
     if columns is not None:
-        if isinstance(columns, str):
-            columns = [c.strip() for c in columns.split(",")]
-        columns = [int(c) if isinstance(c, str) and c.isdigit() and not (
-            lowered and c.lower() in lowered) else c for c in columns]
         if len(columns) not in (2, 3, 4):
             raise InputError("columns must list (user, item[, rating[, timestamp]])")
         columns = list(columns) + [None] * (4 - len(columns))
         picks = []
         for c in columns:
-            if c is None or (isinstance(c, str) and c.lower() in ("", "none", "-")):
+            if c is None:
                 picks.append(None)
             elif isinstance(c, (int, np.integer)) and not isinstance(c, bool):
                 if not 0 <= c < ncols:
@@ -166,7 +183,10 @@ def _pick_columns(path, names, ncols, columns):
 
 
 def _distinct(a):
-    return int(np.unique(a).size)
+    """Number of distinct values (by sorting: np.unique's hash path is far
+    slower on some numpy versions)."""
+    a = np.sort(np.asarray(a))
+    return int(a.size > 0) + int(np.count_nonzero(a[1:] != a[:-1]))
 
 
 def check_plausible(source, ratings, picks):
@@ -176,10 +196,14 @@ def check_plausible(source, ratings, picks):
     column with at most :data:`FEW_DISTINCT` distinct values where the
     rating column has more, or with a different value on every line; a rating column with more distinct values than
     an id column, or with values like Unix times; a timestamp column of a
-    few small values; id columns holding decimal numbers.  Returns the
+    few small values; id columns holding decimal numbers.  A file longer
+    than :data:`SAMPLE` lines is judged on an evenly spaced sample of that
+    many (the checks then cost a few ms).  Returns the
     messages (one at most; the caller warns).
     """
     out = []
+    step = max(1, ratings.values.size // SAMPLE)  # a strided sample: cheap
+    ratings = type(ratings)(*(None if a is None else a[::step] for a in ratings))
     n = ratings.values.size
     ids = {0: ratings.user_ids, 1: ratings.item_ids}
     nd = {}

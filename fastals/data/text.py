@@ -13,7 +13,8 @@ import re
 import numpy as np
 
 from ..exceptions import DataFormatError
-from .columns import _clean, _is_number, check_plausible, pick_columns, warn_all
+from .columns import (_clean, _is_number, check_plausible, normalize_columns,
+                      pick_columns, warn_all)
 from .parse import _bad_number, _finish, _one_line, _read_text_fast
 from .ratings import ReadInfo
 
@@ -86,6 +87,7 @@ def _read_text(path, delimiter=None, header=None, columns=None, engine="auto",
     elif delimiter.isspace() and delimiter != "\t":
         delimiter = None
     f1 = _split(first_s, delimiter)
+    columns = normalize_columns(columns)
     if header is None and columns is not None and any(
             isinstance(c, str) for c in columns):
         header = True  # columns named: the first line names them
