@@ -112,7 +112,8 @@ def docstring_help():
     result = {}
     for n, lines in out.items():
         para = re.split(r"\s*\n\s*\n", "\n".join(lines).strip())[0]
-        result[n] = " ".join(para.split()).replace("``", "")
+        text = re.sub(r":\w+:`~?([^`]+)`", r"\1", " ".join(para.split()))
+        result[n] = text.replace("``", "")
     return result
 
 
