@@ -205,6 +205,8 @@ def check_plausible(source, ratings, picks):
     step = max(1, ratings.values.size // SAMPLE)  # a strided sample: cheap
     ratings = type(ratings)(*(None if a is None else a[::step] for a in ratings))
     n = ratings.values.size
+    over = f"over {n:,} ratings" if step == 1 else \
+        f"in a sample of {n:,} evenly spaced lines"
     ids = {0: ratings.user_ids, 1: ratings.item_ids}
     nd = {}
     for role, arr in ids.items():
@@ -220,12 +222,11 @@ def check_plausible(source, ratings, picks):
         for role in (0, 1):
             if nd[role] <= FEW_DISTINCT and (nd_r > nd[role] or not has_rating):
                 out.append(f"{source}: column {picks[role]} (read as {ROLES[role]} "
-                           f"ids) has only {nd[role]} distinct values over {n:,} "
-                           "ratings")
+                           f"ids) has only {nd[role]} distinct values {over}")
             if nd[role] == n:
                 out.append(f"{source}: column {picks[role]} (read as {ROLES[role]} "
-                           f"ids) has a different value on each of the {n:,} "
-                           "lines (timestamps or line numbers?)")
+                           f"ids) has a different value on every line ({over}; "
+                           "timestamps or line numbers?)")
         if has_rating and nd_r > FEW_DISTINCT and nd_r > min(nd.values()):
             role = 0 if nd[0] <= nd[1] else 1
             out.append(f"{source}: column {picks[2]} (read as ratings) has more "
