@@ -200,6 +200,11 @@ def train(data, fmt, columns, test, holdout, holdout_by, unknown, ids, output,
     csr, user_ids, item_ids = ratings.to_csr(ids, duplicates=policy)
     if data is not None:
         say(_loaded_line(ratings, data, csr, policy, holdout, holdout_by))
+        if ratings.implicit and model.objective != "implicit":
+            click.echo(f"Warning: {data} has no rating column, so every value is "
+                       f"1, which the {model.objective} objective fits trivially; "
+                       "use --objective implicit (or --columns to name the "
+                       "rating column)", err=True)
 
     if test is not None:
         test_ratings = _load(fdata, test, fmt, columns)

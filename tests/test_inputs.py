@@ -81,6 +81,9 @@ def test_user_and_item_only_is_implicit_and_says_so(tmp_path):
               "--objective", "implicit")
     assert res.exit_code == 0, res.output
     assert "no rating column: implicit feedback" in res.stdout.splitlines()[0]
+    assert "Warning" not in res.stderr
+    res = run("train", "--data", path, "--epochs", 1, "--factors", 2)
+    assert "Warning:" in res.stderr and "--objective implicit" in res.stderr
 
 
 def test_ambiguous_or_unnamed_columns_are_refused(tmp_path):

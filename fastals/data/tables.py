@@ -36,14 +36,12 @@ def is_table(X):
 
 def _column(X, kind, name):
     col = X.column(name) if kind == "arrow" else X[name]
-    if hasattr(col, "null_count") and int(col.null_count or 0) > 0:
-        raise InputError(f"column {name!r} has {int(col.null_count)} missing "
-                         "value(s); drop or fill them first")
-    if kind == "arrow":
-        arr = col.to_numpy()
-    else:
-        arr = col.to_numpy()
-    arr = np.asarray(arr)
+    nulls = getattr(col, "null_count", 0)  # pyarrow: a number; polars: a method
+    nulls = int((nulls() if callable(nulls) else nulls) or 0)
+    if nulls:
+        raise InputError(f"column {name!r} has {nulls} missing value(s); drop or "
+                         "fill them first")
+    arr = np.asarray(col.to_numpy())
     if arr.ndim != 1:
         raise InputError(f"column {name!r} is not one-dimensional (shape "
                          f"{arr.shape}); is a column name repeated?")
