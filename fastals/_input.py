@@ -131,22 +131,21 @@ def to_csr(X, duplicates="auto", shape=None, implicit=False, columns=None):
 
     Parameters
     ----------
-    X : scipy.sparse matrix, tuple ``(user_ids, item_ids, values)``, Ratings, or a table
+    X : scipy.sparse matrix, tuple ``(user_ids, item_ids, values)``, or Ratings
         A sparse matrix is users x items and keeps its row and column
         numbers as ids; stored zeros are dropped (a zero in a sparse matrix
         means "no entry").  Triplets may use any integer or string ids;
-        every value is an observation, zeros included.  A pandas / polars
-        DataFrame or a pyarrow Table is read in long format (one row per
-        rating) by column names, as a file header (see
-        :func:`fastals.data.tables.from_table`).  A dense 2-D array is
-        refused: wrap a users x items matrix in ``scipy.sparse.csr_matrix``.
+        every value is an observation, zeros included.  (Tables are turned
+        into Ratings by :func:`fastals.data.tables.from_table` before.)  A
+        dense 2-D array is refused: wrap a users x items matrix in
+        ``scipy.sparse.csr_matrix``.
     duplicates : {"auto", "last", "mean", "sum", "error"}
         What to do with repeated (user, item) pairs (see
         :func:`resolve_duplicates`).
     implicit : bool
         The values are implicit feedback (for ``duplicates="auto"``).
-    columns : sequence, optional
-        Tables only: ``(user, item[, rating[, timestamp]])`` column names.
+    columns : None
+        Must be None here (tables are read before, with their columns).
 
     Returns
     -------
@@ -154,12 +153,8 @@ def to_csr(X, duplicates="auto", shape=None, implicit=False, columns=None):
     user_ids, item_ids : ndarray or None
         Raw id of each row / column, or ``None`` for the identity mapping.
     """
-    from .data.tables import from_table, is_table
-
     timestamps = None
-    if is_table(X):
-        X = from_table(X, columns)
-    elif columns is not None:
+    if columns is not None:
         raise InputError("columns= only applies to a DataFrame or pyarrow Table")
     if isinstance(X, tuple) and all(hasattr(X, a) for a in
                                     ("user_ids", "item_ids", "values")):

@@ -12,6 +12,7 @@ from . import persist
 from ._version import __version__
 from .kernels import nnls as _nnls
 from ._input import kernel_arrays, to_csr, transpose_csr
+from .data.tables import from_table, is_table
 from .exceptions import InputError, NumericalError
 from .recommend import RecommenderMixin
 
@@ -412,6 +413,9 @@ class FastALS(RecommenderMixin):
         self
         """
         k, dtype = self._validated()
+        if is_table(X):
+            X = from_table(X, columns)
+            columns = None
         csr, self.user_ids, self.item_ids = to_csr(
             X, self.duplicates, implicit=self.objective == "implicit",
             columns=columns)
