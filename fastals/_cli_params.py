@@ -122,13 +122,35 @@ def cli_names(name):
     return NAMES.get(name, ("--" + name.replace("_", "-"),))
 
 
+def _objective_defaults(name):
+    """``{objective: default}`` of a parameter whose default (None) depends
+    on the objective, or None for the others."""
+    if name not in getattr(_model, "AUTO_PARAMS", ()):
+        return None
+    return {obj: getattr(FastALS(objective=obj), name) for obj in _model.OBJECTIVES}
+
+
 def _option(name, default, helps):
     help_text = helps.get(name, "")
-    if name in FLAGS or isinstance(default, (bool, np.bool_)):
+    by_objective = _objective_defaults(name) if default is None else None
+    shown = True
+    if by_objective:
+        # None: the objective's default; the option takes that type.
+        default_of = by_objective["explicit"]
+        shown = "the objective's: " + ", ".join(
+            f"{obj} {v if not isinstance(v, float) else f'{v:g}'}"
+            for obj, v in by_objective.items())
+    else:
+        default_of = default
+    if name in FLAGS or isinstance(default_of, (bool, np.bool_)):
         decl = FLAGS.get(name, f"--{name.replace('_', '-')}/"
                                f"--no-{name.replace('_', '-')}")
-        return click.option(decl, name, default=bool(default), show_default=True,
-                            help=help_text)
+        return click.option(decl, name, default=None if default is None
+                            else bool(default), show_default=shown, help=help_text)
+    if by_objective:
+        kind = click.INT if isinstance(default_of, (int, np.integer)) else click.FLOAT
+        return click.option(*cli_names(name), name, type=kind, default=None,
+                            show_default=shown, help=help_text)
     if name == "random_state":
         return click.option(*cli_names(name), name, type=_Seed(), default=default,
                             show_default=True, help=help_text)

@@ -340,12 +340,17 @@ def test_similar_and_recommend_refuse_ids_without_ratings(tmp_path):
     path.write_text("1\t1\t5\n1\t2\t4\n2\t1\t3\n2\t4\t2\n4\t2\t1\n4\t4\t5\n")
     out = tmp_path / "m.npz"
     res = run("train", "--data", path, "--epochs", 2, "--factors", 2, "--ids",
-              "range", "-o", out)
+              "range", "--no-bias", "-o", out)
     assert res.exit_code == 0, res.output
     res = run("similar", out, "--item", 3)
     assert res.exit_code == 1 and "item 3 has no ratings in training" in res.stderr
     assert run("similar", out, "--item", 2).exit_code == 0
     res = run("recommend", out, "--user", 3)
     assert res.exit_code == 1 and "user 3 has no ratings in training" in res.stderr
+    assert "--use-bias" in res.stderr  # with biases: a popularity ranking
+    biased = tmp_path / "b.npz"
+    assert run("train", "--data", path, "--epochs", 2, "--factors", 2, "--ids",
+               "range", "--use-bias", "-o", biased).exit_code == 0
+    assert run("recommend", biased, "--user", 3).exit_code == 0
     with pytest.raises(InputError, match="no ratings in training"):
         FastALS.load(out).similar_items(3)
