@@ -26,6 +26,10 @@ from fastals.data import (DATASETS, DownloadError, Ratings, fetch_movielens,
 from fastals.data.text import _read_text
 from fastals.exceptions import DataFormatError, InputError
 
+# Random tables here are not meant to look like ratings; the plausibility
+# warnings are tested in test_inputs.py and test_input_properties.py.
+pytestmark = pytest.mark.filterwarnings("ignore::fastals.exceptions.DataWarning")
+
 TABLE = Ratings(np.array([1, 1, 2, 3, 3, 3]), np.array([10, 20, 10, 20, 30, 40]),
                 np.array([5.0, 3.0, 4.0, 1.0, 2.5, 4.0]),
                 np.array([100, 101, 102, 103, 104, 105]))
@@ -341,7 +345,6 @@ def test_roundtrip_npz(table):
     same(_sorted(read_ratings(path)), _sorted(table))
 
 
-@pytest.mark.filterwarnings("ignore::fastals.exceptions.DataWarning")  # random columns
 @SETTINGS
 @given(tables(vals=st.floats(-1e300, 1e300)),
        st.sampled_from([",", "\t", "::", " ", ";"]),
