@@ -8,7 +8,7 @@ from .blas import (BLAS_MIN_FACTORS, _blas_threads_local, _gemm_rows, _syrk,
                    _syrk_loops, _with_blas)
 from .chunks import _call
 from .llvm import FASTMATH, PREFETCH_AHEAD, _prefetch_entry
-from .rows import _cholesky_upper, _ridge_solve
+from .rows import RIDGE_TRIES, _cholesky_upper, _ridge_solve
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -24,7 +24,8 @@ def _spd_inverse(G):
     b = np.zeros(k, np.float64)
     b0 = np.zeros(k, np.float64)
     if not _cholesky_upper(A, b, k, one):  # b = 0: only the factor matters
-        _ridge_solve(A, A0, b, b0, k, one)  # leaves the (ridged) factor in A
+        # leaves the (ridged) factor in A
+        _ridge_solve(A, A0, b, b0, k, one, 1e-6, RIDGE_TRIES)
     # U^{-1} (upper), by rows from the bottom: row i of U^{-1} needs rows > i
     V = np.zeros((k, k), np.float64)
     for i in range(k - 1, -1, -1):

@@ -5,111 +5,55 @@ Each row solves the same weighted least-squares problem as
 
     minimize 1/2 x^T A_u x - b_u^T x   subject to x >= 0
 
-with ``A_u``, ``b_u`` the system of :func:`fastals.kernels.rows.solve_cholesky`
-(rebuilt here in float64 so that this module does not depend on that
-module's private helpers).
+with ``A_u``, ``b_u`` the system of :func:`fastals.kernels.rows.solve_cholesky`,
+built by the same :func:`fastals.kernels.rows._build_row`, here in float64.
 This is Spark's ``ALS(nonnegative=True)``, which also solves an NNLS problem
 on the normal equations.  The solver is Lawson & Hanson's active-set method
 written on the normal equations (Bro & de Jong 1997, "FNNLS"): exact, it
 returns the same minimizer as ``scipy.optimize.nnls`` on the equivalent
 least-squares problem, and ``A_u`` is positive definite whenever
-``lam > 0``.  Computations are in float64 whatever the factor dtype.
+``lam > 0``.  Its passive-set systems are solved by the shared Cholesky
+(:func:`fastals.kernels.rows._cholesky_upper`, ridge fallback
+:func:`fastals.kernels.rows._ridge_solve`).  Computations are in float64
+whatever the factor dtype.
 """
 
 import numpy as np
 from numba import njit, prange
 
+from .rows import _build_row, _cholesky_upper, _ridge_solve
+
+#: First ridge of the fallback for a passive-set system that is not
+#: numerically positive definite (``lam = 0``), times (mean diagonal + 1):
+#: much smaller than the row solver's, since the active-set method needs
+#: that subproblem's minimizer, not only a finite answer.
+PASSIVE_RIDGE = 1e-12
+#: Attempts of that fallback (ridges up to 1e27) plus one.
+PASSIVE_RIDGE_TRIES = 41
 
 
 @njit(cache=True)
-def build_normal(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
-                 A, b):
-    """Full symmetric ``A_u`` and ``b_u`` of row ``u`` in float64.
+def _passive_solve(A, b, idx, p, Asub, Asub0, s, s0):
+    """``s[:p]`` <- the solution of ``A[P, P] s = b[P]``, ``P = idx[:p]``.
 
-    ``A_u = w0 G + sum_i (c_ui - w0) y_i y_i^T + lam_u I`` and
-    ``b_u = sum_i c_ui (t_ui - offset_i) y_i``, ``lam_u = lam * nnz_u`` with
-    ``wr`` (ALS-WR).
+    ``Asub``/``Asub0`` (``k x k``) hold the ``p x p`` system, contiguous,
+    in their first ``p * p`` entries: the shared Cholesky reads a row-major
+    upper triangle of exactly ``p`` columns.
     """
-    k = Y.shape[1]
-    start = indptr[u]
-    end = indptr[u + 1]
-    for i in range(k):
-        for j in range(i + 1):
-            A[i, j] = w0 * np.float64(G[i, j])
-        b[i] = 0.0
-    for p in range(start, end):
-        it = indices[p]
-        c = np.float64(conf[p])
-        cw = c - w0
-        ct = c * (np.float64(target[p]) - np.float64(offset[it]))
-        y = Y[it]
-        for i in range(k):
-            yi = np.float64(y[i])
-            b[i] += ct * yi
-            if cw != 0.0:
-                s = cw * yi
-                for j in range(i + 1):
-                    A[i, j] += s * y[j]
-    reg = np.float64(lam)
-    if wr:
-        reg = reg * (end - start)
-    for i in range(k):
-        A[i, i] += reg
-        for j in range(i):
-            A[j, i] = A[i, j]
-
-
-@njit(cache=True)
-def _cholesky_solve(A, b, k):
-    """Solve ``A x = b`` in place on the leading ``k x k`` block (lower part).
-
-    Returns False if ``A`` is not numerically positive definite.
-    """
-    for j in range(k):
-        s = A[j, j]
-        for p in range(j):
-            s -= A[j, p] * A[j, p]
-        if not s > 0.0:
-            return False
-        d = np.sqrt(s)
-        A[j, j] = d
-        for i in range(j + 1, k):
-            s = A[i, j]
-            for p in range(j):
-                s -= A[i, p] * A[j, p]
-            A[i, j] = s / d
-    for i in range(k):
-        s = b[i]
-        for p in range(i):
-            s -= A[i, p] * b[p]
-        b[i] = s / A[i, i]
-    for i in range(k - 1, -1, -1):
-        s = b[i]
-        for p in range(i + 1, k):
-            s -= A[p, i] * b[p]
-        b[i] = s / A[i, i]
-    return True
-
-
-@njit(cache=True)
-def _robust_solve(A, A0, b, b0, k):
-    """Cholesky of ``A0 + delta I`` with the smallest working ridge (A0 not PD)."""
-    scale = 0.0
-    for i in range(k):
-        scale += abs(A0[i, i])
-    scale = scale / max(k, 1) + 1.0
-    delta = 1e-12
-    for _ in range(40):
-        for i in range(k):
-            for j in range(i + 1):
-                A[i, j] = A0[i, j]
-            A[i, i] += delta * scale
-            b[i] = b0[i]
-        if _cholesky_solve(A, b, k):
-            return
-        delta *= 10.0
-    for i in range(k):
-        b[i] = 0.0
+    k = Asub.shape[0]
+    M = Asub.reshape(k * k)[:p * p].reshape((p, p))
+    M0 = Asub0.reshape(k * k)[:p * p].reshape((p, p))
+    sp = s[:p]
+    sp0 = s0[:p]
+    for a in range(p):
+        Aa = A[idx[a]]
+        for c in range(a, p):
+            M0[a, c] = Aa[idx[c]]
+            M[a, c] = M0[a, c]
+        sp0[a] = b[idx[a]]
+        sp[a] = sp0[a]
+    if not _cholesky_upper(M, sp, p, 1.0):
+        _ridge_solve(M, M0, sp, sp0, p, 1.0, PASSIVE_RIDGE, PASSIVE_RIDGE_TRIES)
 
 
 @njit(cache=True)
@@ -154,14 +98,7 @@ def nnls_normal(A, b, k, x, Asub, Asub0, s, s0, idx, passive, blocked, max_iter)
                 if passive[j]:
                     idx[p] = j
                     p += 1
-            for a in range(p):
-                for c in range(a + 1):
-                    Asub0[a, c] = A[idx[a], idx[c]]
-                    Asub[a, c] = Asub0[a, c]
-                s0[a] = b[idx[a]]
-                s[a] = s0[a]
-            if not _cholesky_solve(Asub, s, p):
-                _robust_solve(Asub, Asub0, s, s0, p)
+            _passive_solve(A, b, idx, p, Asub, Asub0, s, s0)
             feasible = True
             for a in range(p):
                 if not s[a] > 0.0:
@@ -222,9 +159,15 @@ def solve_nnls(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
     n_chunks = bounds.size - 1
     capped = np.zeros(n_chunks, np.int64)
     max_iter = 3 * k + 30
+    cap = max(64, 32768 // k)  # gathered rows per SYRK: 256 KiB
+    w0_64 = np.float64(w0)
     for c in prange(n_chunks):
         A = np.empty((k, k), np.float64)
         b = np.empty(k, np.float64)
+        B = np.empty((cap, k), np.float64)
+        iw = np.empty(8, np.int32)
+        fw = np.ones(4, np.float64)
+        cw = np.empty(4, np.uint8)
         x = np.empty(k, np.float64)
         Asub = np.empty((k, k), np.float64)
         Asub0 = np.empty((k, k), np.float64)
@@ -234,8 +177,13 @@ def solve_nnls(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
         passive = np.empty(k, np.bool_)
         blocked = np.empty(k, np.bool_)
         for u in range(bounds[c], bounds[c + 1]):
-            build_normal(u, indptr, indices, conf, target, offset, Y, G, lam,
-                         wr, w0, A, b)
+            # float64 system (one = 1.0), loops instead of BLAS SYRK
+            _build_row(u, indptr, indices, conf, target, offset, Y, G, lam,
+                       wr, w0_64, A, b, B, iw, fw, cw, False, 1.0)
+            for i in range(k):  # nnls_normal reads the full matrix
+                Ai = A[i]
+                for j in range(i):
+                    Ai[j] = A[j, i]
             if nnls_normal(A, b, k, x, Asub, Asub0, s, s0, idx, passive,
                            blocked, max_iter) < 0:
                 capped[c] += 1

@@ -112,20 +112,21 @@ def _solve_upper(A, b, k):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _ridge_solve(A, A0, b, b0, k, one):
+def _ridge_solve(A, A0, b, b0, k, one, delta, tries):
     """Fallback for a system that is not numerically positive definite.
 
-    ``A0``/``b0`` hold the system.  A growing ridge ``delta * (mean diagonal
-    + 1)`` is added until the factorization succeeds; the result is then a
-    (slightly) regularized least-squares solution instead of NaN.  Returns
-    the number of attempts.
+    ``A0``/``b0`` hold the system (upper triangle of ``A0`` read).  A ridge
+    ``delta * (mean diagonal + 1)``, ``delta`` growing tenfold per attempt,
+    is added until the factorization succeeds; the result is then a
+    (slightly) regularized least-squares solution instead of NaN.  After
+    ``tries - 1`` failed attempts ``b`` is set to zero.  Returns the number
+    of attempts.
     """
     scale = 0.0
     for i in range(k):
         scale += abs(A0[i, i])
     scale = scale / k + 1.0
-    delta = 1e-6
-    for attempt in range(1, 30):
+    for attempt in range(1, tries):
         for i in range(k):
             for j in range(i, k):
                 A[i, j] = A0[i, j]
@@ -136,7 +137,7 @@ def _ridge_solve(A, A0, b, b0, k, one):
         delta *= 10.0
     for i in range(k):
         b[i] = 0
-    return 30
+    return tries
 
 
 # ---------------------------------------------------------------------------
@@ -152,6 +153,12 @@ def _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
     The row's item vectors are gathered into the contiguous block ``B``,
     scaled by ``sqrt|c - w0|`` (positive weights from the top, negative ones
     from the bottom), and added to ``A`` by a SYRK per block.
+
+    Arithmetic is in the dtype of ``one`` (that of ``A``, ``b``, ``B`` and
+    ``fw``): the factors' dtype in :func:`solve_cholesky`, where the
+    ``* one`` below fold away, float64 in :mod:`.nnls`, which builds the
+    same system from float32 factors without rounding each product to
+    float32.  Entries below the diagonal of ``A`` are left at ``w0 G``.
     """
     k = Y.shape[1]
     cap = B.shape[0]
@@ -174,9 +181,9 @@ def _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
         for e in range(p, q):
             _prefetch_entry(indices, e + PREFETCH_AHEAD, Y)
             it = indices[e]
-            cf = conf[e]
+            cf = conf[e] * one
             cwt = cf - w0
-            ct = cf * (target[e] - offset[it])
+            ct = cf * (target[e] * one - offset[it] * one)
             yr = Y[it]
             for j in range(k):
                 b[j] += ct * yr[j]
