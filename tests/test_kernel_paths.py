@@ -285,3 +285,37 @@ def test_topk_float32_and_padding(blas):
         assert np.isneginf(sc[r, got.size:]).all() and (ids[r, got.size:] == -1).all()
         np.testing.assert_allclose(sc[r, :got.size], S[r, got], rtol=1e-5, atol=1e-5)
         assert (np.diff(sc[r, :got.size]) <= 0).all()
+
+
+@pytest.mark.parametrize("blas", [True, False])
+def test_auc_across_candidate_blocks(blas):
+    """AUC scored per candidate block (more items than ``BLOCK_CANDIDATES``,
+    positives in both blocks) equals the naive pair count exactly: integer
+    factors make many ties, within and across blocks; a positive listed
+    twice, a test item also in training, rows with no positive (NaN)."""
+    import naive_metrics
+    if blas and not K.USE_BLAS:
+        pytest.skip("BLAS path not available here")
+    rng = np.random.default_rng(5)
+    n_items, m, k = T.BLOCK_CANDIDATES + 300, 11, 3
+    U = rng.integers(-2, 3, (m, k)).astype(np.float64)
+    V = rng.integers(-2, 3, (n_items, k)).astype(np.float64)
+    train = [rng.choice(n_items, 40, replace=False) for _ in range(m)]
+    test = [rng.choice(n_items, 6, replace=False) for _ in range(m)]
+    test[0] = np.concatenate([test[0], test[0][:1], train[0][:2]])
+    test[1] = train[1][:3]             # only training items: NaN
+    test[2] = np.zeros(0, np.int64)    # nothing to rank: NaN
+    test[3] = np.array([5, n_items - 5, T.BLOCK_CANDIDATES - 1,
+                        T.BLOCK_CANDIDATES])
+
+    def csr(rows):
+        indptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])])
+        return indptr.astype(np.int64), np.concatenate(rows).astype(np.int32)
+
+    got = T.auc_kernel(U, V, *csr(train), *csr(test), T.even_bounds(m, T.TILE),
+                       blas)
+    S = U @ V.T
+    want = [naive_metrics.auc(list(S[u]), test[u].tolist(), train[u].tolist())
+            for u in range(m)]
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(got[1]) and np.isnan(got[2]) and not np.isnan(got).all()

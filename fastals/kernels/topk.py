@@ -30,8 +30,11 @@ Conventions
   the same way wherever it lies in the block.
 """
 
+from collections import namedtuple
+
 import numpy as np
 from numba import njit, prange
+from numba.extending import overload
 
 from .blas import USE_BLAS, _blas_threads_local, _gemm
 from .llvm import FASTMATH
@@ -300,28 +303,41 @@ def _scores(Ub, mb, V, j0, nb, buf, blas, iw, fw, cw):
         _loop_scores(Ub, mb, V, j0, nb, buf, fw[2])
 
 
-@njit(cache=True)
-def _topk_rows(U, rows, r0, r1, V, n, excl_indptr, excl_indices, pos_of_item,
-               out_ids, out_scores, blas):
-    """:func:`topk_kernel` for output rows ``r0 .. r1`` (one chunk).
+#: ``phase`` of a tile visitor (see :func:`_score_tiles`): before the sweeps
+#: over the candidates, and after them.
+START = -1
+END = -2
 
-    Rows go ``BLOCK_USERS`` at a time; candidates ``BLOCK_CANDIDATES`` at a
-    time are scored into one buffer that stays in cache, excluded items get
-    ``-inf``, and each row's heap takes what beats its current worst.
+
+@njit(cache=True)
+def _score_tiles(U, rows, r0, r1, V, bu, bc, sweeps, blas, state):
+    """The tile loop of :func:`topk_kernel` and :func:`auc_kernel`.
+
+    Output rows ``r0 .. r1`` go ``bu`` at a time: their query vectors are
+    gathered, then scored against ``bc`` candidates at a time into one
+    buffer that stays in cache (:func:`_scores`), and each row's scores of
+    the block are handed to the visitor of ``state``'s type
+    (:func:`_visit`), with ``t``
+    the row's place in the block, ``r`` its output row, ``srow`` its scores
+    of candidates ``j0 .. j0 + srow.size``, ``phase`` the sweep (``0 ..
+    sweeps - 1``; a second sweep sees the same scores again).  The visitor
+    is also called once per row with ``phase`` :data:`START` before the
+    sweeps and :data:`END` after them (``srow`` empty).  With one candidate
+    block a second
+    sweep reuses the first one's buffer: a visitor of several sweeps must
+    not write to ``srow``.
     """
     nc = V.shape[0]
     k = V.shape[1]
-    identity = pos_of_item.size == 0
-    bu = min(BLOCK_USERS, ((r1 - r0 + TILE - 1) // TILE) * TILE)
-    bc = min(BLOCK_CANDIDATES, nc)
     Ub = np.empty((bu, k), V.dtype)
     buf = np.empty((bu, bc), V.dtype)
-    hs = np.empty((bu, n), V.dtype)
-    hi = np.empty((bu, n), np.int64)
-    size = np.zeros(bu, np.int64)
     iw = np.empty(8, np.int32)
     fw = np.zeros(4, V.dtype)
     cw = np.empty(4, np.uint8)
+    # typed (not literal) constants: one compiled visitor, not one per value
+    start = np.int64(START)
+    end = np.int64(END)
+    none = np.int64(0)
     prev = np.int32(1)
     if blas:
         prev = _blas_threads_local(1)
@@ -329,25 +345,90 @@ def _topk_rows(U, rows, r0, r1, V, n, excl_indptr, excl_indices, pos_of_item,
     while b0 < r1:
         mb = min(bu, r1 - b0)
         _gather(U, rows, b0, mb, Ub)
-        size[:] = 0
-        for j0 in range(0, nc, bc):
-            nb = min(bc, nc - j0)
-            _scores(Ub, mb, V, j0, nb, buf, blas, iw, fw, cw)
-            for t in range(mb):
-                r = b0 + t
-                srow = buf[t, :nb]
-                for p in range(excl_indptr[r], excl_indptr[r + 1]):
-                    item = excl_indices[p]
-                    pos = item if identity else pos_of_item[item]
-                    if pos >= j0 and pos < j0 + nb:
-                        srow[pos - j0] = -np.inf
-                size[t] = heap_push(srow, j0, n, hs[t], hi[t], size[t])
         for t in range(mb):
-            heap_drain(hs[t], hi[t], size[t], out_ids[b0 + t],
-                       out_scores[b0 + t])
+            _visit(state, t, b0 + t, buf[t, :0], none, start)
+        for sweep in range(sweeps):
+            for j0 in range(0, nc, bc):
+                nb = min(bc, nc - j0)
+                if sweep == 0 or nb < nc:  # one block: its scores are there
+                    _scores(Ub, mb, V, j0, nb, buf, blas, iw, fw, cw)
+                for t in range(mb):
+                    _visit(state, t, b0 + t, buf[t, :nb], j0, sweep)
+        for t in range(mb):
+            _visit(state, t, b0 + t, buf[t, :0], none, end)
         b0 += mb
     if blas:
         _blas_threads_local(prev)
+
+
+#: State of :func:`_topk_visit`: exclusions, heaps, output.
+TopkState = namedtuple("TopkState", [
+    "excl_indptr", "excl_indices", "pos_of_item", "n", "hs", "hi", "size",
+    "out_ids", "out_scores"])
+#: State of :func:`_auc_visit`: the rows' items, their marks, counts, output.
+AucState = namedtuple("AucState", [
+    "train_indptr", "train_indices", "test_indptr", "test_indices", "kind",
+    "pos_scores", "npos", "nneg", "above", "ties", "out"])
+
+
+def _visit(state, t, r, srow, j0, phase):
+    """Visit one row's scores of a candidate block (see :func:`_score_tiles`)
+    with the visitor of ``state``'s type: :func:`_topk_visit` for a
+    :class:`TopkState`, :func:`_auc_visit` for an :class:`AucState`."""
+
+
+@overload(_visit)
+def _visit_impl(state, t, r, srow, j0, phase):
+    # chosen at compile time by the state's type: a call, not a function
+    # passed as a value (which Numba cannot cache)
+    visitor = {TopkState: _topk_visit,
+               AucState: _auc_visit}[state.instance_class]
+
+    def impl(state, t, r, srow, j0, phase):
+        visitor(state, t, r, srow, j0, phase)
+    return impl
+
+
+@njit(cache=True)
+def _topk_visit(state, t, r, srow, j0, phase):
+    """Top-k visitor of :func:`_score_tiles`: excluded items get ``-inf``,
+    the row's heap takes what beats its current worst, and is drained into
+    the output row at the end."""
+    (excl_indptr, excl_indices, pos_of_item, n, hs, hi, size, out_ids,
+     out_scores) = state
+    if phase == START:
+        size[t] = 0
+    elif phase == END:
+        heap_drain(hs[t], hi[t], size[t], out_ids[r], out_scores[r])
+    else:
+        nb = srow.size
+        identity = pos_of_item.size == 0
+        for p in range(excl_indptr[r], excl_indptr[r + 1]):
+            item = excl_indices[p]
+            pos = item if identity else pos_of_item[item]
+            if pos >= j0 and pos < j0 + nb:
+                srow[pos - j0] = -np.inf
+        size[t] = heap_push(srow, j0, n, hs[t], hi[t], size[t])
+
+
+@njit(cache=True)
+def _topk_rows(U, rows, r0, r1, V, n, excl_indptr, excl_indices, pos_of_item,
+               out_ids, out_scores, blas):
+    """:func:`topk_kernel` for output rows ``r0 .. r1`` (one chunk).
+
+    Rows go ``BLOCK_USERS`` at a time; candidates ``BLOCK_CANDIDATES`` at a
+    time are scored into one buffer that stays in cache, excluded items get
+    ``-inf``, and each row's heap takes what beats its current worst
+    (:func:`_score_tiles` with :func:`_topk_visit`).
+    """
+    bu = min(BLOCK_USERS, ((r1 - r0 + TILE - 1) // TILE) * TILE)
+    bc = min(BLOCK_CANDIDATES, V.shape[0])
+    hs = np.empty((bu, n), V.dtype)
+    hi = np.empty((bu, n), np.int64)
+    size = np.zeros(bu, np.int64)
+    state = TopkState(excl_indptr, excl_indices, pos_of_item, n, hs, hi, size,
+                      out_ids, out_scores)
+    _score_tiles(U, rows, r0, r1, V, bu, bc, 1, blas, state)
 
 
 @njit(parallel=True, cache=True)
@@ -365,6 +446,105 @@ def topk_kernel(U, rows, V, n, excl_indptr, excl_indices, pos_of_item,
     return 0
 
 
+@njit(cache=True)
+def _mark(kind, indptr, indices, u, value):
+    """``kind[i] = value`` for the items ``i`` of CSR row ``u``."""
+    for p in range(indptr[u], indptr[u + 1]):
+        kind[indices[p]] = value
+
+
+@njit(cache=True)
+def _auc_visit(state, t, u, srow, j0, phase):
+    """AUC visitor of :func:`_score_tiles`, two sweeps per row block.
+
+    ``kind`` marks the row's items (0 negative, 1 positive, 2 other) while
+    the row is visited and is all zero in between.  Sweep 0 keeps the
+    scores of the row's positives in ``pos_scores[t]``; sweep 1 counts, per
+    candidate block, the positives scored above (``above``) and equal to
+    (``ties``) each negative.  The counts are integers, so the AUC does not
+    depend on the candidate blocks.
+    """
+    (train_indptr, train_indices, test_indptr, test_indices, kind, pos_scores,
+     npos, nneg, above, ties, out) = state
+    if phase == START:
+        # positives: test items not in the training row, each once
+        _mark(kind, train_indptr, train_indices, u, 2)
+        p_count = 0
+        for p in range(test_indptr[u], test_indptr[u + 1]):
+            if kind[test_indices[p]] == 0:
+                kind[test_indices[p]] = 1
+                p_count += 1
+        marked = p_count
+        for p in range(train_indptr[u], train_indptr[u + 1]):
+            if kind[train_indices[p]] == 2:
+                kind[train_indices[p]] = 3   # counted once even if listed twice
+                marked += 1
+        npos[t] = 0   # positives stored so far
+        nneg[t] = kind.size - marked
+        above[t] = 0
+        ties[t] = 0
+        if p_count == 0 or nneg[t] == 0:
+            nneg[t] = -1   # undefined: NaN
+        _mark(kind, train_indptr, train_indices, u, 0)
+        _mark(kind, test_indptr, test_indices, u, 0)
+        return
+    if phase == END:
+        if nneg[t] > 0:
+            correct = float(above[t]) + 0.5 * float(ties[t])
+            out[u] = correct / (float(npos[t]) * nneg[t])
+        return
+    if nneg[t] < 0:
+        return
+    nb = srow.size
+    _mark(kind, train_indptr, train_indices, u, 2)
+    for p in range(test_indptr[u], test_indptr[u + 1]):
+        if kind[test_indices[p]] == 0:
+            kind[test_indices[p]] = 1
+    if phase == 0:
+        ps = pos_scores[t]
+        for p in range(test_indptr[u], test_indptr[u + 1]):
+            i = test_indices[p]
+            if kind[i] == 1 and i >= j0 and i < j0 + nb:
+                kind[i] = 2   # stored once even if listed twice
+                ps[npos[t]] = srow[i - j0]
+                npos[t] += 1
+    else:
+        ps = pos_scores[t, :npos[t]]
+        a = 0
+        e = 0
+        blk = kind[j0:j0 + nb]
+        for q in range(ps.size):
+            si = ps[q]
+            for j in range(nb):
+                if blk[j] == 0:
+                    sj = srow[j]
+                    if si > sj:
+                        a += 1
+                    elif si == sj:
+                        e += 1
+        above[t] += a
+        ties[t] += e
+    _mark(kind, train_indptr, train_indices, u, 0)
+    _mark(kind, test_indptr, test_indices, u, 0)
+
+
+@njit(cache=True)
+def _auc_rows(U, rows, V, train_indptr, train_indices, test_indptr,
+              test_indices, r0, r1, out, blas):
+    """:func:`auc_kernel` for rows ``r0 .. r1`` (one chunk): ``TILE`` rows
+    against ``BLOCK_CANDIDATES`` candidates per score block."""
+    most = 1
+    for u in range(r0, r1):
+        most = max(most, test_indptr[u + 1] - test_indptr[u])
+    state = AucState(train_indptr, train_indices, test_indptr, test_indices,
+                     np.zeros(V.shape[0], np.int8),
+                     np.empty((TILE, most), V.dtype), np.zeros(TILE, np.int64),
+                     np.zeros(TILE, np.int64), np.zeros(TILE, np.int64),
+                     np.zeros(TILE, np.int64), out)
+    _score_tiles(U, rows, r0, r1, V, TILE, min(BLOCK_CANDIDATES, V.shape[0]),
+                 2, blas, state)
+
+
 @njit(parallel=True, cache=True)
 def auc_kernel(U, V, train_indptr, train_indices, test_indptr, test_indices,
                bounds, blas):
@@ -372,66 +552,13 @@ def auc_kernel(U, V, train_indptr, train_indices, test_indptr, test_indices,
 
     Positives are the row's test items, negatives every item in neither its
     training nor its test row; ties count one half.  Rows without a positive
-    or a negative get NaN.  Cost: ``n_items * (k + n_positives)`` per row.
-    ``blas``: whether to score with BLAS GEMM.
+    or a negative get NaN.  Cost: ``n_items * (k + n_positives)`` per row,
+    plus one more scoring pass where there are more than
+    ``BLOCK_CANDIDATES`` items.  ``blas``: whether to score with BLAS GEMM.
     """
-    m = U.shape[0]
-    nc = V.shape[0]
-    k = V.shape[1]
-    out = np.full(m, np.nan)
-    rows = np.arange(m)
+    out = np.full(U.shape[0], np.nan)
+    rows = np.arange(U.shape[0])
     for c in prange(bounds.size - 1):
-        buf = np.empty((TILE, nc), V.dtype)
-        ub = np.empty((TILE, k), V.dtype)
-        iw = np.empty(8, np.int32)
-        fw = np.zeros(4, V.dtype)
-        cw = np.empty(4, np.uint8)
-        kind = np.zeros(nc, np.int8)   # 0 negative, 1 positive, 2 other
-        prev = np.int32(1)
-        if blas:
-            prev = _blas_threads_local(1)
-        r0 = bounds[c]
-        end = bounds[c + 1]
-        while r0 < end:
-            nt = min(TILE, end - r0)
-            _gather(U, rows, r0, nt, ub)
-            _scores(ub, nt, V, 0, nc, buf, blas, iw, fw, cw)
-            for t in range(nt):
-                u = r0 + t
-                srow = buf[t]
-                for p in range(train_indptr[u], train_indptr[u + 1]):
-                    kind[train_indices[p]] = 2
-                npos = 0
-                for p in range(test_indptr[u], test_indptr[u + 1]):
-                    if kind[test_indices[p]] == 0:
-                        kind[test_indices[p]] = 1
-                        npos += 1
-                nneg = 0
-                for j in range(nc):
-                    if kind[j] == 0:
-                        nneg += 1
-                if npos > 0 and nneg > 0:
-                    correct = 0.0
-                    for p in range(test_indptr[u], test_indptr[u + 1]):
-                        i = test_indices[p]
-                        if kind[i] != 1:
-                            continue
-                        kind[i] = 2   # counted once even if listed twice
-                        si = srow[i]
-                        for j in range(nc):
-                            if kind[j] == 0:
-                                sj = srow[j]
-                                if si > sj:
-                                    correct += 1.0
-                                elif si == sj:
-                                    correct += 0.5
-                    out[u] = correct / (float(npos) * nneg)
-                for p in range(train_indptr[u], train_indptr[u + 1]):
-                    kind[train_indices[p]] = 0
-                for p in range(test_indptr[u], test_indptr[u + 1]):
-                    kind[test_indices[p]] = 0
-            r0 += nt
-        if blas:
-            _blas_threads_local(prev)
+        _auc_rows(U, rows, V, train_indptr, train_indices, test_indptr,
+                  test_indices, bounds[c], bounds[c + 1], out, blas)
     return out
-
