@@ -515,13 +515,11 @@ def _auc_visit(state, t, u, srow, j0, phase):
         blk = kind[j0:j0 + nb]
         for q in range(ps.size):
             si = ps[q]
-            for j in range(nb):
-                if blk[j] == 0:
-                    sj = srow[j]
-                    if si > sj:
-                        a += 1
-                    elif si == sj:
-                        e += 1
+            for j in range(nb):  # branch-free: the comparisons are coin flips
+                neg = blk[j] == 0
+                sj = srow[j]
+                a += (si > sj) & neg
+                e += (si == sj) & neg
         above[t] += a
         ties[t] += e
     _mark(kind, train_indptr, train_indices, u, 0)
