@@ -12,7 +12,9 @@ to that user's heap of the best ``n`` (:func:`heap_push`), where most
 candidates cost one well-predicted comparison.  Buffers are allocated once
 per chunk, never per row.  Without BLAS (``FASTALS_NO_BLAS`` or no
 thread-local OpenBLAS control) the same buffer is filled by a loop that
-scores ``TILE`` users per candidate load.
+scores ``TILE`` users per candidate load.  Top-k and AUC share this tile
+loop (:func:`_score_tiles`) and differ only in what they do with a row's
+scores of a candidate block (:func:`_topk_visit`, :func:`_auc_visit`).
 
 Conventions
 -----------
