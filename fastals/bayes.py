@@ -263,6 +263,8 @@ class BayesianALS(RecommenderMixin):
         alphas = np.empty(kept_max)
         pred_sum = np.zeros(nnz)
         stats = np.empty((m, 3))
+        M = np.empty((m, w), dtype)
+        no_means = np.empty((0, w), dtype)
         self.loss_history = []
         self.noise_history = []
         kept = 0
@@ -277,22 +279,25 @@ class BayesianALS(RecommenderMixin):
                 mu, alpha = _sample_mean_noise(stats, nnz, mu, alpha, hr)
                 P, Pm = self._hyper(U, hr)
                 Dv, ov = _design(V, mu)
-                _draw(users, ov, Dv, alpha, P, Pm, seed, sweep, 0, U)
+                _draw(users, ov, Dv, alpha, P, Pm, seed, sweep, 0, U, M)
                 P, Pm = self._hyper(V, hr)
                 Du, ou = _design(U, mu)
-                _draw(items, ou, Du, alpha, P, Pm, seed, sweep, 1, V)
+                _draw(items, ou, Du, alpha, P, Pm, seed, sweep, 1, V, no_means)
                 keep = sweep >= self.burn_in
-                Dv, ov = _design(V, mu)
-                gibbs.residual_pass(users.indptr, users.indices, users.target,
-                                    ov, U, Dv, pred_sum, kept + keep, keep, stats)
                 if keep:
-                    Us[:, kept * k:(kept + 1) * k] = U[:, :k]
-                    Vs[:, kept * k:(kept + 1) * k] = V[:, :k]
-                    ub[:, kept] = U[:, k]
-                    ib[:, kept] = V[:, k]
+                    # Rao-Blackwellized: the users' conditional means given
+                    # the item rows they were drawn against (Dv, ov).
+                    j = slice(kept * k, (kept + 1) * k)
+                    Us[:, j] = M[:, :k]
+                    Vs[:, j] = Dv[:, :k]
+                    ub[:, kept] = M[:, k]
+                    ib[:, kept] = ov - dtype.type(mu)
                     mus[kept] = mu
                     alphas[kept] = alpha
                     kept += 1
+                Dr, orr = _design(V, mu)
+                gibbs.residual_pass(users.indptr, users.indices, users.target,
+                                    orr, U, Dr, pred_sum, kept, keep, stats)
                 col = 2 if kept else 1
                 rmse = float(np.sqrt(stats[:, col].sum() / nnz))
                 if self.calculate_training_loss:
@@ -461,17 +466,21 @@ class _Side:
 
 
 def _design(F, mu):
-    """The other side as seen by a row draw: design ``[y, 1]``, offset ``mu + c``."""
-    D = F.copy()
-    D[:, -1] = 1
+    """The other side as seen by a row draw: design ``[y, 1, 0...]`` (zero
+    padded to a multiple of 8 columns, see :func:`gibbs.sample_rows`) and
+    offset ``mu + c``."""
+    n, w = F.shape
+    D = np.zeros((n, -(-w // 8) * 8), F.dtype)
+    D[:, :w - 1] = F[:, :-1]
+    D[:, w - 1] = 1
     offset = F[:, -1] + F.dtype.type(mu)
     return D, offset
 
 
-def _draw(side, offset, D, alpha, P, Pm, seed, sweep, which, X):
+def _draw(side, offset, D, alpha, P, Pm, seed, sweep, which, X, means):
     key = np.uint64(gibbs.stream_key(seed, sweep, which))
     failed = gibbs.sample_rows(side.indptr, side.indices, side.target, offset, D,
-                               float(alpha), P, Pm, key, X, side.bounds)
+                               float(alpha), P, Pm, key, X, means, side.bounds)
     if failed or not np.isfinite(X).all():
         raise NumericalError(
             "sampling diverged: a row's posterior precision is not positive "

@@ -52,23 +52,27 @@ def _exact(rows_p, D, offset, alpha, P, Pm):
     return C @ b, C
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_row_sampler_matches_exact_conditional_gaussian(dtype):
+@pytest.mark.parametrize("dtype, pad", [(np.float64, 0), (np.float32, 4)])
+def test_row_sampler_matches_exact_conditional_gaussian(dtype, pad):
     rng = np.random.default_rng(0)
     w, R = 4, 20000
     indptr, indices, target, offset, D, rows = _toy_side(rng, R, w, dtype=dtype)
+    Dk = np.hstack([D, np.zeros((D.shape[0], pad), dtype)])  # zero padding
     alpha = 1.7
     M = rng.standard_normal((w, w))
     P = M @ M.T / w + 0.5 * np.eye(w)   # a full (not diagonal) prior precision
     Pm = P @ rng.standard_normal(w)
     X = np.empty((indptr.size - 1, w), dtype)
+    means = np.empty_like(X)
     bounds = np.linspace(0, X.shape[0], 9).astype(np.int64)
     key = np.uint64(gibbs.stream_key(3, 1, 0))
-    assert gibbs.sample_rows(indptr, indices, target, offset, D, alpha, P, Pm,
-                             key, X, bounds) == 0
+    assert gibbs.sample_rows(indptr, indices, target, offset, Dk, alpha, P, Pm,
+                             key, X, means, bounds) == 0
     tol_scale = 1e-3 if dtype == np.float32 else 0.0
     for p, row in enumerate(rows):
         mean, C = _exact(row, D, offset, alpha, P, Pm)
+        # the conditional means the kernel reports are exact
+        assert np.allclose(means[p * R], mean, rtol=1e-4 if pad else 1e-10, atol=1e-5)
         S = X[p * R:(p + 1) * R].astype(np.float64)
         se = np.sqrt(np.diag(C) / R)
         assert np.all(np.abs(S.mean(0) - mean) <= Z * se + tol_scale), (p, S.mean(0), mean)
@@ -86,7 +90,7 @@ def test_row_sampler_empty_row_draws_from_the_prior():
     m0 = np.array([1.0, -2.0, 0.5])
     X = np.empty((R, w))
     gibbs.sample_rows(indptr, np.zeros(0, np.int32), np.zeros(0), np.zeros(2), D,
-                      1.0, P, P @ m0, np.uint64(7), X,
+                      1.0, P, P @ m0, np.uint64(7), X, np.empty((0, w)),
                       np.array([0, R // 2, R], np.int64))
     sd = 1 / np.sqrt(np.diag(P))
     assert np.all(np.abs(X.mean(0) - m0) <= Z * sd / np.sqrt(R))
@@ -114,7 +118,7 @@ def test_streams_are_standard_normal_and_independent_of_order():
 def test_normal_gamma_draws_match_the_conjugate_posterior():
     rng = np.random.default_rng(1)
     F = rng.normal([0.5, -1.0], [0.3, 2.0], size=(50, 2))
-    draws = 20000
+    draws = 8000
     lam = np.empty((draws, 2))
     m = np.empty((draws, 2))
     for t in range(draws):

@@ -114,7 +114,7 @@ def _cholesky(A, w):
 def _sample_row(A, b, z, w, x):
     """``x = A^{-1} b + U^{-1} z`` for ``A = U^T U`` already factored.
 
-    ``b`` and ``z`` are overwritten.
+    ``b`` is overwritten by the mean ``A^{-1} b``, ``z`` by ``U^{-1} z``.
     """
     for i in range(w):  # U^T y = b
         yi = b[i] / A[i, i]
@@ -134,13 +134,16 @@ def _sample_row(A, b, z, w, x):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _gram_row(start, end, indices, target, offset, D, S, s):
-    """``S = sum d_i d_i^T`` (full square) and ``s = sum (t - o_i) d_i`` over
-    entries ``start:end``, four entries per pass, in the dtype of ``D``."""
-    w = D.shape[1]
+def _gram_row(start, end, indices, target, offset, D, S, s, w):
+    """``S = sum d_i d_i^T`` and ``s = sum (t - o_i) d_i`` over entries
+    ``start:end``, four entries per pass, in the dtype of ``D``.
+
+    Rows ``0:w`` of ``S`` are filled, every column of ``D`` (zero padding
+    included: whole SIMD vectors, no remainder loop)."""
+    wp = D.shape[1]
     for i in range(w):
         Si = S[i]
-        for j in range(w):
+        for j in range(wp):
             Si[j] = 0
         s[i] = 0
     e = start
@@ -164,7 +167,7 @@ def _gram_row(start, end, indices, target, offset, D, S, s):
             a3 = d3[i]
             s[i] += (t0 * a0 + t1 * a1) + (t2 * a2 + t3 * a3)
             Si = S[i]
-            for j in range(w):
+            for j in range(wp):
                 Si[j] += (a0 * d0[j] + a1 * d1[j]) + (a2 * d2[j] + a3 * d3[j])
         e += 4
     while e < end:
@@ -175,14 +178,14 @@ def _gram_row(start, end, indices, target, offset, D, S, s):
             a = d[i]
             s[i] += t * a
             Si = S[i]
-            for j in range(w):
+            for j in range(wp):
                 Si[j] += a * d[j]
         e += 1
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, key, X,
-                bounds):
+                means, bounds):
     """Draw every row of ``X`` from its conditional posterior (see module doc).
 
     Parameters
@@ -193,8 +196,9 @@ def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, key, X,
         Ratings.
     offset : (n_cols,) float
         Part of the prediction not multiplied by the row: ``o_i``.
-    D : (n_cols, w) float
-        Design rows of the other side.
+    D : (n_cols, wp) float
+        Design rows of the other side, ``wp >= w`` (columns past ``w`` are
+        zero padding, for whole SIMD vectors).
     alpha : float
         Noise precision.
     P : (w, w) float64
@@ -202,7 +206,9 @@ def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, key, X,
     key : uint64
         Stream key of this half-sweep (:func:`stream_key`).
     X : (n_rows, w)
-        Output.
+        Output: the draws.
+    means : (n_rows, w) or (0, w)
+        Output, unless empty: the conditional means ``A_u^{-1} b_u``.
     bounds : int64
         Chunk boundaries; one scratch set per chunk.
 
@@ -212,18 +218,18 @@ def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, key, X,
         Number of rows whose precision was not numerically positive
         definite (those rows are set to NaN).
     """
-    w = D.shape[1]
+    w = X.shape[1]
     n_chunks = bounds.size - 1
     failed = np.zeros(n_chunks, np.int64)
     for c in prange(n_chunks):
-        S = np.empty((w, w), D.dtype)
+        S = np.empty((w, D.shape[1]), D.dtype)
         s = np.empty(w, D.dtype)
         A = np.empty((w, w), np.float64)
         b = np.empty(w, np.float64)
         z = np.empty(w, np.float64)
         x = np.empty(w, np.float64)
         for u in range(bounds[c], bounds[c + 1]):
-            _gram_row(indptr[u], indptr[u + 1], indices, target, offset, D, S, s)
+            _gram_row(indptr[u], indptr[u + 1], indices, target, offset, D, S, s, w)
             for i in range(w):
                 b[i] = alpha * s[i] + Pm[i]
                 for j in range(i, w):
@@ -234,6 +240,10 @@ def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, key, X,
                 _sample_row(A, b, z, w, x)
                 for i in range(w):
                     xu[i] = x[i]
+                if means.shape[0]:
+                    mu_ = means[u]
+                    for i in range(w):
+                        mu_[i] = b[i]
             else:
                 failed[c] += 1
                 for i in range(w):
@@ -252,7 +262,7 @@ def residual_pass(indptr, indices, target, offset, X, D, pred_sum, n_kept,
     ``pred_sum[e] / n_kept`` (after adding ``p`` to ``pred_sum`` when
     ``keep``; 0 when ``n_kept`` is 0).
     """
-    w = D.shape[1]
+    w = X.shape[1]
     n = indptr.size - 1
     for u in prange(n):
         s = 0.0
