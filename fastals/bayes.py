@@ -261,8 +261,8 @@ class BayesianALS(RecommenderMixin):
         ib = np.empty((n, kept_max), dtype)
         mus = np.empty(kept_max)
         alphas = np.empty(kept_max)
-        pred_sum = np.zeros(nnz)
-        stats = np.empty((m, 3))
+        pred_sum = np.zeros(nnz)      # in the items' CSR order
+        stats = np.empty((n, 3))       # per item: residual sums, see gibbs
         M = np.empty((m, w), dtype)
         no_means = np.empty((0, w), dtype)
         self.loss_history = []
@@ -271,18 +271,15 @@ class BayesianALS(RecommenderMixin):
         bar = _progress(show_progress, self.iterations)
         t0 = time.perf_counter()
         with threads(self.num_threads):
-            Dv, ov = _design(V, mu)
-            gibbs.residual_pass(users.indptr, users.indices, users.target, ov,
-                                U, Dv, pred_sum, 0, False, stats)
+            Du, ou = _design(U, mu)
+            gibbs.residual_pass(items.indptr, items.indices, items.target, ou,
+                                V, Du, pred_sum, 0, False, stats)
             for sweep in range(self.iterations):
                 hr = np.random.default_rng([seed, sweep])
                 mu, alpha = _sample_mean_noise(stats, nnz, mu, alpha, hr)
                 P, Pm = self._hyper(U, hr)
                 Dv, ov = _design(V, mu)
                 _draw(users, ov, Dv, alpha, P, Pm, seed, sweep, 0, U, M)
-                P, Pm = self._hyper(V, hr)
-                Du, ou = _design(U, mu)
-                _draw(items, ou, Du, alpha, P, Pm, seed, sweep, 1, V, no_means)
                 keep = sweep >= self.burn_in
                 if keep:
                     # Rao-Blackwellized: the users' conditional means given
@@ -295,9 +292,11 @@ class BayesianALS(RecommenderMixin):
                     mus[kept] = mu
                     alphas[kept] = alpha
                     kept += 1
-                Dr, orr = _design(V, mu)
-                gibbs.residual_pass(users.indptr, users.indices, users.target,
-                                    orr, U, Dr, pred_sum, kept, keep, stats)
+                P, Pm = self._hyper(V, hr)
+                Du, ou = _design(U, mu)
+                # the items' draw also sums the residuals of the new sample
+                _draw(items, ou, Du, alpha, P, Pm, seed, sweep, 1, V, no_means,
+                      (pred_sum, kept, keep, stats))
                 col = 2 if kept else 1
                 rmse = float(np.sqrt(stats[:, col].sum() / nnz))
                 if self.calculate_training_loss:
@@ -477,10 +476,14 @@ def _design(F, mu):
     return D, offset
 
 
-def _draw(side, offset, D, alpha, P, Pm, seed, sweep, which, X, means):
+def _draw(side, offset, D, alpha, P, Pm, seed, sweep, which, X, means,
+          residuals=None):
     key = np.uint64(gibbs.stream_key(seed, sweep, which))
+    if residuals is None:
+        residuals = (np.empty(0), 0, False, np.empty((0, 3)))
     failed = gibbs.sample_rows(side.indptr, side.indices, side.target, offset, D,
-                               float(alpha), P, Pm, key, X, means, side.bounds)
+                               float(alpha), P, Pm, key, X, means, side.bounds,
+                               *residuals)
     if failed or not np.isfinite(X).all():
         raise NumericalError(
             "sampling diverged: a row's posterior precision is not positive "
@@ -525,9 +528,8 @@ def _wishart(W, dof, rng):
     w = W.shape[0]
     L = np.linalg.cholesky((W + W.T) / 2)
     A = np.zeros((w, w))
-    for i in range(w):
-        A[i, i] = np.sqrt(rng.chisquare(dof - i))
-        A[i, :i] = rng.standard_normal(i)
+    A[np.diag_indices(w)] = np.sqrt(rng.chisquare(dof - np.arange(w)))
+    A[np.tril_indices(w, -1)] = rng.standard_normal(w * (w - 1) // 2)
     LA = L @ A
     return LA @ LA.T
 

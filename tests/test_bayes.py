@@ -19,6 +19,7 @@ from fastals.exceptions import FastALSError, InputError, ModelFileError
 from fastals.kernels import gibbs
 
 Z = 5.0  # standard errors allowed for Monte Carlo estimates
+NO_STATS = (np.empty(0), 0, False, np.empty((0, 3)))  # no residual sums
 
 
 def _toy_side(rng, n_rep, w, patterns=3, n_cols=7, dtype=np.float64):
@@ -67,7 +68,7 @@ def test_row_sampler_matches_exact_conditional_gaussian(dtype, pad):
     bounds = np.linspace(0, X.shape[0], 9).astype(np.int64)
     key = np.uint64(gibbs.stream_key(3, 1, 0))
     assert gibbs.sample_rows(indptr, indices, target, offset, Dk, alpha, P, Pm,
-                             key, X, means, bounds) == 0
+                             key, X, means, bounds, *NO_STATS) == 0
     tol_scale = 1e-3 if dtype == np.float32 else 0.0
     for p, row in enumerate(rows):
         mean, C = _exact(row, D, offset, alpha, P, Pm)
@@ -82,6 +83,29 @@ def test_row_sampler_matches_exact_conditional_gaussian(dtype, pad):
         assert np.all(np.abs(emp - C) <= Z * se_c), (p, emp, C)
 
 
+def test_fused_residual_sums_match_the_separate_pass_and_numpy():
+    rng = np.random.default_rng(4)
+    indptr, indices, target, offset, D, _ = _toy_side(rng, 50, 3, n_cols=9)
+    n_rows = indptr.size - 1
+    X = np.empty((n_rows, 3))
+    stats = np.empty((n_rows, 3))
+    pred = np.full(indices.size, 7.0)  # as if one earlier sample predicted 7
+    gibbs.sample_rows(indptr, indices, target, offset, D, 1.0, np.eye(3),
+                      np.zeros(3), np.uint64(1), X, np.empty((0, 3)),
+                      np.array([0, 60, n_rows], np.int64), pred, 2, True, stats)
+    again = np.empty_like(stats)
+    pred2 = np.full(indices.size, 7.0)
+    gibbs.residual_pass(indptr, indices, target, offset, X, D, pred2, 2, True, again)
+    assert np.allclose(stats, again, rtol=1e-12) and np.allclose(pred, pred2)
+    rows = np.repeat(np.arange(n_rows), np.diff(indptr))
+    p = offset[indices] + np.einsum("ej,ej->e", X[rows], D[indices])
+    r = target - p
+    assert np.allclose(stats[:, 0], np.bincount(rows, r))
+    assert np.allclose(stats[:, 1], np.bincount(rows, r * r))
+    assert np.allclose(pred2, 7.0 + p)
+    assert np.allclose(stats[:, 2], np.bincount(rows, (target - (7.0 + p) / 2) ** 2))
+
+
 def test_row_sampler_empty_row_draws_from_the_prior():
     w, R = 3, 20000
     indptr = np.zeros(R + 1, np.int64)
@@ -91,7 +115,7 @@ def test_row_sampler_empty_row_draws_from_the_prior():
     X = np.empty((R, w))
     gibbs.sample_rows(indptr, np.zeros(0, np.int32), np.zeros(0), np.zeros(2), D,
                       1.0, P, P @ m0, np.uint64(7), X, np.empty((0, w)),
-                      np.array([0, R // 2, R], np.int64))
+                      np.array([0, R // 2, R], np.int64), *NO_STATS)
     sd = 1 / np.sqrt(np.diag(P))
     assert np.all(np.abs(X.mean(0) - m0) <= Z * sd / np.sqrt(R))
     assert np.allclose(X.std(0), sd, rtol=Z * np.sqrt(0.5 / R))

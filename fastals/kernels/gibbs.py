@@ -185,7 +185,7 @@ def _gram_row(start, end, indices, target, offset, D, S, s, w):
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, key, X,
-                means, bounds):
+                means, bounds, pred_sum, n_kept, keep, stats):
     """Draw every row of ``X`` from its conditional posterior (see module doc).
 
     Parameters
@@ -211,6 +211,10 @@ def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, key, X,
         Output, unless empty: the conditional means ``A_u^{-1} b_u``.
     bounds : int64
         Chunk boundaries; one scratch set per chunk.
+    pred_sum, n_kept, keep, stats :
+        Unless ``stats`` is empty, the residuals of the new rows are summed
+        as by :func:`residual_pass` (same arguments) while the row's entries
+        are still in cache.
 
     Returns
     -------
@@ -244,11 +248,41 @@ def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, key, X,
                     mu_ = means[u]
                     for i in range(w):
                         mu_[i] = b[i]
+                if stats.shape[0]:
+                    _row_residuals(u, indptr, indices, target, offset, xu, D,
+                                   pred_sum, n_kept, keep, stats)
             else:
                 failed[c] += 1
                 for i in range(w):
                     xu[i] = np.nan
     return failed.sum()
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _row_residuals(u, indptr, indices, target, offset, x, D, pred_sum, n_kept,
+                   keep, out):
+    """Residual sums of row ``u`` (row vector ``x``), see :func:`residual_pass`."""
+    w = x.size
+    s = 0.0
+    s2 = 0.0
+    q2 = 0.0
+    for e in range(indptr[u], indptr[u + 1]):
+        it = indices[e]
+        d = D[it]
+        p = np.float64(offset[it])
+        for j in range(w):
+            p += np.float64(x[j]) * np.float64(d[j])
+        r = target[e] - p
+        s += r
+        s2 += r * r
+        if keep:
+            pred_sum[e] += p
+        if n_kept > 0:
+            q = target[e] - pred_sum[e] / n_kept
+            q2 += q * q
+    out[u, 0] = s
+    out[u, 1] = s2
+    out[u, 2] = q2
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -262,27 +296,7 @@ def residual_pass(indptr, indices, target, offset, X, D, pred_sum, n_kept,
     ``pred_sum[e] / n_kept`` (after adding ``p`` to ``pred_sum`` when
     ``keep``; 0 when ``n_kept`` is 0).
     """
-    w = X.shape[1]
     n = indptr.size - 1
     for u in prange(n):
-        s = 0.0
-        s2 = 0.0
-        q2 = 0.0
-        xu = X[u]
-        for e in range(indptr[u], indptr[u + 1]):
-            it = indices[e]
-            d = D[it]
-            p = np.float64(offset[it])
-            for j in range(w):
-                p += np.float64(xu[j]) * np.float64(d[j])
-            r = target[e] - p
-            s += r
-            s2 += r * r
-            if keep:
-                pred_sum[e] += p
-            if n_kept > 0:
-                q = target[e] - pred_sum[e] / n_kept
-                q2 += q * q
-        out[u, 0] = s
-        out[u, 1] = s2
-        out[u, 2] = q2
+        _row_residuals(u, indptr, indices, target, offset, X[u], D, pred_sum,
+                       n_kept, keep, out)
