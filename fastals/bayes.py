@@ -24,7 +24,11 @@ Predictions are posterior means: the average over the kept sweeps (after
 ``burn_in``) of each sample's prediction.  The kept samples are stored
 side by side as one wide factor matrix per side, the users' scaled by
 ``1 / n_kept``, so one dot product is the average, and the same top-k
-kernels as :class:`~fastals.FastALS` serve ``recommend``.
+kernels as :class:`~fastals.FastALS` serve ``recommend``.  The user side
+of each kept sample is Rao-Blackwellized: the users' conditional posterior
+means given the item rows of that sweep (exact expectations instead of
+draws: the same average, with less Monte Carlo noise; Gelfand & Smith
+1990).  The users' draws are kept as well, for the predictive spread.
 """
 
 import time
@@ -83,14 +87,19 @@ class BayesianALS(RecommenderMixin):
     Attributes
     ----------
     user_factors : ndarray ``(n_users, factors * n_kept)``
-        The kept samples of the user factors side by side, divided by
-        ``n_kept``: ``user_factors[u] . item_factors[i]`` is the posterior
-        mean of ``x_u . y_i``.
+        Per kept sweep, the users' conditional mean factors given that
+        sweep's item rows, side by side and divided by ``n_kept``:
+        ``user_factors[u] . item_factors[i]`` is the posterior mean of
+        ``x_u . y_i``.
     item_factors : ndarray ``(n_items, factors * n_kept)``
-        The kept samples of the item factors side by side.
+        The item factor samples side by side (those the users were drawn
+        against).
     user_biases, item_biases, global_mean :
         Posterior means of ``b_u``, ``c_i`` and ``mu``.
+    user_factor_samples : ndarray ``(n_users, factors * n_kept)``
+        The users' factor draws (not scaled), for ``return_std``.
     user_bias_samples, item_bias_samples : ndarray ``(n, n_kept)``
+        Bias draws.
     global_mean_samples, noise_precision_samples : ndarray ``(n_kept,)``
     n_kept : int
         Number of samples averaged.
@@ -104,8 +113,8 @@ class BayesianALS(RecommenderMixin):
 
     Notes
     -----
-    Memory: the kept samples take ``(n_users + n_items) * factors * n_kept``
-    numbers; for large data lower ``iterations - burn_in``.
+    Memory: the kept samples take ``(2 n_users + n_items) * factors *
+    n_kept`` numbers; for large data lower ``iterations - burn_in``.
 
     ``recommend``, ``similar_items`` and ``predict`` work as for
     :class:`~fastals.FastALS` (``similar_items`` compares the concatenated
@@ -255,9 +264,11 @@ class BayesianALS(RecommenderMixin):
         alpha = 1.0
 
         kept_max = self.iterations - self.burn_in
-        Us = np.empty((m, k * kept_max), dtype)
+        Us = np.empty((m, k * kept_max), dtype)   # users' conditional means
+        Ur = np.empty((m, k * kept_max), dtype)   # users' draws
         Vs = np.empty((n, k * kept_max), dtype)
-        ub = np.empty((m, kept_max), dtype)
+        ub = np.empty((m, kept_max), dtype)       # users' bias draws
+        ub_mean = np.zeros(m)                     # sum of their conditional means
         ib = np.empty((n, kept_max), dtype)
         mus = np.empty(kept_max)
         alphas = np.empty(kept_max)
@@ -286,8 +297,10 @@ class BayesianALS(RecommenderMixin):
                     # the item rows they were drawn against (Dv, ov).
                     j = slice(kept * k, (kept + 1) * k)
                     Us[:, j] = M[:, :k]
+                    Ur[:, j] = U[:, :k]
                     Vs[:, j] = Dv[:, :k]
-                    ub[:, kept] = M[:, k]
+                    ub[:, kept] = U[:, k]
+                    ub_mean += M[:, k]
                     ib[:, kept] = ov - dtype.type(mu)
                     mus[kept] = mu
                     alphas[kept] = alpha
@@ -314,26 +327,29 @@ class BayesianALS(RecommenderMixin):
         if bar is not None:
             bar.close()
         if not kept:  # stopped during burn-in: keep the last sample
-            Us[:, :k], Vs[:, :k] = U[:, :k], V[:, :k]
+            Us[:, :k], Ur[:, :k], Vs[:, :k] = U[:, :k], U[:, :k], V[:, :k]
             ub[:, 0], ib[:, 0], mus[0], alphas[0] = U[:, k], V[:, k], mu, alpha
+            ub_mean[:] = U[:, k]
             kept = 1
-        self._set_samples(Us[:, :k * kept], Vs[:, :k * kept], ub[:, :kept],
+        self._set_samples(Us[:, :k * kept], Ur[:, :k * kept], Vs[:, :k * kept],
+                          ub_mean / kept, ub[:, :kept],
                           ib[:, :kept], mus[:kept], alphas[:kept])
 
-    def _set_samples(self, Us, Vs, ub, ib, mus, alphas):
+    def _set_samples(self, Us, Ur, Vs, user_biases, ub, ib, mus, alphas):
         """Store the kept samples and the posterior means built from them."""
         kept = mus.size
         Us = np.ascontiguousarray(Us)
         Us /= Us.dtype.type(kept)
+        dt = Us.dtype
         self.user_factors = Us
         self.item_factors = np.ascontiguousarray(Vs)
+        self.user_factor_samples = np.ascontiguousarray(Ur)
         self.user_bias_samples = np.ascontiguousarray(ub)
         self.item_bias_samples = np.ascontiguousarray(ib)
         self.global_mean_samples = np.asarray(mus, np.float64)
         self.noise_precision_samples = np.asarray(alphas, np.float64)
         self.n_kept = kept
-        dt = Us.dtype
-        self.user_biases = ub.mean(axis=1, dtype=np.float64).astype(dt)
+        self.user_biases = np.asarray(user_biases, dt)
         self.item_biases = ib.mean(axis=1, dtype=np.float64).astype(dt)
         self.global_mean = float(self.global_mean_samples.mean())
         self.__dict__.setdefault("_recommend_cache", {}).clear()
@@ -358,8 +374,8 @@ class BayesianALS(RecommenderMixin):
         return_std : bool, default False
             Also return the standard deviation of the posterior predictive
             distribution of the rating: the spread of the kept samples'
-            predictions and the sampled noise, ``sqrt(var_s(p_s) +
-            mean_s(1 / alpha_s))`` (not clipped).
+            predictions (from the draws) and the sampled noise,
+            ``sqrt(var_s(p_s) + mean_s(1 / alpha_s))`` (not clipped).
 
         Returns
         -------
@@ -385,9 +401,9 @@ class BayesianALS(RecommenderMixin):
         for a in range(0, u.size, step):
             uu, ii = u[a:a + step], i[a:a + step]
             ku, ki = uu >= 0, ii >= 0
-            X = self.user_factors[np.maximum(uu, 0)].reshape(-1, S, k)
+            X = self.user_factor_samples[np.maximum(uu, 0)].reshape(-1, S, k)
             Y = self.item_factors[np.maximum(ii, 0)].reshape(-1, S, k)
-            p = np.einsum("psk,psk->ps", X, Y, dtype=np.float64) * S
+            p = np.einsum("psk,psk->ps", X, Y, dtype=np.float64)
             p *= (ku & ki)[:, None]
             p += np.where(ku[:, None], self.user_bias_samples[np.maximum(uu, 0)], 0)
             p += np.where(ki[:, None], self.item_bias_samples[np.maximum(ii, 0)], 0)
@@ -417,7 +433,7 @@ class BayesianALS(RecommenderMixin):
                              f"{cls.__name__}; use fastals.load_model")
         return model
 
-    _SAMPLE_ARRAYS = ("user_bias_samples", "item_bias_samples",
+    _SAMPLE_ARRAYS = ("user_factor_samples", "user_bias_samples", "item_bias_samples",
                       "global_mean_samples", "noise_precision_samples")
 
     def _extra_arrays(self):
@@ -438,7 +454,8 @@ class BayesianALS(RecommenderMixin):
         if kept < 1 or width != self.factors * kept:
             return (f"factor arrays have {width} columns, expected factors "
                     f"({self.factors}) times the kept samples ({kept})")
-        want = {"user_bias_samples": ((m, kept), dt),
+        want = {"user_factor_samples": ((m, width), dt),
+                "user_bias_samples": ((m, kept), dt),
                 "item_bias_samples": ((n, kept), dt),
                 "global_mean_samples": ((kept,), np.float64),
                 "noise_precision_samples": ((kept,), np.float64)}

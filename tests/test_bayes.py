@@ -250,12 +250,15 @@ def test_stacked_samples_give_the_average_and_recommend_uses_it():
     model = BayesianALS(factors=3, iterations=10, burn_in=4, random_state=0,
                         dtype=np.float64).fit((u, i, r))
     S, k = model.n_kept, 3
-    Xs = model.user_factors.reshape(30, S, k) * S
+    Xs = model.user_factors.reshape(30, S, k) * S       # conditional means
+    Xd = model.user_factor_samples.reshape(30, S, k)    # draws
     Ys = model.item_factors.reshape(20, S, k)
-    per = np.einsum("usk,isk->uis", Xs, Ys) \
-        + model.user_bias_samples[:, None, :] + model.item_bias_samples[None, :, :] \
-        + model.global_mean_samples[None, None, :]
-    avg = per.mean(2)
+    rest = model.item_bias_samples[None, :, :] + model.global_mean_samples[None, None, :]
+    avg = np.einsum("usk,isk->ui", Xs, Ys) / S + model.user_biases[:, None] \
+        + rest.mean(2)
+    per = np.einsum("usk,isk->uis", Xd, Ys) + model.user_bias_samples[:, None, :] + rest
+    # the draws scatter around the conditional means (6 samples: loosely)
+    assert np.corrcoef(per.mean(2).ravel(), avg.ravel())[0, 1] > 0.8
     pred, std = model.predict(np.repeat(np.arange(30), 20), np.tile(np.arange(20), 30),
                               return_std=True)
     lo, hi = r.min(), r.max()
