@@ -35,11 +35,11 @@ import time
 
 import numpy as np
 
-from . import _kernels as K
 from ._input import kernel_arrays, to_csr, transpose_csr
 from .exceptions import FastALSError, InputError, NumericalError
 from .kernels import gibbs
-from .model import _differs, _n_chunks, threads
+from .kernels.chunks import chunk_bounds
+from .model import MODEL_CLASSES, _differs, _n_chunks, load_model, save_model, threads
 from .recommend import RecommenderMixin
 
 PRIORS = ("wishart", "gamma")
@@ -420,13 +420,11 @@ class BayesianALS(RecommenderMixin):
     # ------------------------------------------------------------- persist
     def save(self, path):
         """Write the fitted model to ``path`` atomically (see :mod:`fastals.persist`)."""
-        from .persist import save_model
         save_model(self, path)
 
     @classmethod
     def load(cls, path):
         """Read a model written by :meth:`save`; raises ``ModelFileError`` if damaged."""
-        from .persist import load_model
         model = load_model(path)
         if not isinstance(model, cls):
             raise InputError(f"{path} holds a {type(model).__name__}, not a "
@@ -471,6 +469,9 @@ class BayesianALS(RecommenderMixin):
         return None
 
 
+MODEL_CLASSES["BayesianALS"] = BayesianALS  # fastals.load_model reads its files
+
+
 class _Side:
     """Kernel-ready arrays for one orientation of the ratings matrix."""
 
@@ -478,7 +479,7 @@ class _Side:
         self.n_rows = csr.shape[0]
         self.indptr, self.indices = kernel_arrays(csr)
         self.target = csr.data.astype(dtype)
-        self.bounds = K.chunk_bounds(self.indptr, w, _n_chunks(self.n_rows))
+        self.bounds = chunk_bounds(self.indptr, w, _n_chunks(self.n_rows))
 
 
 def _design(F, mu):

@@ -709,10 +709,15 @@ def save_model(model, path, include_training=True):
         arrays["train_indptr"] = np.asarray(ui.indptr, np.int64)
         arrays["train_indices"] = np.asarray(ui.indices, np.int32)
         arrays["train_data"] = np.asarray(ui.data, np.float64)
+    if hasattr(model, "_extra_arrays"):  # another estimator's own arrays
+        arrays.update(model._extra_arrays())
     # The values in force, not None placeholders: a model file keeps the
     # hyperparameters it was trained with even if a later fastals changes
     # the objective-dependent defaults.
-    persist.save_arrays(path, model.resolved_params(), arrays, __version__)
+    params = model.resolved_params() if hasattr(model, "resolved_params") \
+        else model.get_params()
+    persist.save_arrays(path, params, arrays, __version__,
+                        model_class=type(model).__name__)
 
 
 def load_model(path):
@@ -734,9 +739,10 @@ def load_model(path):
         Missing, empty, truncated, corrupted or foreign file, or one written
         by a newer fastals.
     """
-    params, state = persist.load_arrays(path, FastALS._PARAMS)
+    params, state = persist.load_arrays(
+        path, {name: cls._PARAMS for name, cls in MODEL_CLASSES.items()})
     try:
-        model = FastALS(**params)
+        model = MODEL_CLASSES[state["model_class"]](**params)
         model._validated()
     except Exception as exc:
         raise persist.bad_params(os.fspath(path), exc) from None
@@ -748,4 +754,13 @@ def load_model(path):
         model._remember_training(state["train"])
     if state["rating_range"] is not None:
         model._rating_range = state["rating_range"]
+    if hasattr(model, "_load_extra"):
+        problem = model._load_extra(state["extra"])
+        if problem:
+            raise persist.damaged(os.fspath(path), problem)
     return model
+
+
+#: Estimators whose files :func:`load_model` reads, by the class name saved
+#: in the file; :mod:`fastals.bayes` adds ``BayesianALS``.
+MODEL_CLASSES = {"FastALS": FastALS}
