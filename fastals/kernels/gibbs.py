@@ -22,7 +22,9 @@ is Gaussian with::
     b_u = alpha * sum_i (r_ui - o_i) d_i + P m0
     mean = A_u^{-1} b_u
 
-A draw is ``mean + U^{-1} z``, ``A_u = U^T U`` (Cholesky, ``U`` upper),
+A draw is ``mean + U^{-1} z``, ``A_u = U^T U`` (Cholesky, ``U`` upper,
+factored and solved by the ALS row solver's :func:`.rows._factor_upper`
+and :func:`.rows._solve_upper`),
 ``z ~ N(0, I)``: its covariance is ``U^{-1} U^{-T} = A_u^{-1}``.  This is the
 explicit ALS row system (``lam I`` replaced by the prior precision) plus
 noise; Salakhutdinov & Mnih (2008), "Bayesian probabilistic matrix
@@ -32,7 +34,8 @@ factorization using Markov chain Monte Carlo".
 import numpy as np
 from numba import njit, prange
 
-FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+from .llvm import FASTMATH
+from .rows import _factor_upper, _solve_upper  # the ALS row solve's Cholesky
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -90,44 +93,16 @@ def row_normals(key, row, n):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _cholesky(A, w):
-    """In-place ``A = U^T U`` of the row-major upper triangle; False if not SPD."""
-    for j in range(w):
-        d = A[j, j]
-        if not d > 0:
-            return False
-        d = np.sqrt(d)
-        A[j, j] = d
-        inv = 1.0 / d
-        for l in range(j + 1, w):
-            A[j, l] *= inv
-        for i in range(j + 1, w):
-            f = A[j, i]
-            Ai = A[i, i:]
-            uj = A[j, i:]
-            for l in range(Ai.size):
-                Ai[l] -= f * uj[l]
-    return True
-
-
-@njit(cache=True, fastmath=FASTMATH)
 def _sample_row(A, b, z, w, x):
     """``x = A^{-1} b + U^{-1} z`` for ``A = U^T U`` already factored.
 
     ``b`` is overwritten by the mean ``A^{-1} b``, ``z`` by ``U^{-1} z``.
     """
-    for i in range(w):  # U^T y = b
-        yi = b[i] / A[i, i]
-        b[i] = yi
-        for l in range(i + 1, w):
-            b[l] -= yi * A[i, l]
-    for i in range(w - 1, -1, -1):  # U m = y and U s = z, together
-        sm = b[i]
+    _solve_upper(A, b, w)
+    for i in range(w - 1, -1, -1):  # U s = z, by row dot products
         sz = z[i]
         for l in range(i + 1, w):
-            sm -= A[i, l] * b[l]
             sz -= A[i, l] * z[l]
-        b[i] = sm / A[i, i]
         z[i] = sz / A[i, i]
     for i in range(w):
         x[i] = b[i] + z[i]
@@ -240,7 +215,7 @@ def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, key, X,
                     A[i, j] = alpha * S[i, j] + P[i, j]
             _normals(_row_key(key, u), z)
             xu = X[u]
-            if _cholesky(A, w):
+            if _factor_upper(A, w, 1.0):
                 _sample_row(A, b, z, w, x)
                 for i in range(w):
                     xu[i] = x[i]
