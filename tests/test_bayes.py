@@ -330,3 +330,21 @@ def test_ml100k_ua_rmse_with_defaults(ml100k):
     res = E.evaluate_ratings(model, *test)
     assert res["n"] == 9430
     assert res["rmse"] <= 0.915, res
+
+
+def test_cli_train_model_bayes(tmp_path):
+    from click.testing import CliRunner
+
+    from fastals.cli import main
+
+    out = tmp_path / "b.npz"
+    res = CliRunner().invoke(main, ["train", "--model", "bayes", "--iterations", "3",
+                                    "--burn-in", "1", "--log-every", "1", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    sweeps = [line for line in res.output.splitlines() if line.startswith("Sweep:")]
+    assert len(sweeps) == 3 and "train rmse = " in sweeps[0] and "noise sd = " in sweeps[0]
+    model = load_model(out)
+    assert isinstance(model, BayesianALS) and model.n_kept == 2
+    bad = CliRunner().invoke(main, ["train", "--model", "bayes", "--lambda", "0.1"])
+    assert bad.exit_code == 2
+    assert "--regularization: not an option of --model bayes" in bad.output
