@@ -59,7 +59,7 @@ class BayesianALS(RecommenderMixin):
 
     Parameters
     ----------
-    factors : int, default 10
+    factors : int, default 12
         Number of latent factors ``k``.
     iterations : int, default 200
         Gibbs sweeps (each draws every user row and every item row once).
@@ -122,7 +122,7 @@ class BayesianALS(RecommenderMixin):
     ``partial_fit_users``, ...) are not available.
     """
 
-    def __init__(self, factors=10, iterations=200, burn_in=5, prior="wishart",
+    def __init__(self, factors=12, iterations=200, burn_in=5, prior="wishart",
                  init_std=0.1, dtype=np.float32, random_state=None,
                  num_threads=0, calculate_training_loss=True, callback=None,
                  duplicates="sum"):
