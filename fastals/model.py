@@ -378,23 +378,34 @@ class FastALS(RecommenderMixin):
         return int(k), dtype
 
     # ------------------------------------------------------------------- fit
-    def fit(self, X, show_progress=False):
+    def fit(self, X, show_progress=False, client=None, **cluster_options):
         """Learn the factors of ``X``.
 
         Parameters
         ----------
-        X : scipy.sparse matrix (users x items), ``(user_ids, item_ids, values)`` or :class:`fastals.Ratings`
+        X : scipy.sparse matrix (users x items), ``(user_ids, item_ids, values)``, :class:`fastals.Ratings` or (with ``client``) a ``dask.dataframe.DataFrame``
             Ratings (explicit / dense) or interaction strengths (implicit).
             Sparse input keeps row/column numbers as ids; triplets may use
             any integer or string ids, which are mapped to contiguous indices
             and kept in ``user_ids`` / ``item_ids``.
         show_progress : bool
             Show a progress bar (needs ``tqdm``).
+        client : dask.distributed.Client, optional
+            Train on this Dask cluster with the same kernels (blocked ALS,
+            see :mod:`fastals.distributed`; extra ``fastals[dask]``).
+        **cluster_options
+            With ``client`` only: ``columns=(user, item, value)`` names the
+            dataframe's columns, ``blocks`` the number of blocks per side.
 
         Returns
         -------
         self
         """
+        if client is not None:
+            from .distributed import fit_on_cluster
+            return fit_on_cluster(self, X, client, show_progress, **cluster_options)
+        if cluster_options:
+            raise InputError(f"{', '.join(cluster_options)}: only with client=")
         k, dtype = self._validated()
         csr, self.user_ids, self.item_ids = to_csr(X, self.duplicates)
         big = np.abs(csr.data).max()
