@@ -126,9 +126,13 @@ _OBJECTIVES = click.Choice(["explicit", "implicit", "dense"])
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON record per logged epoch on stdout; messages go "
                    "to stderr.")
+@click.option("--dask", "dask_address", metavar="ADDRESS",
+              help="Train on a Dask cluster: a scheduler address "
+                   "(tcp://host:8786), or local:N for N single-threaded local "
+                   "worker processes (needs fastals[dask]; docs/distributed.md).")
 def train(data, fmt, test, objective, factors, iterations, regularization, alpha,
           use_bias, solver, weighted_regularization, dtype, threads, seed, ids,
-          output, log_every, quiet, as_json):
+          output, log_every, quiet, as_json, dask_address):
     """Train a model and print the training loss as it falls.
 
     \b
@@ -154,7 +158,7 @@ def train(data, fmt, test, objective, factors, iterations, regularization, alpha
         if logged and not quiet:
             rec = {"epoch": epoch, "loss": loss, "time": round(seconds, 4)}
             line = f"Iteration: {epoch}, loss = {loss:.6f}, time : {seconds:.4f}"
-            if test_eval is not None:
+            if test_eval is not None and dask_address is None:
                 rec["test_rmse"] = test_eval.rmse(model)
                 line += f", test rmse = {rec['test_rmse']:.6f}"
             if as_json:
@@ -210,7 +214,12 @@ def train(data, fmt, test, objective, factors, iterations, regularization, alpha
     old = _install_sigint(on_sigint)
     t0 = time.perf_counter()
     try:
-        model.fit(csr, show_progress=show_bar)
+        if dask_address is None:
+            model.fit(csr, show_progress=show_bar)
+        else:  # per-epoch test RMSE would gather the factors every epoch
+            from .distributed import connect
+            with connect(dask_address) as client:
+                model.fit(csr, show_progress=show_bar, client=client)
     finally:
         _restore_sigint(old)
     seconds = time.perf_counter() - t0

@@ -672,3 +672,54 @@ def _partition_dataframe(cl, X, columns, k, n_blocks, duplicates):
         iraw.append(cl.submit(_item_block, int(ib[c]), int(ib[c + 1]), m,
                               *pieces, worker=W[c % len(W)]))
     return uraw, iraw, ub, ib, user_ids, item_ids, None
+
+
+# ------------------------------------------------------------- connecting
+class connect:
+    """Context manager: a ``dask.distributed.Client`` for ``address``.
+
+    ``address`` is a scheduler address (``tcp://host:8786``) or ``local:N``
+    for a :class:`~distributed.LocalCluster` of ``N`` single-threaded worker
+    processes on the loopback interface, started here and closed on exit.
+    A scheduler that does not answer within ``timeout`` seconds is an error
+    naming the address.
+    """
+
+    def __init__(self, address, timeout=10):
+        self.address = str(address)
+        self.timeout = timeout
+        self.cluster = self.client = None
+
+    def __enter__(self):
+        try:
+            import logging
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise FastALSError("training on a Dask cluster needs dask.distributed: "
+                               "pip install 'fastals[dask]'") from None
+        if self.address.startswith("local:"):
+            n = self.address[len("local:"):]
+            if not n.isdigit() or int(n) < 1:
+                raise InputError(f"--dask {self.address}: expected local:N with N "
+                                 "a positive number of worker processes")
+            self.cluster = LocalCluster(
+                n_workers=int(n), threads_per_worker=1, processes=True,
+                host="127.0.0.1", dashboard_address=None,
+                silence_logs=logging.ERROR)
+            self.client = Client(self.cluster)
+            return self.client
+        try:
+            self.client = Client(self.address, timeout=self.timeout)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise FastALSError(
+                f"cannot reach the Dask scheduler at {self.address} within "
+                f"{self.timeout:g} s ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:200]})") from None
+        return self.client
+
+    def __exit__(self, *exc):
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+        return False
