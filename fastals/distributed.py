@@ -19,11 +19,12 @@ imports ``dask.distributed`` when called (extra ``fastals[dask]``).
 Bytes moved per iteration (see ``docs/distributed.md``)::
 
     sum_b |touched_b| * w * s   (user half-step)  +  sum_c |touched_c| * w * s
-    (item half-step)  +  2 * B * k^2 * 8 (Gram, implicit and dense only)
+    (item half-step)  +  at most (2 (B_u + B_i) + 2) k^2 * 8 (Gram matrices,
+    implicit and dense only)
 
 with ``w`` the solved width (``k``, or ``k + 1`` with biases), ``s`` the
-factors' item size and ``B`` the number of blocks per side; slices between
-blocks on the same worker do not cross the network.
+factors' item size and ``B_u``, ``B_i`` the numbers of blocks; slices
+between blocks on the same worker do not cross the network.
 """
 
 import time
@@ -130,6 +131,10 @@ def _copy(a):
 
 def _take(F, need):
     return F[need]
+
+
+def _nbytes(a):
+    return a.nbytes
 
 
 def _block_of(block, name):
@@ -368,6 +373,23 @@ class _Cluster:
         return self.client.submit(fn, *args, **kw)
 
     def gather(self, futures):
+        """``client.gather`` that fails fast, naming the worker, when a
+        worker is lost and with it blocks of the fit (:attr:`held`): Dask
+        would otherwise replay the whole ALS lineage, or wait forever for
+        scattered data that no longer exists."""
+        flat = [f for f in _flatten(futures) if isinstance(f, self.dd.Future)]
+        while True:
+            try:
+                self.dd.wait(flat, timeout=1)
+                break
+            except TimeoutError:
+                pass
+            except FastALSError:
+                raise
+            except Exception as exc:
+                raise self.failure(exc) from None
+            self._check_held()
+        self._check_held()
         try:
             return self.client.gather(futures)
         except FastALSError:
@@ -386,23 +408,49 @@ class _Cluster:
             return FastALSError(f"a Dask worker was lost mid-fit and the task "
                                 f"could not be retried: {exc}")
         text = " ".join(str(exc).split())
-        if "lost" in text.lower() or name in ("FutureCancelledError",
-                                              "CancelledError"):
-            gone = sorted(set(self.workers) - set(self._alive()))
-            who = ", ".join(gone) if gone else "a worker"
+        if len(text) > 160:
+            text = text[:157] + "..."
+        if "lost" in text.lower() or "Cancelled" in name:
             return FastALSError(
-                f"Dask worker {who} was lost mid-fit and its data could not be "
+                f"Dask worker {self._lost_worker()} was lost mid-fit and its data could not be "
                 f"recomputed ({name}: {text or 'cancelled'}); restart the fit")
         if isinstance(exc, (OSError, TimeoutError)) or name == "CommClosedError":
             return FastALSError(f"lost the connection to the Dask scheduler "
                                 f"({name}: {text})")
         return exc
 
+    held = ()  # futures of the fit that must stay in memory (blocks, needs)
+
+    def _check_held(self):
+        if any(f.status != "finished" for f, _, _ in self.held):
+            raise FastALSError(
+                f"Dask worker {self._lost_worker()} was lost mid-fit with blocks "
+                "of the ratings it held; restart the fit (docs/distributed.md)")
+
+    def _lost_worker(self):
+        """The worker(s) whose blocks no worker holds any more."""
+        try:
+            own = [(f, w) for f, w, is_block in self.held if is_block]
+            holders = self.client.who_has([f for f, _ in own])
+            gone = {w for f, w in own if not holders.get(f.key)}
+        except Exception:
+            gone = set()
+        gone = gone or (set(self.workers) - set(self._alive()))
+        return ", ".join(sorted(gone)) or "(unknown)"
+
     def _alive(self):
         try:
-            return list(self.client.scheduler_info()["workers"])
+            return list(self.client.nthreads())  # asks the scheduler, not a cache
         except Exception:
             return []
+
+
+def _flatten(x):
+    if isinstance(x, (list, tuple)):
+        for y in x:
+            yield from _flatten(y)
+    else:
+        yield x
 
 
 def _dask_dataframe(X):
@@ -491,6 +539,10 @@ def fit_on_cluster(model, X, client, show_progress=False, columns=None,
     need_i = needs(iblocks, iw, ub, uw)   # item block c <- user factor block b
     sizes_u = cl.gather([[cl.submit(len, f) for f in row] for row in need_u])
     sizes_i = cl.gather([[cl.submit(len, f) for f in row] for row in need_i])
+    # From now on these stay in memory; one that does not was lost.
+    cl.held = [(f, w, True) for f, w in zip(ublocks + iblocks, uw + iw)] + [
+        (f, w, False) for need, wf in ((need_u, iw), (need_i, uw))
+        for row in need for f, w in zip(row, wf)]
     item_bytes = spec.width * dtype.itemsize
     shipped = sum(s * item_bytes for b, row in enumerate(sizes_u)
                   for c, s in enumerate(row) if uw[b] != iw[c])
@@ -569,10 +621,7 @@ def fit_on_cluster(model, X, client, show_progress=False, columns=None,
             model.loss_history.append(loss)
             model.objective_history.append(float((err + reg) / norm))
         else:
-            cl.dd.wait(Yf + Xf)
-            failed = [f for f in Yf + Xf if f.status == "error"]
-            if failed:
-                cl.gather(failed)
+            cl.gather([cl.submit(_nbytes, f) for f in Yf + Xf])
         del xslices
         epoch_seconds.append(time.perf_counter() - te)
         if bar is not None:
@@ -601,7 +650,9 @@ def fit_on_cluster(model, X, client, show_progress=False, columns=None,
     model.cluster_stats_ = {
         "workers": len(cl.workers), "user_blocks": len(ub) - 1,
         "item_blocks": len(ib) - 1, "touched_rows": int(touched_rows),
-        "bytes_per_iteration": int(shipped + (4 * (len(ub) + len(ib) - 2)
+        # Gram matrices (implicit, dense): at most one per factor block to
+        # the summing task, the sum to every solve, two to the client.
+        "bytes_per_iteration": int(shipped + ((2 * (len(ub) + len(ib) - 2) + 2)
                                               * k * k * 8 if w0 else 0)),
         "seconds_per_iteration": epoch_seconds,
     }
