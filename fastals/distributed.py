@@ -31,8 +31,9 @@ import time
 
 import numpy as np
 
-from . import _kernels as K
-from . import _nnls
+from . import kernels as K
+from .kernels import nnls as _nnls
+from .kernels.chunks import even_bounds, n_chunks, threads
 from ._input import _check_finite, combine_duplicates, encode_ids, to_csr, \
     transpose_csr
 from .exceptions import FastALSError, InputError, NumericalError
@@ -68,9 +69,8 @@ class _Spec:
     """What every task needs to know about the model (picklable, small)."""
 
     def __init__(self, model, k, dtype):
-        from .model import FastALS
         params = {p: v for p, v in model.get_params().items() if p != "callback"}
-        self.model = FastALS(**params)
+        self.model = type(model)(**params)
         self.model.global_mean = 0.0
         self.k = k
         self.dtype = np.dtype(dtype)
@@ -80,7 +80,6 @@ class _Spec:
 
 def _threads(spec):
     """Numba threads for a task: ``num_threads``, else the worker's threads."""
-    from .model import threads
     n = spec.threads
     if not n:
         try:
@@ -92,7 +91,6 @@ def _threads(spec):
 
 
 def _prepare(raw, spec):
-    from .model import _n_chunks
     b = _Block()
     b.start, b.n_rows = raw.start, raw.n_rows
     b.indptr = raw.indptr
@@ -106,7 +104,7 @@ def _prepare(raw, spec):
     m = spec.model
     b.conf, b.target = m._conf_target(raw.values, spec.dtype)
     b.solve_conf = m._row_conf(b.conf, b.counts)
-    b.bounds = K.chunk_bounds(b.indptr, spec.k, _n_chunks(b.n_rows))
+    b.bounds = K.chunk_bounds(b.indptr, spec.k, n_chunks(b.n_rows))
     b.conf_sum = float(b.conf.sum(dtype=np.float64))
     return b
 
@@ -158,10 +156,9 @@ def _solve(block, slices, G, F_prev, spec):
     X = np.array(F_prev, dtype, copy=True, order="C")
     lam = dtype.type(m.regularization)
     D, offset = m._design(Y)
-    from .model import _even_bounds
     with _threads(spec):
         if m.objective == "dense":
-            Z = K.right_multiply(D, G.astype(dtype), _even_bounds(D.shape[0]))
+            Z = K.right_multiply(D, G.astype(dtype), even_bounds(D.shape[0]))
             K.sparse_times_dense(block.indptr, block.indices, block.target, Z, X,
                                  block.bounds)
         else:
@@ -184,9 +181,8 @@ def _solve(block, slices, G, F_prev, spec):
 
 
 def _gram(F, spec):
-    from .model import _even_bounds
     with _threads(spec):
-        return K.gram(F, _even_bounds(F.shape[0]))
+        return K.gram(F, even_bounds(F.shape[0]))
 
 
 def _sum(*parts):

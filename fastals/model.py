@@ -1,16 +1,16 @@
 """The :class:`FastALS` estimator."""
 
-import contextlib
 import os
 import time
 
-import numba
 import numpy as np
 
 from . import kernels as K
 from . import persist
 from ._version import __version__
 from .kernels import nnls as _nnls
+from .kernels.chunks import even_bounds as _even_bounds, n_chunks as _n_chunks, \
+    threads
 from ._input import kernel_arrays, to_csr, transpose_csr
 from .exceptions import InputError, NumericalError
 from .recommend import RecommenderMixin
@@ -18,18 +18,6 @@ from .recommend import RecommenderMixin
 OBJECTIVES = ("explicit", "implicit", "dense")
 CONFIDENCES = ("linear", "alpha_r", "log")
 SOLVERS = ("cholesky", "cg")
-
-
-@contextlib.contextmanager
-def threads(num_threads):
-    """Run the enclosed block with ``num_threads`` Numba threads (0 = all)."""
-    old = numba.get_num_threads()
-    n = numba.config.NUMBA_NUM_THREADS if not num_threads else int(num_threads)
-    numba.set_num_threads(min(max(n, 1), numba.config.NUMBA_NUM_THREADS))
-    try:
-        yield
-    finally:
-        numba.set_num_threads(old)
 
 
 # Defaults of the explicit objective, for the hyperparameters left at None
@@ -83,12 +71,6 @@ class _Auto:
 
 AUTO_PARAMS = ("factors", "regularization", "use_bias",
                "weighted_regularization", "regularization_exponent")
-
-
-def _n_chunks(n_rows):
-    # Fixed by the data, never by the thread count: sums over chunks are then
-    # reduced in the same order whatever the number of threads.
-    return int(max(1, min(n_rows, 256)))
 
 
 class _Side:
@@ -657,11 +639,6 @@ def _differs(a, b):
         return bool(a != b)
     except Exception:
         return True
-
-
-def _even_bounds(n):
-    # Few chunks: each holds a k x k float64 partial Gram matrix.
-    return np.linspace(0, n, min(max(n, 1), 16) + 1).astype(np.int64)
 
 
 def save_model(model, path, include_training=True):
