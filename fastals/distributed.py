@@ -732,7 +732,7 @@ class connect:
     naming the address.
     """
 
-    def __init__(self, address, timeout=10):
+    def __init__(self, address, timeout=5):
         self.address = str(address)
         self.timeout = timeout
         self.cluster = self.client = None

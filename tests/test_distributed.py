@@ -193,3 +193,38 @@ def test_worker_lost_mid_fit(client):
         model.fit(X, client=client)
     assert "\n" not in str(err.value)
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it
+
+
+def _cli(*args):
+    from click.testing import CliRunner
+    from fastals.cli import main
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_cli_train_dask(client, tmp_path):
+    r = make_ratings(120, 80, 1500, seed=5)
+    data = tmp_path / "r.tsv"
+    data.write_text("".join(f"{u + 1}\t{i + 1}\t{int(v)}\n"
+                            for u, i, v in zip(r.user_ids, r.item_ids, r.values)))
+    common = ["train", "--data", data, "--iterations", 3, "--log-every", 1,
+              "--dtype", "float64", "--factors", 4]
+    one = _cli(*common, "-o", tmp_path / "one.npz")
+    two = _cli(*common, "-o", tmp_path / "two.npz", "--dask", client.scheduler.address)
+    assert one.exit_code == 0 and two.exit_code == 0, two.output
+    losses = [l.split(", time")[0] for l in two.output.splitlines()
+              if l.startswith("Iteration")]
+    assert len(losses) == 3
+    assert losses == [l.split(", time")[0] for l in one.output.splitlines()
+                      if l.startswith("Iteration")]
+    a, b = FastALS.load(tmp_path / "one.npz"), FastALS.load(tmp_path / "two.npz")
+    assert np.array_equal(a.user_ids, b.user_ids)
+    assert np.abs(a.user_factors - b.user_factors).max() <= TOL
+
+
+def test_cli_unreachable_scheduler(tmp_path):
+    out = _cli("train", "--iterations", 1, "--dask", "tcp://127.0.0.1:9")
+    assert out.exit_code == 1
+    last = out.output.splitlines()[-1]
+    assert last.startswith("Error: cannot reach the Dask scheduler at tcp://127.0.0.1:9")
+    assert sum(l.startswith("Error:") for l in out.output.splitlines()) == 1
+    assert "Traceback" not in out.output
