@@ -41,7 +41,7 @@ def synthetic_implicit(n_users, n_items, n_interactions, seed=0):
     """CSR (users x items) of interaction counts from
     :func:`fastals.make_ratings` (``implicit=True``): Zipf-like user activity
     and item popularity, exactly ``n_interactions`` distinct pairs."""
-    from fastals.synthetic import make_ratings
+    from fastals.data.synthetic import make_ratings
     r = make_ratings(n_users=n_users, n_items=n_items, n_ratings=n_interactions,
                      implicit=True, seed=seed)
     R = sp.csr_matrix((r.values, (r.user_ids, r.item_ids)), shape=(n_users, n_items))

@@ -12,7 +12,7 @@ from ._version import __version__  # noqa: E402
 
 from .data import Ratings, load as load_ratings  # noqa: E402
 from .model import load_model, save_model  # noqa: E402
-from .synthetic import make_ratings  # noqa: E402
+from .data.synthetic import make_ratings  # noqa: E402
 
 __all__ = ["FastALS", "FastALSError", "InputError", "DataFormatError",
            "ModelFileError", "NotFittedError", "NumericalError", "__version__",

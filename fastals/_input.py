@@ -11,7 +11,19 @@ import scipy.sparse as sp
 
 from .exceptions import InputError
 
-DUPLICATE_POLICIES = ("sum", "mean", "last", "error")
+DUPLICATE_POLICIES = ("auto", "last", "mean", "sum", "error")
+
+
+def resolve_duplicates(policy, implicit):
+    """The policy ``"auto"`` stands for: ``"sum"`` for implicit feedback
+    (interaction counts add up), ``"last"`` for explicit ratings (a user who
+    rates a film twice changed their mind: the latest rating counts)."""
+    if policy not in DUPLICATE_POLICIES:
+        raise InputError(f"duplicates must be one of {DUPLICATE_POLICIES}, "
+                         f"got {policy!r}")
+    if policy == "auto":
+        return "sum" if implicit else "last"
+    return policy
 
 
 def _check_finite(values, what="values"):
@@ -70,24 +82,28 @@ def encode_ids(raw, what):
     return codes, ordered[new]
 
 
-def combine_duplicates(rows, cols, values, n_cols, policy):
+def combine_duplicates(rows, cols, values, n_cols, policy, timestamps=None):
     """Resolve repeated ``(row, col)`` pairs by ``policy``.
 
     Returns sorted-by-(row, col) arrays with each pair once.  ``last`` keeps
-    the value that comes last in the input order.
+    the value with the latest timestamp when ``timestamps`` are given (ties:
+    the later in input order), else the value that comes last in the input.
+    ``policy`` must be resolved already (not ``"auto"``).
     """
-    if policy not in DUPLICATE_POLICIES:
+    if policy not in DUPLICATE_POLICIES or policy == "auto":
         raise InputError(f"duplicates must be one of {DUPLICATE_POLICIES}, "
                          f"got {policy!r}")
-    key = rows.astype(np.int64) * np.int64(n_cols) + cols.astype(np.int64)
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    values = values[order]
+    key0 = rows.astype(np.int64) * np.int64(n_cols) + cols.astype(np.int64)
+    order = np.argsort(key0, kind="stable")
+    key = key0[order]
     if key.size == 0:
-        return rows[:0], cols[:0], values
+        return rows[:0], cols[:0], values[order]
     first = np.empty(key.size, bool)
     first[0] = True
     np.not_equal(key[1:], key[:-1], out=first[1:])
+    if policy == "last" and timestamps is not None and not first.all():
+        order = np.lexsort((np.asarray(timestamps), key0))  # stable
+    values = values[order]
     if first.all():
         ukey, out = key, values
     else:
@@ -96,7 +112,8 @@ def combine_duplicates(rows, cols, values, n_cols, policy):
             r, c = divmod(int(key[pos]), n_cols)
             raise InputError(
                 f"{int((~first).sum())} duplicate (user, item) pair(s), e.g. "
-                f"row {r}, column {c}; pass duplicates='sum', 'mean' or 'last'")
+                f"row {r}, column {c}; pass duplicates='last', 'mean' or 'sum' "
+                "(--duplicates at the command line)")
         starts = np.flatnonzero(first)
         ukey = key[starts]
         if policy == "last":
@@ -109,18 +126,26 @@ def combine_duplicates(rows, cols, values, n_cols, policy):
     return ukey // n_cols, ukey % n_cols, out
 
 
-def to_csr(X, duplicates="sum", shape=None):
+def to_csr(X, duplicates="auto", shape=None, implicit=False, columns=None):
     """Canonicalize ``X`` for training.
 
     Parameters
     ----------
-    X : scipy.sparse matrix or array, tuple ``(user_ids, item_ids, values)``, or Ratings
-        Users x items.  A sparse matrix keeps its row and column numbers as
-        ids; stored zeros are dropped (a zero in a sparse matrix means "no
-        entry").  Triplets may use any integer or string ids; every value is
-        an observation, zeros included.
-    duplicates : {"sum", "mean", "last", "error"}
-        What to do with repeated (user, item) pairs.
+    X : scipy.sparse matrix, tuple ``(user_ids, item_ids, values)``, or Ratings
+        A sparse matrix is users x items and keeps its row and column
+        numbers as ids; stored zeros are dropped (a zero in a sparse matrix
+        means "no entry").  Triplets may use any integer or string ids;
+        every value is an observation, zeros included.  (Tables are turned
+        into Ratings by :func:`fastals.data.tables.from_table` before.)  A
+        dense 2-D array is refused: wrap a users x items matrix in
+        ``scipy.sparse.csr_matrix``.
+    duplicates : {"auto", "last", "mean", "sum", "error"}
+        What to do with repeated (user, item) pairs (see
+        :func:`resolve_duplicates`).
+    implicit : bool
+        The values are implicit feedback (for ``duplicates="auto"``).
+    columns : None
+        Must be None here (tables are read before, with their columns).
 
     Returns
     -------
@@ -128,9 +153,16 @@ def to_csr(X, duplicates="sum", shape=None):
     user_ids, item_ids : ndarray or None
         Raw id of each row / column, or ``None`` for the identity mapping.
     """
+    timestamps = None
+    if columns is not None:
+        raise InputError("columns= only applies to a DataFrame or pyarrow Table")
     if isinstance(X, tuple) and all(hasattr(X, a) for a in
                                     ("user_ids", "item_ids", "values")):
-        X = (X.user_ids, X.item_ids, X.values)  # a fastals.data.Ratings
+        # a fastals.data.Ratings
+        implicit = implicit or bool(getattr(X, "implicit", False))
+        timestamps = getattr(X, "timestamps", None)
+        X = (X.user_ids, X.item_ids, X.values)
+    duplicates = resolve_duplicates(duplicates, implicit)
     if isinstance(X, tuple):
         if len(X) != 3:
             raise InputError("triplet input must be (user_ids, item_ids, values), "
@@ -149,7 +181,8 @@ def to_csr(X, duplicates="sum", shape=None):
         ucodes, user_ids = encode_ids(users, "user_ids")
         icodes, item_ids = encode_ids(items, "item_ids")
         m, n = user_ids.size, item_ids.size
-        r, c, v = combine_duplicates(ucodes, icodes, values, n, duplicates)
+        r, c, v = combine_duplicates(ucodes, icodes, values, n, duplicates,
+                                     timestamps)
         csr = _from_sorted(r, c, v, (m, n))
         return csr, user_ids, item_ids
 
@@ -164,13 +197,7 @@ def to_csr(X, duplicates="sum", shape=None):
         values = np.asarray(coo.data, dtype=np.float64)
         rows, cols = coo.row, coo.col
     else:
-        arr = np.asarray(X)
-        if arr.ndim != 2 or arr.dtype.kind not in "biuf":
-            raise InputError("X must be a scipy.sparse matrix, a 2-D numeric array "
-                             "or a tuple (user_ids, item_ids, values)")
-        rows, cols = np.nonzero(arr)
-        values = arr[rows, cols].astype(np.float64)
-        coo = sp.coo_matrix(arr.shape)
+        raise InputError(_not_sparse_message(X))
     m, n = coo.shape
     if m == 0 or n == 0:
         raise InputError(f"X has shape {coo.shape}: no users or no items")
@@ -182,6 +209,37 @@ def to_csr(X, duplicates="sum", shape=None):
         raise InputError("no ratings: X has no non-zero entry")
     r, c, v = combine_duplicates(rows, cols, values, n, duplicates)
     return _from_sorted(r, c, v, (m, n)), None, None
+
+
+def _not_sparse_message(X):
+    """Why ``X`` is refused, and how to pass it."""
+    how = ("pass the columns as a tuple: fit((user_ids, item_ids, ratings)), "
+           "or a DataFrame with named columns")
+    if isinstance(X, (str, bytes)) or hasattr(X, "__fspath__"):
+        return ("X must be a scipy.sparse matrix, a tuple (user_ids, item_ids, "
+                "values), Ratings or a DataFrame, not a file name; read the file "
+                "with fastals.load_ratings(path) first")
+    if isinstance(X, list) and X and isinstance(X[0], (tuple, list)):
+        return (f"X is a list of {len(X):,} rows like {tuple(X[0])!r}, which fit "
+                f"does not guess at; {how}: fit(tuple(zip(*rows))) turns rows of "
+                "(user, item, rating) into columns")
+    try:
+        arr = np.asarray(X)
+    except Exception:  # noqa: BLE001 - anything numpy cannot take
+        arr = None
+    if arr is not None and arr.ndim == 2:
+        if arr.shape[1] in (2, 3, 4) and arr.shape[0] > arr.shape[1]:
+            return (f"X is a {arr.shape[0]:,} x {arr.shape[1]} array: rows of "
+                    "(user, item, rating)? fit does not guess; pass "
+                    "fit((X[:, 0], X[:, 1], X[:, 2])) for triplets, or "
+                    "fit(scipy.sparse.csr_matrix(X)) if it really is a users x "
+                    "items matrix (zeros mean no rating)")
+        return (f"X is a dense {arr.shape[0]:,} x {arr.shape[1]:,} array, which "
+                "fit does not take as a users x items matrix by guess; pass "
+                "fit(scipy.sparse.csr_matrix(X)) for a matrix (zeros mean no "
+                f"rating), or, for rows of (user, item, rating), {how}")
+    return ("X must be a scipy.sparse matrix, a tuple (user_ids, item_ids, "
+            "values), Ratings or a DataFrame; got " + type(X).__name__)
 
 
 def _canonical_csr(X, duplicates):

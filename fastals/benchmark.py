@@ -22,7 +22,7 @@ DEFAULT_FACTORS = (16, 32, 64, 128)
 def _data(n_users, n_items, n_ratings, seed):
     import scipy.sparse as sp
 
-    from .synthetic import make_ratings
+    from .data.synthetic import make_ratings
     r = make_ratings(n_users=n_users, n_items=n_items, n_ratings=n_ratings,
                      implicit=True, seed=seed)
     return sp.csr_matrix((r.values, (r.user_ids, r.item_ids)),

@@ -18,6 +18,7 @@ import click
 import numpy as np
 
 from . import __version__
+from ._cli_params import as_bad_parameter, model_options, pop_model_params
 from .exceptions import FastALSError
 
 EXIT_INTERRUPTED = 130
@@ -78,41 +79,39 @@ def main():
 _OBJECTIVES = click.Choice(["explicit", "implicit", "dense"])
 
 
+_FORMATS = click.Choice(["auto", "text", "mtx", "npz", "parquet"])
+_UNKNOWN = click.Choice(["skip", "predict"])
+_UNKNOWN_HELP = ("Held-out ratings whose user or item was not in training: "
+                 "'skip' them (RMSE over known pairs) or 'predict' them from "
+                 "the known side (global mean and biases).")
+
+
 @main.command()
 @click.option("--data", "data", metavar="PATH|NAME",
-              help="Ratings file, unpacked MovieLens folder, or ml-100k, ml-1m, "
-                   "ml-10m, ml-20m, ml-25m, ml-latest-small. Default: built-in "
-                   "synthetic MovieLens-100k-shaped data.")
-@click.option("--format", "fmt", type=click.Choice(["auto", "text", "mtx", "npz",
-                                                    "parquet"]),
-              default="auto", show_default=True,
+              help="Ratings file (also .gz, .bz2, .zip), unpacked MovieLens "
+                   "folder, or ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, "
+                   "ml-latest-small. Default: built-in synthetic "
+                   "MovieLens-100k-shaped data.")
+@click.option("--format", "fmt", type=_FORMATS, default="auto", show_default=True,
               help="Format of --data and --test (auto: by extension).")
+@click.option("--columns", metavar="USER,ITEM[,RATING[,TIMESTAMP]]",
+              help="Columns of --data and --test by header name or 0-based "
+                   "position (default: by header name, else 0,1,2,3). 'none' "
+                   "for RATING reads implicit feedback.")
 @click.option("--test", "test", metavar="PATH",
               help="Held-out ratings: print the test RMSE (explicit, dense) "
                    "or ranking metrics at 10 (implicit).")
-@click.option("--objective", type=_OBJECTIVES, default="explicit",
-              show_default=True)
-@click.option("--factors", "--factor", "factors", type=click.IntRange(min=1),
-              default=10, show_default=True, help="Latent factors.")
-@click.option("--iterations", "--epochs", "iterations",
-              type=click.IntRange(min=0), default=15, show_default=True,
-              help="ALS epochs.")
-@click.option("--regularization", "--lambda_param", "--lambda", "regularization",
-              type=click.FloatRange(min=0), default=0.01, show_default=True)
-@click.option("--alpha", type=click.FloatRange(min=0), default=1.0,
-              show_default=True, help="Implicit confidence scale.")
-@click.option("--use-bias/--no-bias", default=False, show_default=True,
-              help="Global mean and user/item biases (explicit).")
-@click.option("--solver", type=click.Choice(["cholesky", "cg"]),
-              default="cholesky", show_default=True)
-@click.option("--weighted-regularization/--plain-regularization", default=False,
-              show_default=True, help="ALS-WR: scale lambda by rating counts.")
-@click.option("--dtype", type=click.Choice(["float32", "float64"]),
-              default="float32", show_default=True)
-@click.option("--threads", type=click.IntRange(min=0), default=0,
-              show_default=True, help="Numba threads (0: all cores).")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed of the initial factors and of the synthetic data.")
+@click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              metavar="FRACTION",
+              help="Hold out this fraction of --data (seeded by --seed), train "
+                   "on the rest and print the test metrics.")
+@click.option("--holdout-by", type=click.Choice(["random", "user"]), default="random",
+              show_default=True,
+              help="'random': a random fraction of all ratings; 'user': the "
+                   "fraction of each user's ratings (each keeps one for training).")
+@click.option("--unknown", type=_UNKNOWN, default="skip", show_default=True,
+              help=_UNKNOWN_HELP)
+@model_options
 @click.option("--ids", type=click.Choice(["auto", "observed", "range"]),
               default="auto", show_default=True,
               help="Integer ids as positions 1..max ('range'; auto when they "
@@ -121,7 +120,11 @@ _OBJECTIVES = click.Choice(["explicit", "implicit", "dense"])
               help="Save the model here (atomically).")
 @click.option("--log-every", type=click.IntRange(min=0), default=10,
               show_default=True,
-              help="Print epochs 1, 1+N, 1+2N, ... and the last (0: none).")
+              help="Print epochs 1, 1+N, 1+2N, ... and the last (0: none, and a "
+                   "progress bar on a terminal).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr (default: with --log-every 0 on a "
+                   "terminal).")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON record per logged epoch on stdout; messages go "
@@ -130,18 +133,19 @@ _OBJECTIVES = click.Choice(["explicit", "implicit", "dense"])
               help="Train on a Dask cluster: a scheduler address "
                    "(tcp://host:8786), or local:N for N single-threaded local "
                    "worker processes (needs fastals[dask]; docs/distributed.md).")
-def train(data, fmt, test, objective, factors, iterations, regularization, alpha,
-          use_bias, solver, weighted_regularization, dtype, threads, seed, ids,
-          output, log_every, quiet, as_json, dask_address):
+def train(data, fmt, columns, test, holdout, holdout_by, unknown, ids, output,
+          log_every, progress, quiet, as_json, dask_address, **model_kwargs):
     """Train a model and print the training loss as it falls.
 
     \b
+    Every FastALS parameter is an option, with FastALS's default.
     The per-epoch line matches the original train.py:
       Iteration: 1, loss = 0.605044, time : 0.9794
     (loss: the objective's training error, see docs/cli.md; time: seconds
     since training began).
     """
     from . import data as fdata
+    from ._input import resolve_duplicates
     from .model import FastALS
     from .model import save_model
 
@@ -149,6 +153,9 @@ def train(data, fmt, test, objective, factors, iterations, regularization, alpha
         if not quiet:
             click.echo(msg, err=as_json)
 
+    params = pop_model_params(model_kwargs)
+    iterations = params["iterations"]
+    seed = params["random_state"]
     stop = {"requested": False, "epoch": 0}
     test_eval = test_ratings = None
 
@@ -158,7 +165,8 @@ def train(data, fmt, test, objective, factors, iterations, regularization, alpha
         if logged and not quiet:
             rec = {"epoch": epoch, "loss": loss, "time": round(seconds, 4)}
             line = f"Iteration: {epoch}, loss = {loss:.6f}, time : {seconds:.4f}"
-            if test_eval is not None and dask_address is None:
+            if test_eval is not None and test_eval.n_used \
+                    and dask_address is None:
                 rec["test_rmse"] = test_eval.rmse(model)
                 line += f", test rmse = {rec['test_rmse']:.6f}"
             if as_json:
@@ -167,42 +175,55 @@ def train(data, fmt, test, objective, factors, iterations, regularization, alpha
                 click.echo(line)
         return stop["requested"]
 
-    model = FastALS(factors=factors, regularization=regularization, alpha=alpha,
-                    iterations=iterations, objective=objective, use_bias=use_bias,
-                    solver=solver, weighted_regularization=weighted_regularization,
-                    dtype=dtype, random_state=seed, num_threads=threads,
-                    callback=callback)
-    model._validated()  # bad hyperparameters fail before any data is read
+    model = FastALS(callback=callback, **params)
+    try:
+        model._validated()  # bad hyperparameters fail before any data is read
+    except FastALSError as exc:
+        raise (as_bad_parameter(exc) or exc) from None
     if output is not None:
         _check_writable(output)
+    if holdout is not None and test is not None:
+        raise click.UsageError("--holdout and --test both give a test set; "
+                               "use one")
+    data_seed = 0 if seed is None else seed
 
     if data is None:
-        from .synthetic import ML100K_SHAPE, make_ratings
+        from .data.synthetic import ML100K_SHAPE, make_ratings
+        if columns is not None:
+            raise click.UsageError("--columns needs --data")
         m, n, nnz = ML100K_SHAPE
         say(f"No --data given: training on built-in synthetic ratings shaped like "
             f"MovieLens-100k ({m} users x {n} items, {nnz:,} ratings, seed "
-            f"{seed}).")
-        ratings = make_ratings(m, n, nnz, seed=seed)
-        source = "synthetic"
+            f"{data_seed}).")
+        ratings = make_ratings(m, n, nnz, seed=data_seed)
     else:
-        ratings = fdata.load(data, format=fmt)
-        source = data
-    csr, user_ids, item_ids = ratings.to_csr(ids)
+        ratings = _load(fdata, data, fmt, columns)
+    if holdout is not None:
+        ratings, test_ratings = _holdout(ratings, holdout, holdout_by, data_seed)
+    policy = resolve_duplicates(model.duplicates, implicit=(
+        model.objective == "implicit" or ratings.implicit))
+    csr, user_ids, item_ids = ratings.to_csr(ids, duplicates=policy)
     if data is not None:
-        say(f"Loaded {ratings.n_ratings:,} ratings from {source}: "
-            f"{csr.shape[0]:,} users x {csr.shape[1]:,} items.")
+        say(_loaded_line(ratings, data, csr, policy, holdout, holdout_by))
+        if ratings.implicit and model.objective != "implicit":
+            click.echo(f"Warning: {data} has no rating column, so every value is "
+                       f"1, which the {model.objective} objective fits trivially; "
+                       "use --objective implicit (or --columns to name the "
+                       "rating column)", err=True)
 
     if test is not None:
-        test_ratings = fdata.load(test, format=fmt)
-    if test_ratings is not None and objective != "implicit":
+        test_ratings = _load(fdata, test, fmt, columns)
+    if test_ratings is not None and model.objective != "implicit":
         test_eval = _TestSet(test_ratings, user_ids, item_ids, ratings.values,
-                             objective)
-        if test_eval.n_known == 0:
-            raise click.UsageError(f"--test {test}: none of its ratings has a user "
-                                   "and an item seen in training")
+                             unknown)
+        if test_eval.n_used == 0:
+            raise click.UsageError(f"{'--test ' + test if test else '--holdout'}: "
+                                   "none of its ratings has a user and an item "
+                                   "seen in training (--unknown predict to "
+                                   "predict them anyway)")
 
-    show_bar = (not quiet and not log_every and not as_json
-                and sys.stderr.isatty())
+    show_bar = progress if progress is not None else (
+        not quiet and not log_every and not as_json and sys.stderr.isatty())
 
     def on_sigint(signum, frame):
         if stop["requested"]:  # second Ctrl-C: give up at once
@@ -227,11 +248,8 @@ def train(data, fmt, test, objective, factors, iterations, regularization, alpha
     epochs = len(model.loss_history)
 
     if test_eval is not None and not quiet:
-        r = test_eval.rmse(model)
-        skipped = test_eval.n - test_eval.n_known
-        say(f"Test RMSE: {r:.6f} on {test_eval.n_known:,} ratings"
-            + (f" ({skipped:,} skipped: user or item not in training)"
-               if skipped else ""))
+        say(f"Test RMSE: {test_eval.rmse(model):.6f} on {test_eval.n_used:,} "
+            f"ratings{test_eval.unknown_note()}")
     if test_ratings is not None and test_eval is None and not quiet:
         from . import evaluation
         truth = evaluation.user_items_matrix(model, test_ratings.user_ids,
@@ -251,6 +269,64 @@ def train(data, fmt, test, objective, factors, iterations, regularization, alpha
     say(f"Trained {epochs} epochs in {seconds:.2f} s"
         + (f"; model saved to {output}" if output else "") + ".")
     return 0
+
+
+def _load(fdata, source, fmt, columns):
+    """Read a ratings source; plausibility warnings become ``Warning:`` lines."""
+    import warnings
+
+    from .exceptions import DataWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        ratings = fdata.load(source, format=fmt, columns=columns)
+    for w in caught:
+        if issubclass(w.category, DataWarning):
+            click.echo(f"Warning: {_one_line(w.message)}", err=True)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return ratings
+
+
+def _holdout(ratings, fraction, by, seed):
+    """``(train, test)`` Ratings: a seeded random or per-user split."""
+    from . import evaluation
+
+    if by == "user":
+        train_idx, test_idx = evaluation.user_fraction_split(
+            ratings.user_ids, fraction, random_state=seed)
+    else:
+        train_idx, test_idx = evaluation.random_split(
+            ratings.n_ratings, fraction, random_state=seed)
+    if test_idx.size == 0:
+        raise click.UsageError(f"--holdout {fraction}: no rating held out (too "
+                               "few ratings); use a larger fraction")
+    return ratings.take(train_idx), ratings.take(test_idx)
+
+
+_POLICY_TEXT = {"sum": "summed", "mean": "averaged", "error": "refused"}
+
+
+def _loaded_line(ratings, source, csr, policy, holdout, holdout_by):
+    """``Loaded ...``: counts, the columns used, merged duplicates."""
+    info = ratings.info
+    line = f"Loaded {ratings.n_ratings:,} ratings from {source}"
+    if holdout is not None:
+        line += (f" (after holding out {holdout:g} "
+                 f"{'of each user' if holdout_by == 'user' else 'at random'})")
+    line += f": {csr.shape[0]:,} users x {csr.shape[1]:,} items"
+    if info is not None:
+        line += f"; {info.describe()}"
+    merged = ratings.n_ratings - csr.nnz
+    if merged > 0:
+        if policy == "last":
+            how = ("kept the latest by timestamp" if ratings.timestamps is not None
+                   else "kept the last in file order")
+        else:
+            how = _POLICY_TEXT[policy]
+        line += (f"; {merged:,} repeated (user, item) rating(s) merged ({how}; "
+                 "--duplicates to change)")
+    return line + "."
 
 
 def _install_sigint(handler):
@@ -276,30 +352,54 @@ def _check_writable(path):
 
 
 class _TestSet:
-    """Held-out ratings mapped to the model's rows once."""
+    """Held-out ratings mapped to the model's rows once; one unknown-id
+    policy (``skip`` or ``predict``) for ``train --test`` and ``evaluate``."""
 
-    def __init__(self, ratings, user_ids, item_ids, train_values, objective):
+    def __init__(self, ratings, user_ids, item_ids, train_values, unknown="skip"):
         self.n = ratings.n_ratings
-        self.objective = objective
-        self.rows = _positions(user_ids, ratings.user_ids)
-        self.cols = _positions(item_ids, ratings.item_ids)
-        keep = (self.rows >= 0) & (self.cols >= 0)
-        self.rows, self.cols = self.rows[keep], self.cols[keep]
+        self.unknown = unknown
+        rows = _positions(user_ids, ratings.user_ids)
+        cols = _positions(item_ids, ratings.item_ids)
+        known = (rows >= 0) & (cols >= 0)
+        self.n_unknown = int((~known).sum())
+        keep = known if unknown == "skip" else np.ones(self.n, bool)
+        self.rows, self.cols = rows[keep], cols[keep]
         self.values = ratings.values[keep]
-        self.n_known = int(keep.sum())
-        self.lo, self.hi = float(train_values.min()), float(train_values.max())
+        self.n_used = int(keep.sum())
+        self.lo, self.hi = float(np.min(train_values)), float(np.max(train_values))
+
+    def predictions(self, model):
+        """Clipped predictions from the current factors (an unknown user or
+        item contributes no factors and no bias)."""
+        r, c = self.rows, self.cols
+        ku, ki = r >= 0, c >= 0
+        both = ku & ki
+        pred = np.zeros(r.size)
+        U = model.user_factors[r[both]].astype(np.float64)
+        V = model.item_factors[c[both]].astype(np.float64)
+        pred[both] = np.einsum("ij,ij->i", U, V)
+        if model.use_bias:
+            pred += model.global_mean
+            pred[ku] += model.user_biases[r[ku]]
+            pred[ki] += model.item_biases[c[ki]]
+        return np.clip(pred, self.lo, self.hi)
 
     def rmse(self, model):
         """RMSE of the clipped predictions from the current factors."""
-        U = model.user_factors[self.rows].astype(np.float64)
-        V = model.item_factors[self.cols].astype(np.float64)
-        pred = np.einsum("ij,ij->i", U, V)
-        if model.use_bias:
-            pred += (model.global_mean + model.user_biases[self.rows]
-                     + model.item_biases[self.cols])
-        if self.objective != "implicit":
-            np.clip(pred, self.lo, self.hi, out=pred)
-        return float(np.sqrt(np.mean((pred - self.values) ** 2)))
+        return float(np.sqrt(np.mean((self.predictions(model) - self.values) ** 2)))
+
+    def mae(self, model):
+        return float(np.mean(np.abs(self.predictions(model) - self.values)))
+
+    def unknown_note(self):
+        """`` (N skipped: ...)`` / `` (N predicted ...)``, or empty."""
+        if not self.n_unknown:
+            return ""
+        if self.unknown == "skip":
+            return (f" ({self.n_unknown:,} skipped: user or item not in training; "
+                    "--unknown predict to include them)")
+        return (f" ({self.n_unknown:,} predicted from the known side: user or "
+                "item not in training)")
 
 
 def _positions(known, raw):
@@ -322,30 +422,44 @@ def _positions(known, raw):
 @click.argument("model_path", metavar="MODEL")
 @click.option("--data", "data", required=True, metavar="PATH",
               help="Held-out ratings file.")
-@click.option("--format", "fmt", type=click.Choice(["auto", "text", "mtx", "npz",
-                                                    "parquet"]),
-              default="auto", show_default=True, help="Format of --data.")
+@click.option("--format", "fmt", type=_FORMATS, default="auto", show_default=True,
+              help="Format of --data.")
+@click.option("--columns", metavar="USER,ITEM[,RATING[,TIMESTAMP]]",
+              help="Columns of --data by header name or 0-based position.")
+@click.option("--unknown", type=_UNKNOWN, default="skip", show_default=True,
+              help=_UNKNOWN_HELP)
 @click.option("-k", "--k", "k", type=click.IntRange(min=1), default=10,
               show_default=True, help="Cut-off of the ranking metrics.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def evaluate(model_path, data, fmt, k, as_json):
+def evaluate(model_path, data, fmt, columns, unknown, k, as_json):
     """Error and ranking metrics of MODEL on held-out ratings.
 
-    RMSE and MAE of the predicted ratings (users or items unseen in training
-    are predicted from the known parts), plus precision, recall, MAP and
-    NDCG at K of the recommendations (training items excluded) against the
-    held-out items of each known user.
+    RMSE and MAE of the predicted ratings (clipped to the training range;
+    ratings of users or items unseen in training are skipped or predicted
+    from the known side, per --unknown, as in 'train --test'), plus
+    precision, recall, MAP and NDCG at K of the recommendations (training
+    items excluded) against the held-out items of each known user.
     """
     from . import data as fdata
     from . import evaluation
     from .model import load_model
 
     model = load_model(model_path)
-    test = fdata.load(data, format=fmt)
-    out = {"model": model_path, "data": data}
-    out.update(evaluation.evaluate_ratings(model, test.user_ids, test.item_ids,
-                                           test.values, unknown="default"))
+    test = _load(fdata, data, fmt, columns)
     train = getattr(model, "_user_items", None)
+    if model.user_ids is None or model.item_ids is None:
+        n_u, n_i = model.user_factors.shape[0], model.item_factors.shape[0]
+        uids = model.user_ids if model.user_ids is not None else np.arange(n_u)
+        iids = model.item_ids if model.item_ids is not None else np.arange(n_i)
+    else:
+        uids, iids = model.user_ids, model.item_ids
+    span = train.data if train is not None and train.nnz else test.values
+    ts = _TestSet(test, uids, iids, span, unknown)
+    out = {"model": model_path, "data": data, "n": ts.n, "n_used": ts.n_used,
+           "n_unknown": ts.n_unknown, "unknown": unknown}
+    if ts.n_used:
+        out["rmse"] = ts.rmse(model)
+        out["mae"] = ts.mae(model)
     if train is not None:
         truth = evaluation.user_items_matrix(model, test.user_ids, test.item_ids)
         if truth.nnz:
@@ -357,11 +471,10 @@ def evaluate(model_path, data, fmt, k, as_json):
     if as_json:
         click.echo(json.dumps(out))
         return 0
-    click.echo(f"Model {model_path} on {data}: {out['n']:,} ratings"
-               + (f" ({out['n_unknown']:,} with a user or item unseen in training)"
-                  if out.get("n_unknown") else ""))
+    click.echo(f"Model {model_path} on {data}: {ts.n_used:,} ratings"
+               + ts.unknown_note())
     for key, value in out.items():
-        if key in ("model", "data", "n", "n_unknown"):
+        if key in ("model", "data", "n", "n_unknown", "n_used", "unknown"):
             continue
         shown = f"{value:.6f}" if isinstance(value, float) else str(value)
         click.echo(f"  {key:<14} {shown}")
@@ -394,7 +507,14 @@ def recommend(model_path, user, n, include_seen, as_json):
 
     model = load_model(model_path)
     uid = _parse_id(model, "user", user)
-    filt = not include_seen and getattr(model, "_user_items", None) is not None
+    train = getattr(model, "_user_items", None)
+    filt = not include_seen and train is not None
+    if train is not None and not model.use_bias:
+        row = int(model._index_of("user", np.array([uid])).ravel()[0])
+        if train.indptr[row + 1] == train.indptr[row]:
+            raise FastALSError(f"user {uid!r} has no ratings in training, so every "
+                               "item scores the same for them; train with "
+                               "--use-bias for a popularity fallback")
     items, scores = model.recommend(uid, n=n, filter_already_liked_items=filt)
     _print_ranked("item", items, scores, as_json, {"user": uid})
     return 0

@@ -34,8 +34,9 @@ import numpy as np
 from . import kernels as K
 from .kernels import nnls as _nnls
 from .kernels.chunks import even_bounds, n_chunks, threads
-from ._input import _check_finite, combine_duplicates, encode_ids, to_csr, \
-    transpose_csr
+from ._input import _check_finite, combine_duplicates, encode_ids, \
+    resolve_duplicates, to_csr, transpose_csr
+from .data.tables import from_table, is_table
 from .exceptions import FastALSError, InputError, NumericalError
 
 DEFAULT_COLUMNS = ("user", "item", "rating")
@@ -470,9 +471,10 @@ def fit_on_cluster(model, X, client, show_progress=False, columns=None,
         partitioned there); other input is canonicalized here and its
         blocks scattered to the workers.
     client : dask.distributed.Client
-    columns : (str, str, str), optional
-        User, item and value column names of a dataframe
-        (default ``("user", "item", "rating")``).
+    columns : sequence of str, optional
+        User, item and value column names of a Dask dataframe (default
+        ``("user", "item", "rating")``), or of a pandas/polars/pyarrow table
+        as in :meth:`FastALS.fit`.
     blocks : int, optional
         Blocks per side (default: the cluster's total number of threads).
 
@@ -484,9 +486,7 @@ def fit_on_cluster(model, X, client, show_progress=False, columns=None,
     """
     k, dtype = model._validated()
     cl = _Cluster(client)
-    columns = tuple(columns) if columns is not None else DEFAULT_COLUMNS
-    if len(columns) != 3:
-        raise InputError("columns must name three columns: user, item, value")
+    implicit = model.objective == "implicit"
     if blocks is None:
         blocks = max(cl.threads, len(cl.workers))
     if isinstance(blocks, bool) or not isinstance(blocks, (int, np.integer)) \
@@ -494,11 +494,19 @@ def fit_on_cluster(model, X, client, show_progress=False, columns=None,
         raise InputError(f"blocks must be a positive integer, got {blocks!r}")
     spec = _Spec(model, k, dtype)
     if _dask_dataframe(X):
+        columns = tuple(columns) if columns is not None else DEFAULT_COLUMNS
+        if len(columns) != 3:
+            raise InputError("columns must name three columns: user, item, value")
         uraw, iraw, ub, ib, user_ids, item_ids, csr = _partition_dataframe(
-            cl, X, columns, k, int(blocks), model.duplicates)
+            cl, X, columns, k, int(blocks),
+            resolve_duplicates(model.duplicates, implicit))
     else:
+        if is_table(X):
+            X = from_table(X, columns)
+        elif columns is not None:
+            raise InputError("columns= only applies to a DataFrame or pyarrow Table")
         uraw, iraw, ub, ib, user_ids, item_ids, csr = _partition_local(
-            cl, X, k, int(blocks), model.duplicates)
+            cl, X, k, int(blocks), model.duplicates, implicit)
     m, n = int(ub[-1]), int(ib[-1])
     stats = cl.gather([cl.submit(_stats, r) for r in uraw])
     nnz = sum(s[0] for s in stats)
@@ -655,9 +663,9 @@ def fit_on_cluster(model, X, client, show_progress=False, columns=None,
     return model
 
 
-def _partition_local(cl, X, k, n_blocks, duplicates):
+def _partition_local(cl, X, k, n_blocks, duplicates, implicit):
     """Canonicalize on the client as ``fit`` does, scatter the blocks."""
-    csr, user_ids, item_ids = to_csr(X, duplicates)
+    csr, user_ids, item_ids = to_csr(X, duplicates, implicit=implicit)
     csc = transpose_csr(csr)
     m, n = csr.shape
     ub = _block_bounds(np.diff(csr.indptr), m, k, n_blocks)

@@ -334,6 +334,35 @@ def leave_k_out_split(users, k=1, random_state=None):
     return np.flatnonzero(~test), np.flatnonzero(test)
 
 
+def user_fraction_split(users, test_size=0.2, random_state=None):
+    """Per user, hold out a random ``test_size`` fraction of the ratings.
+
+    Each user holds out ``round(test_size * n_u)`` ratings, but always keeps
+    at least one for training (a user with one rating holds out none).
+
+    Returns
+    -------
+    train_idx, test_idx : sorted int64 index arrays
+    """
+    if not 0 < test_size < 1:
+        raise InputError(f"test_size must be in (0, 1), got {test_size!r}")
+    users = np.asarray(users)
+    if users.ndim != 1 or users.size == 0:
+        raise InputError("users must be a non-empty 1-D array")
+    _, codes = np.unique(users, return_inverse=True)
+    codes = codes.ravel()
+    n = codes.size
+    key = _rng(random_state).random(n)
+    order = np.lexsort((key, codes))
+    counts = np.bincount(codes)
+    starts = np.cumsum(counts) - counts
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n) - starts[codes[order]]
+    hold = np.minimum(np.rint(test_size * counts).astype(np.int64), counts - 1)
+    test = rank < hold[codes]
+    return np.flatnonzero(~test), np.flatnonzero(test)
+
+
 def temporal_split(users, timestamps, k=1):
     """Per user, hold out the ``k`` latest ratings by timestamp.
 

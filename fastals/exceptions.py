@@ -28,3 +28,7 @@ class NotFittedError(FastALSError, AttributeError):
 
 class NumericalError(FastALSError, ArithmeticError):
     """Training diverged: a factor became NaN or infinite."""
+
+
+class DataWarning(UserWarning):
+    """The data were read, but something about them looks wrong (names what and the fix)."""

@@ -12,6 +12,7 @@ from .kernels import nnls as _nnls
 from .kernels.chunks import even_bounds as _even_bounds, n_chunks as _n_chunks, \
     threads
 from ._input import kernel_arrays, to_csr, transpose_csr
+from .data.tables import from_table, is_table
 from .exceptions import InputError, NumericalError
 from .recommend import RecommenderMixin
 
@@ -148,10 +149,12 @@ class FastALS(RecommenderMixin):
         Exact Cholesky solve, or ``cg_steps`` conjugate-gradient steps
         warm-started from the previous factors (Takacs et al. 2011).
     cg_steps : int, default 3
+        Conjugate-gradient steps per row solve (``solver="cg"``).
     dtype : numpy dtype, default float32
         float32 or float64.
-    random_state : int, numpy Generator or None
-        Seed of the initial factors.
+    random_state : int, numpy Generator or None, default 0
+        Seed of the initial factors: the same data and parameters give the
+        same model.  None draws a fresh seed each time.
     num_threads : int, default 0
         Numba threads used by the kernels; 0 means all cores.
     calculate_training_loss : bool, default True
@@ -162,8 +165,12 @@ class FastALS(RecommenderMixin):
     callback : callable or None
         ``callback(epoch, loss, seconds)`` after each epoch (``loss`` is
         ``nan`` when not computed); returning ``True`` stops training.
-    duplicates : {"sum", "mean", "last", "error"}, default "sum"
-        Policy for repeated (user, item) pairs in the input.
+    duplicates : {"auto", "last", "mean", "sum", "error"}, default "auto"
+        Policy for repeated (user, item) pairs in the input.  ``"auto"``:
+        ``"sum"`` for implicit feedback (the implicit objective, or data
+        read without a rating column): interaction counts add up;
+        ``"last"`` otherwise: a rating given twice counts once, the latest
+        (by timestamp when the input has them, else by position).
     nonnegative : bool, default False
         Constrain all factors to be ``>= 0`` (as Spark's ``nonnegative``):
         each row solves its least-squares system by NNLS (active set, see
@@ -208,9 +215,9 @@ class FastALS(RecommenderMixin):
                  epsilon=1.0, unobserved_weight=1.0,
                  weighted_regularization=None, use_bias=None,
                  solver="cholesky", cg_steps=3, dtype=np.float32,
-                 random_state=None, num_threads=0,
+                 random_state=0, num_threads=0,
                  calculate_training_loss=True, tol=None, callback=None,
-                 duplicates="sum", nonnegative=False,
+                 duplicates="auto", nonnegative=False,
                  regularization_exponent=None):
         self.factors = factors
         self.regularization = regularization
@@ -360,24 +367,37 @@ class FastALS(RecommenderMixin):
         return int(k), dtype
 
     # ------------------------------------------------------------------- fit
-    def fit(self, X, show_progress=False, client=None, **cluster_options):
+    def fit(self, X, show_progress=False, columns=None, client=None,
+            blocks=None):
         """Learn the factors of ``X``.
 
         Parameters
         ----------
-        X : scipy.sparse matrix (users x items), ``(user_ids, item_ids, values)``, :class:`fastals.Ratings` or (with ``client``) a ``dask.dataframe.DataFrame``
+        X : scipy.sparse matrix, ``(user_ids, item_ids, values)``, :class:`fastals.Ratings`, a DataFrame, or (with ``client``) a ``dask.dataframe.DataFrame``
             Ratings (explicit / dense) or interaction strengths (implicit).
-            Sparse input keeps row/column numbers as ids; triplets may use
-            any integer or string ids, which are mapped to contiguous indices
-            and kept in ``user_ids`` / ``item_ids``.
+            A sparse matrix is users x items and keeps its row and column
+            numbers as ids.  Triplets may use any integer or string ids,
+            which are mapped to contiguous indices and kept in
+            ``user_ids`` / ``item_ids``.  A pandas or polars DataFrame or a
+            pyarrow Table is read in long format, one row per rating, by
+            column names (``user``/``userId``, ``item``/``movieId``,
+            ``rating``, ``timestamp``, ...; see ``docs/data.md``).  A dense
+            2-D array is refused rather than guessed at: pass
+            ``scipy.sparse.csr_matrix(X)`` for a users x items matrix.
         show_progress : bool
-            Show a progress bar (needs ``tqdm``).
+            Show a progress bar on stderr (tqdm's when installed, else a
+            plain one).
+        columns : sequence of str, optional
+            Tables only: ``(user, item[, rating[, timestamp]])`` column
+            names (or positions), overriding the names found by default.
+            A Dask dataframe's columns default to ``("user", "item",
+            "rating")``.
         client : dask.distributed.Client, optional
             Train on this Dask cluster with the same kernels (blocked ALS,
             see :mod:`fastals.distributed`; extra ``fastals[dask]``).
-        **cluster_options
-            With ``client`` only: ``columns=(user, item, value)`` names the
-            dataframe's columns, ``blocks`` the number of blocks per side.
+        blocks : int, optional
+            With ``client`` only: the number of blocks per side (default:
+            the cluster's number of threads).
 
         Returns
         -------
@@ -385,11 +405,17 @@ class FastALS(RecommenderMixin):
         """
         if client is not None:
             from .distributed import fit_on_cluster
-            return fit_on_cluster(self, X, client, show_progress, **cluster_options)
-        if cluster_options:
-            raise InputError(f"{', '.join(cluster_options)}: only with client=")
+            return fit_on_cluster(self, X, client, show_progress,
+                                  columns=columns, blocks=blocks)
+        if blocks is not None:
+            raise InputError("blocks= only with client= (a Dask cluster)")
         k, dtype = self._validated()
-        csr, self.user_ids, self.item_ids = to_csr(X, self.duplicates)
+        if is_table(X):
+            X = from_table(X, columns)
+            columns = None
+        csr, self.user_ids, self.item_ids = to_csr(
+            X, self.duplicates, implicit=self.objective == "implicit",
+            columns=columns)
         big = np.abs(csr.data).max()
         if big > np.finfo(dtype).max:
             raise InputError(f"a value ({big:g}) does not fit in {dtype.name}; "
@@ -466,11 +492,8 @@ class FastALS(RecommenderMixin):
         epochs = range(self.iterations)
         bar = None
         if show_progress:
-            try:
-                from tqdm.auto import tqdm
-                bar = tqdm(total=self.iterations, unit="epoch")
-            except ImportError:
-                bar = None
+            from ._progress import progress_bar
+            bar = progress_bar(self.iterations, unit="epoch")
         with threads(self.num_threads):
             for epoch in epochs:
                 self._half_step(users, Y, GY, X)

@@ -16,7 +16,8 @@ import scipy.sparse as sp
 
 from . import kernels as K
 from .kernels import topk as _topk
-from ._input import combine_duplicates, kernel_arrays, transpose_csr
+from ._input import (combine_duplicates, kernel_arrays, resolve_duplicates,
+                     transpose_csr)
 from .exceptions import FastALSError, InputError, NotFittedError
 
 SIDES = ("user", "item")
@@ -256,7 +257,8 @@ class RecommenderMixin:
         """Items most similar to ``item`` by cosine of the item factors.
 
         The query item itself is included (similarity 1), as in ``implicit``.
-        Items with all-zero factors have similarity 0 to everything.
+        Candidate items with all-zero factors (no ratings) have similarity 0;
+        a query item with all-zero factors raises ``InputError``.
 
         Parameters
         ----------
@@ -285,6 +287,12 @@ class RecommenderMixin:
         rows = self._index_of(side, np.atleast_1d(np.asarray(query))).ravel()
         F = self.user_factors if side == "user" else self.item_factors
         norms = np.linalg.norm(F.astype(np.float64), axis=1)
+        empty = rows[norms[rows] == 0]
+        if empty.size:
+            raise InputError(
+                f"{side} {np.asarray(self._raw_of(side, empty[:1])).tolist()[0]!r} "
+                "has no ratings in "
+                "training (its factors are zero), so nothing is similar to it")
         N = np.ascontiguousarray(F / np.where(norms > 0, norms, 1)[:, None],
                                  dtype=F.dtype)
         cand = None
@@ -433,7 +441,9 @@ class RecommenderMixin:
                 raise InputError(f"{cols.size} {other} ids but {vals.size} values")
             _check_finite(vals)
             r, c, v = combine_duplicates(np.zeros(cols.size, np.int64), cols, vals,
-                                         n_other, self.duplicates)
+                                         n_other, resolve_duplicates(
+                                             self.duplicates,
+                                             self.objective == "implicit"))
             csr = sp.csr_matrix((v, c.astype(np.int32), np.array([0, v.size], np.int64)),
                                 shape=(1, n_other))
         else:

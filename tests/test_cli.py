@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from fastals import FastALS
 from fastals.cli import main
-from fastals.synthetic import make_ratings
+from fastals.data.synthetic import make_ratings
 
 LINE = re.compile(r"^Iteration: (\d+), loss = (\d+\.\d{6}), time : (\d+\.\d{4})")
 
@@ -133,8 +133,13 @@ def test_string_ids_in_and_out(tmp_path):
             if (u + i) % 3]
     data.write_text("who,what,stars\n" + "\n".join(rows) + "\n")
     out = tmp_path / "m.npz"
-    assert run("train", "--data", data, "--epochs", 2, "--factors", 3,
-               "-o", out).exit_code == 0
+    # 'who' and 'what' name no known column: refused, saying how to name them
+    res = run("train", "--data", data, "--epochs", 2, "--factors", 3, "-o", out)
+    assert res.exit_code == 1 and "--columns" in res.stderr and not out.exists()
+    res = run("train", "--data", data, "--epochs", 2, "--factors", 3,
+              "--columns", "who,what,stars", "-o", out)
+    assert res.exit_code == 0, res.output
+    assert "columns user=who, item=what, rating=stars (as given)" in res.stdout
     res = run("recommend", out, "--user", "user 4", "-n", 3, "--json")
     assert res.exit_code == 0, res.output
     got = json.loads(res.stdout)

@@ -21,9 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastals import FastALS
-from fastals.data import (DATASETS, DownloadError, Ratings, _read_text,
-                          fetch_movielens, load, read_ratings)
+from fastals.data import (DATASETS, DownloadError, Ratings, fetch_movielens,
+                          load, read_ratings)
+from fastals.data.text import _read_text
 from fastals.exceptions import DataFormatError, InputError
+
+# Random tables here are not meant to look like ratings; the plausibility
+# warnings are tested in test_inputs.py and test_input_properties.py.
+pytestmark = pytest.mark.filterwarnings("ignore::fastals.exceptions.DataWarning")
 
 TABLE = Ratings(np.array([1, 1, 2, 3, 3, 3]), np.array([10, 20, 10, 20, 30, 40]),
                 np.array([5.0, 3.0, 4.0, 1.0, 2.5, 4.0]),

@@ -228,3 +228,15 @@ def test_cli_unreachable_scheduler(tmp_path):
     assert last.startswith("Error: cannot reach the Dask scheduler at tcp://127.0.0.1:9")
     assert sum(l.startswith("Error:") for l in out.output.splitlines()) == 1
     assert "Traceback" not in out.output
+
+
+def test_pandas_table_with_client_equals_single_machine(client):
+    """A pandas table is read as ``fit`` reads it (names found, or
+    ``columns=``), then scattered."""
+    users, items, values = _synthetic(n=(120, 80, 1500))
+    frame = pd.DataFrame({"userId": users, "movieId": items, "stars": values})
+    one, two = _pair(frame, client, fit_kwargs={"columns": ("userId", "movieId", "stars")})
+    _assert_same(one, two)
+    plain = FastALS(factors=8, iterations=3, dtype=np.float64, random_state=3,
+                    regularization=0.1).fit(frame, columns=("userId", "movieId", "stars"))
+    assert np.array_equal(plain.user_factors, one.user_factors)

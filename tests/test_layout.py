@@ -4,8 +4,6 @@ and docs/architecture.md generated from the current code."""
 import os
 import sys
 
-import pytest
-
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "tools"))
 import architecture as arch  # noqa: E402
@@ -29,10 +27,6 @@ def test_kernels_import_nothing_of_fastals_outside_kernels():
 
 def test_no_module_over_800_lines():
     long = {m: n for m, n in arch.line_counts().items() if n > arch.MAX_LINES}
-    if list(long) == ["fastals.data"]:
-        # Until the branch that splits data.py into fastals/data/ is merged.
-        pytest.xfail(f"fastals/data.py has {long['fastals.data']} lines (split on "
-                     "the data-package branch of issue 11)")
     assert long == {}
 
 

@@ -12,7 +12,7 @@ from fastals import FastALS
 from fastals.exceptions import ModelFileError, NotFittedError
 from fastals import load_model, save_model
 from fastals.persist import FORMAT_VERSION
-from fastals.synthetic import make_ratings
+from fastals.data.synthetic import make_ratings
 
 ARRAYS = ("user_factors", "item_factors", "user_biases", "item_biases")
 

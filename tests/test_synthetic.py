@@ -1,4 +1,4 @@
-"""Tests of fastals.synthetic."""
+"""Tests of fastals.data.synthetic."""
 
 import time
 
@@ -7,7 +7,7 @@ import pytest
 
 from fastals import FastALS
 from fastals.exceptions import InputError
-from fastals.synthetic import ML100K_SHAPE, make_ratings
+from fastals.data.synthetic import ML100K_SHAPE, make_ratings
 
 
 @pytest.fixture(scope="module")

@@ -52,7 +52,18 @@ REFERENCES = {
     "fastals.evaluation": ("test_evaluation.py (naive_metrics.py)", "accuracy.py"),
     "fastals.persist": ("test_persist.py", "-"),
     "fastals.cli": ("test_cli.py", "-"),
-    "fastals._input": ("test_validation.py", "-"),
+    "fastals._input": ("test_validation.py; test_inputs.py", "-"),
+    "fastals._cli_params": ("test_inputs.py::test_cli_options_are_fastals_parameters_with_its_defaults", "-"),
+    "fastals._progress": ("test_inputs.py::test_plain_progress_bar_without_tqdm", "-"),
+    "fastals.data": ("test_data.py", "-"),
+    "fastals.data.parse": ("test_data.py::test_fast_and_exact_parsers_agree (the exact Python parser)", "-"),
+    "fastals.data.text": ("test_data.py (np.loadtxt on ml-100k; round trips)", "-"),
+    "fastals.data.formats": ("test_data.py; test_inputs.py::test_compressed_inputs", "-"),
+    "fastals.data.columns": ("test_inputs.py; test_input_properties.py", "-"),
+    "fastals.data.tables": ("test_inputs.py; test_input_properties.py", "-"),
+    "fastals.data.ratings": ("test_data.py::test_to_csr_modes", "-"),
+    "fastals.data.movielens": ("test_data.py (local HTTP server)", "-"),
+    "fastals.data.synthetic": ("test_synthetic.py", "-"),
 }
 
 
