@@ -136,9 +136,13 @@ _UNKNOWN_HELP = ("Held-out ratings whose user or item was not in training: "
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON record per logged epoch on stdout; messages go "
                    "to stderr.")
+@click.option("--dask", "dask_address", metavar="ADDRESS",
+              help="Train on a Dask cluster: a scheduler address "
+                   "(tcp://host:8786), or local:N for N single-threaded local "
+                   "worker processes (needs fastals[dask]; docs/distributed.md).")
 def train(data, fmt, columns, test, holdout, holdout_by, unknown, ids, output,
           log_every, progress, quiet, as_json, model_kind, burn_in,
-          **model_kwargs):
+          dask_address, **model_kwargs):
     """Train a model and print the training loss as it falls.
 
     \b
@@ -171,7 +175,8 @@ def train(data, fmt, columns, test, holdout, holdout_by, unknown, ids, output,
         if logged and not quiet:
             rec = {"epoch": epoch, "loss": loss, "time": round(seconds, 4)}
             line = f"Iteration: {epoch}, loss = {loss:.6f}, time : {seconds:.4f}"
-            if test_eval is not None and test_eval.n_used:
+            if test_eval is not None and test_eval.n_used \
+                    and dask_address is None:
                 rec["test_rmse"] = test_eval.rmse(model)
                 line += f", test rmse = {rec['test_rmse']:.6f}"
             if as_json:
@@ -180,6 +185,9 @@ def train(data, fmt, columns, test, holdout, holdout_by, unknown, ids, output,
                 click.echo(line)
         return stop["requested"]
 
+    if model_kind == "bayes" and dask_address is not None:
+        raise click.UsageError("--dask trains the ALS model only, not "
+                               "--model bayes")
     if model_kind == "bayes":
         model, iterations = _bayes_model(params, burn_in, stop, say, log_every,
                                          as_json, quiet)
@@ -244,7 +252,12 @@ def train(data, fmt, columns, test, holdout, holdout_by, unknown, ids, output,
     old = _install_sigint(on_sigint)
     t0 = time.perf_counter()
     try:
-        model.fit(csr, show_progress=show_bar)
+        if dask_address is None:
+            model.fit(csr, show_progress=show_bar)
+        else:  # per-epoch test RMSE would gather the factors every epoch
+            from .distributed import connect
+            with connect(dask_address) as client:
+                model.fit(csr, show_progress=show_bar, client=client)
     finally:
         _restore_sigint(old)
     seconds = time.perf_counter() - t0

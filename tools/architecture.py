@@ -24,6 +24,8 @@ MAX_LINES = 800
 #: A module missing here gets "-": every kernel module must be listed
 #: (tests/test_layout.py checks it).
 REFERENCES = {
+    "fastals.distributed": ("test_distributed.py (the single-machine FastALS, 1e-4 in float64)",
+                            "distributed_speed.py"),
     "fastals.kernels.rows": ("test_kernel_paths.py::test_cholesky_rows (np.linalg.solve per row); "
                              "test_als.py (naive.update_rows)",
                              "bench_als.py; regression_check.py solve_cholesky"),
