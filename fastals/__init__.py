@@ -7,6 +7,7 @@
 from .exceptions import (DataFormatError, FastALSError, InputError,
                          ModelFileError, NotFittedError, NumericalError)
 from .model import FastALS
+from .bayes import BayesianALS
 
 from ._version import __version__  # noqa: E402
 
@@ -14,6 +15,6 @@ from .data import Ratings, load as load_ratings  # noqa: E402
 from .model import load_model, save_model  # noqa: E402
 from .data.synthetic import make_ratings  # noqa: E402
 
-__all__ = ["FastALS", "FastALSError", "InputError", "DataFormatError",
+__all__ = ["FastALS", "BayesianALS", "FastALSError", "InputError", "DataFormatError",
            "ModelFileError", "NotFittedError", "NumericalError", "__version__",
            "Ratings", "load_ratings", "make_ratings", "load_model", "save_model"]

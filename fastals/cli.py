@@ -112,6 +112,13 @@ _UNKNOWN_HELP = ("Held-out ratings whose user or item was not in training: "
 @click.option("--unknown", type=_UNKNOWN, default="skip", show_default=True,
               help=_UNKNOWN_HELP)
 @model_options
+@click.option("--model", "model_kind", type=click.Choice(["als", "bayes"]),
+              default="als", show_default=True,
+              help="als: FastALS. bayes: BayesianALS (Gibbs sampling, nothing "
+                   "to tune; explicit ratings; its own defaults: 12 factors, "
+                   "200 iterations).")
+@click.option("--burn-in", type=click.IntRange(min=0), default=5,
+              show_default=True, help="--model bayes: sweeps not averaged.")
 @click.option("--ids", type=click.Choice(["auto", "observed", "range"]),
               default="auto", show_default=True,
               help="Integer ids as positions 1..max ('range'; auto when they "
@@ -129,8 +136,13 @@ _UNKNOWN_HELP = ("Held-out ratings whose user or item was not in training: "
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON record per logged epoch on stdout; messages go "
                    "to stderr.")
+@click.option("--dask", "dask_address", metavar="ADDRESS",
+              help="Train on a Dask cluster: a scheduler address "
+                   "(tcp://host:8786), or local:N for N single-threaded local "
+                   "worker processes (needs fastals[dask]; docs/distributed.md).")
 def train(data, fmt, columns, test, holdout, holdout_by, unknown, ids, output,
-          log_every, progress, quiet, as_json, **model_kwargs):
+          log_every, progress, quiet, as_json, model_kind, burn_in,
+          dask_address, **model_kwargs):
     """Train a model and print the training loss as it falls.
 
     \b
@@ -138,7 +150,9 @@ def train(data, fmt, columns, test, holdout, holdout_by, unknown, ids, output,
     The per-epoch line matches the original train.py:
       Iteration: 1, loss = 0.605044, time : 0.9794
     (loss: the objective's training error, see docs/cli.md; time: seconds
-    since training began).
+    since training began).  With --model bayes, one line per sweep:
+      Sweep: 1, train rmse = 0.912345, noise sd = 0.9551, time : 0.0123
+    (the training RMSE of the posterior mean so far, the sampled noise).
     """
     from . import data as fdata
     from ._input import resolve_duplicates
@@ -161,7 +175,8 @@ def train(data, fmt, columns, test, holdout, holdout_by, unknown, ids, output,
         if logged and not quiet:
             rec = {"epoch": epoch, "loss": loss, "time": round(seconds, 4)}
             line = f"Iteration: {epoch}, loss = {loss:.6f}, time : {seconds:.4f}"
-            if test_eval is not None and test_eval.n_used:
+            if test_eval is not None and test_eval.n_used \
+                    and dask_address is None:
                 rec["test_rmse"] = test_eval.rmse(model)
                 line += f", test rmse = {rec['test_rmse']:.6f}"
             if as_json:
@@ -170,7 +185,14 @@ def train(data, fmt, columns, test, holdout, holdout_by, unknown, ids, output,
                 click.echo(line)
         return stop["requested"]
 
-    model = FastALS(callback=callback, **params)
+    if model_kind == "bayes" and dask_address is not None:
+        raise click.UsageError("--dask trains the ALS model only, not "
+                               "--model bayes")
+    if model_kind == "bayes":
+        model, iterations = _bayes_model(params, burn_in, stop, say, log_every,
+                                         as_json, quiet)
+    else:
+        model = FastALS(callback=callback, **params)
     try:
         model._validated()  # bad hyperparameters fail before any data is read
     except FastALSError as exc:
@@ -230,7 +252,12 @@ def train(data, fmt, columns, test, holdout, holdout_by, unknown, ids, output,
     old = _install_sigint(on_sigint)
     t0 = time.perf_counter()
     try:
-        model.fit(csr, show_progress=show_bar)
+        if dask_address is None:
+            model.fit(csr, show_progress=show_bar)
+        else:  # per-epoch test RMSE would gather the factors every epoch
+            from .distributed import connect
+            with connect(dask_address) as client:
+                model.fit(csr, show_progress=show_bar, client=client)
     finally:
         _restore_sigint(old)
     seconds = time.perf_counter() - t0
@@ -317,6 +344,48 @@ def _loaded_line(ratings, source, csr, policy, holdout, holdout_by):
         line += (f"; {merged:,} repeated (user, item) rating(s) merged ({how}; "
                  "--duplicates to change)")
     return line + "."
+
+
+#: FastALS parameters that --model bayes takes too; giving any other is an error.
+_BAYES_PARAMS = ("factors", "iterations", "dtype", "random_state", "num_threads",
+                 "calculate_training_loss", "duplicates")
+
+
+def _bayes_model(params, burn_in, stop, say, log_every, as_json, quiet):
+    """``(BayesianALS, iterations)`` for ``train --model bayes``, with its
+    per-sweep log line.  Options left at their defaults take BayesianALS's
+    defaults; ALS-only options given are refused."""
+    from ._cli_params import cli_names
+    from .bayes import BayesianALS
+
+    source = click.get_current_context().get_parameter_source
+    default = click.core.ParameterSource.DEFAULT
+    given = [cli_names(p)[0] for p in params
+             if p not in _BAYES_PARAMS and source(p) not in (None, default)]
+    if given:
+        raise click.UsageError(f"{', '.join(given)}: not an option of --model "
+                               "bayes (it samples its regularization)")
+    defaults = BayesianALS()
+    kwargs = {p: params[p] if source(p) not in (None, default) or p in
+              ("random_state", "num_threads", "dtype", "duplicates")
+              else getattr(defaults, p) for p in _BAYES_PARAMS}
+    iterations = kwargs["iterations"]
+
+    def callback(sweep, rmse, seconds):
+        stop["epoch"] = sweep
+        if not quiet and log_every and ((sweep - 1) % log_every == 0
+                                        or sweep == iterations):
+            noise = model.noise_history[-1]
+            if as_json:
+                click.echo(json.dumps({"sweep": sweep, "train_rmse": rmse,
+                                       "noise_sd": noise, "time": round(seconds, 4)}))
+            else:
+                say(f"Sweep: {sweep}, train rmse = {rmse:.6f}, noise sd = "
+                    f"{noise:.4f}, time : {seconds:.4f}")
+        return stop["requested"]
+
+    model = BayesianALS(burn_in=burn_in, callback=callback, **kwargs)
+    return model, iterations
 
 
 def _install_sigint(handler):

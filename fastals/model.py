@@ -1,16 +1,16 @@
 """The :class:`FastALS` estimator."""
 
-import contextlib
 import os
 import time
 
-import numba
 import numpy as np
 
 from . import kernels as K
 from . import persist
 from ._version import __version__
 from .kernels import nnls as _nnls
+from .kernels.chunks import even_bounds as _even_bounds, n_chunks as _n_chunks, \
+    threads
 from ._input import kernel_arrays, to_csr, transpose_csr
 from .data.tables import from_table, is_table
 from .exceptions import InputError, NumericalError
@@ -19,18 +19,6 @@ from .recommend import RecommenderMixin
 OBJECTIVES = ("explicit", "implicit", "dense")
 CONFIDENCES = ("linear", "alpha_r", "log")
 SOLVERS = ("cholesky", "cg")
-
-
-@contextlib.contextmanager
-def threads(num_threads):
-    """Run the enclosed block with ``num_threads`` Numba threads (0 = all)."""
-    old = numba.get_num_threads()
-    n = numba.config.NUMBA_NUM_THREADS if not num_threads else int(num_threads)
-    numba.set_num_threads(min(max(n, 1), numba.config.NUMBA_NUM_THREADS))
-    try:
-        yield
-    finally:
-        numba.set_num_threads(old)
 
 
 # Defaults of the explicit objective, for the hyperparameters left at None
@@ -84,12 +72,6 @@ class _Auto:
 
 AUTO_PARAMS = ("factors", "regularization", "use_bias",
                "weighted_regularization", "regularization_exponent")
-
-
-def _n_chunks(n_rows):
-    # Fixed by the data, never by the thread count: sums over chunks are then
-    # reduced in the same order whatever the number of threads.
-    return int(max(1, min(n_rows, 256)))
 
 
 class _Side:
@@ -385,12 +367,13 @@ class FastALS(RecommenderMixin):
         return int(k), dtype
 
     # ------------------------------------------------------------------- fit
-    def fit(self, X, show_progress=False, columns=None):
+    def fit(self, X, show_progress=False, columns=None, client=None,
+            blocks=None):
         """Learn the factors of ``X``.
 
         Parameters
         ----------
-        X : scipy.sparse matrix, ``(user_ids, item_ids, values)``, :class:`fastals.Ratings`, or a DataFrame
+        X : scipy.sparse matrix, ``(user_ids, item_ids, values)``, :class:`fastals.Ratings`, a DataFrame, or (with ``client``) a ``dask.dataframe.DataFrame``
             Ratings (explicit / dense) or interaction strengths (implicit).
             A sparse matrix is users x items and keeps its row and column
             numbers as ids.  Triplets may use any integer or string ids,
@@ -407,11 +390,25 @@ class FastALS(RecommenderMixin):
         columns : sequence of str, optional
             Tables only: ``(user, item[, rating[, timestamp]])`` column
             names (or positions), overriding the names found by default.
+            A Dask dataframe's columns default to ``("user", "item",
+            "rating")``.
+        client : dask.distributed.Client, optional
+            Train on this Dask cluster with the same kernels (blocked ALS,
+            see :mod:`fastals.distributed`; extra ``fastals[dask]``).
+        blocks : int, optional
+            With ``client`` only: the number of blocks per side (default:
+            the cluster's number of threads).
 
         Returns
         -------
         self
         """
+        if client is not None:
+            from .distributed import fit_on_cluster
+            return fit_on_cluster(self, X, client, show_progress,
+                                  columns=columns, blocks=blocks)
+        if blocks is not None:
+            raise InputError("blocks= only with client= (a Dask cluster)")
         k, dtype = self._validated()
         if is_table(X):
             X = from_table(X, columns)
@@ -667,11 +664,6 @@ def _differs(a, b):
         return True
 
 
-def _even_bounds(n):
-    # Few chunks: each holds a k x k float64 partial Gram matrix.
-    return np.linspace(0, n, min(max(n, 1), 16) + 1).astype(np.int64)
-
-
 def save_model(model, path, include_training=True):
     """Write a fitted model to ``path`` atomically.
 
@@ -709,10 +701,15 @@ def save_model(model, path, include_training=True):
         arrays["train_indptr"] = np.asarray(ui.indptr, np.int64)
         arrays["train_indices"] = np.asarray(ui.indices, np.int32)
         arrays["train_data"] = np.asarray(ui.data, np.float64)
+    if hasattr(model, "_extra_arrays"):  # another estimator's own arrays
+        arrays.update(model._extra_arrays())
     # The values in force, not None placeholders: a model file keeps the
     # hyperparameters it was trained with even if a later fastals changes
     # the objective-dependent defaults.
-    persist.save_arrays(path, model.resolved_params(), arrays, __version__)
+    params = model.resolved_params() if hasattr(model, "resolved_params") \
+        else model.get_params()
+    persist.save_arrays(path, params, arrays, __version__,
+                        model_class=type(model).__name__)
 
 
 def load_model(path):
@@ -734,9 +731,10 @@ def load_model(path):
         Missing, empty, truncated, corrupted or foreign file, or one written
         by a newer fastals.
     """
-    params, state = persist.load_arrays(path, FastALS._PARAMS)
+    params, state = persist.load_arrays(
+        path, {name: cls._PARAMS for name, cls in MODEL_CLASSES.items()})
     try:
-        model = FastALS(**params)
+        model = MODEL_CLASSES[state["model_class"]](**params)
         model._validated()
     except Exception as exc:
         raise persist.bad_params(os.fspath(path), exc) from None
@@ -748,4 +746,13 @@ def load_model(path):
         model._remember_training(state["train"])
     if state["rating_range"] is not None:
         model._rating_range = state["rating_range"]
+    if hasattr(model, "_load_extra"):
+        problem = model._load_extra(state["extra"])
+        if problem:
+            raise persist.damaged(os.fspath(path), problem)
     return model
+
+
+#: Estimators whose files :func:`load_model` reads, by the class name saved
+#: in the file; :mod:`fastals.bayes` adds ``BayesianALS``.
+MODEL_CLASSES = {"FastALS": FastALS}

@@ -26,6 +26,11 @@ never executes code:
                     used by ``predict`` to clip
 ==================  =========================================================
 
+A model other than ``FastALS`` names its class in ``__meta__["model"]``
+(``"BayesianALS"``) and may add arrays of its own, returned unchecked in
+``state["extra"]`` for its class to check; its factor arrays may then have
+any number of columns (``BayesianALS`` stacks its samples).
+
 Saving is atomic: the file is written under a temporary name in the same
 folder, flushed to disk and renamed over the target, so the target is
 either the old file, the complete new one, or absent -- never half-written.
@@ -78,7 +83,7 @@ def _id_array(ids, n, what):
     return ids.astype(str)
 
 
-def save_arrays(path, params, arrays, fastals_version):
+def save_arrays(path, params, arrays, fastals_version, model_class="FastALS"):
     """Write a model's hyperparameters and arrays to ``path`` atomically.
 
     Parameters
@@ -92,6 +97,8 @@ def save_arrays(path, params, arrays, fastals_version):
         the table above, as described there.
     fastals_version : str
         Recorded in ``__meta__``.
+    model_class : str
+        Recorded in ``__meta__`` unless it is ``"FastALS"``.
     """
     meta = {
         "format": FORMAT_NAME,
@@ -100,6 +107,8 @@ def save_arrays(path, params, arrays, fastals_version):
         "params": _params_json(params),
         "n_epochs": len(arrays["loss_history"]),
     }
+    if model_class != "FastALS":
+        meta["model"] = model_class
     arrays = dict(arrays)
     for key, factors in (("user_ids", "user_factors"), ("item_ids", "item_factors")):
         if arrays.get(key) is not None:
@@ -151,7 +160,7 @@ def load_arrays(path, known_params):
     Parameters
     ----------
     path : str or path
-    known_params : collection of str
+    known_params : collection of str, or dict of them by model class name
         The hyperparameter names this fastals knows.
 
     Returns
@@ -162,8 +171,9 @@ def load_arrays(path, known_params):
         ``user_factors``, ``item_factors``, ``user_biases``, ``item_biases``
         (C-contiguous), ``global_mean`` (float), ``loss_history``,
         ``objective_history`` (lists of float), ``user_ids``, ``item_ids``
-        (array or None), ``train`` (CSR matrix or None) and
-        ``rating_range`` (``(min, max)`` or None).
+        (array or None), ``train`` (CSR matrix or None),
+        ``rating_range`` (``(min, max)`` or None), ``model_class`` (str) and
+        ``extra`` (dict of the other arrays, unchecked).
 
     Raises
     ------
@@ -225,6 +235,12 @@ def _checked(path, a, known_params):
     params = meta.get("params")
     if not isinstance(params, dict):
         _fail(path, "damaged model file (no hyperparameters)")
+    model_class = meta.get("model", "FastALS")
+    if isinstance(known_params, dict):
+        if model_class not in known_params:
+            _fail(path, f"unknown model class {model_class!r}: damaged, or written "
+                        "by a newer fastals (upgrade fastals: pip install -U fastals)")
+        known_params = known_params[model_class]
     unknown = [k for k in params if k not in known_params]
     if unknown:
         _fail(path, f"unknown hyperparameters {unknown}: damaged, or written by a "
@@ -237,7 +253,7 @@ def _checked(path, a, known_params):
                     f"{itf.dtype}{itf.shape} do not match)")
     m, k = uf.shape
     n = itf.shape[0]
-    if params.get("factors") != k:
+    if params.get("factors") != k and model_class == "FastALS":
         _fail(path, f"damaged model file (factors={params.get('factors')!r} but "
                     f"the arrays have {k} columns)")
     expect = {"user_biases": (m,), "item_biases": (n,)}
@@ -294,8 +310,19 @@ def _checked(path, a, known_params):
         "item_ids": ids["item_ids"],
         "train": train,
         "rating_range": None if rng is None else (float(rng[0]), float(rng[1])),
+        "model_class": model_class,
+        "extra": {key: a[key] for key in a if key not in _KNOWN},
     }
     return params, state
+
+
+_KNOWN = set(_REQUIRED + _OPTIONAL) | {"train_indptr", "train_indices", "train_data",
+                                       "rating_range"}
+
+
+def damaged(path, problem):
+    """The error for a model file whose arrays its model class refuses."""
+    return ModelFileError(f"{path}: damaged model file ({problem})")
 
 
 def bad_params(path, exc):

@@ -24,6 +24,8 @@ MAX_LINES = 800
 #: A module missing here gets "-": every kernel module must be listed
 #: (tests/test_layout.py checks it).
 REFERENCES = {
+    "fastals.distributed": ("test_distributed.py (the single-machine FastALS, 1e-4 in float64)",
+                            "distributed_speed.py"),
     "fastals.kernels.rows": ("test_kernel_paths.py::test_cholesky_rows (np.linalg.solve per row); "
                              "test_als.py (naive.update_rows)",
                              "bench_als.py; regression_check.py solve_cholesky"),
@@ -43,8 +45,11 @@ REFERENCES = {
                              "compile_time.py"),
     "fastals.kernels.llvm": ("test_kernel_paths.py::test_every_chunk_solved_once_on_all_threads",
                              "compile_time.py"),
+    "fastals.kernels.gibbs": ("test_bayes.py (exact Gaussian conditionals, numpy residuals)",
+                              "bayes_vs_myfm.py"),
     "fastals.kernels": ("test_kernel_paths.py", "regression_check.py"),
     "fastals.model": ("test_als.py (naive.py); test_properties.py", "bench_als.py; bench_vs_implicit.py"),
+    "fastals.bayes": ("test_bayes.py (conjugate posteriors)", "bayes_vs_myfm.py"),
     "fastals.recommend": ("test_recommend.py (naive_metrics.topk_by_sort, naive.update_rows)",
                           "bench_recommend.py"),
     "fastals.evaluation": ("test_evaluation.py (naive_metrics.py)", "accuracy.py"),

@@ -1,5 +1,7 @@
-"""Work split of the parallel kernels: row chunks of similar cost, and the
-serial cutoff for small kernels."""
+"""Work split of the parallel kernels: row chunks of similar cost, the
+serial cutoff for small kernels, and the Numba thread count."""
+
+import contextlib
 
 import numba
 import numpy as np
@@ -51,3 +53,28 @@ def _call(kernel, work, args):
         finally:
             numba.set_num_threads(old)
     return kernel(*args)
+
+
+@contextlib.contextmanager
+def threads(num_threads):
+    """Run the enclosed block with ``num_threads`` Numba threads (0 = all)."""
+    old = numba.get_num_threads()
+    n = numba.config.NUMBA_NUM_THREADS if not num_threads else int(num_threads)
+    numba.set_num_threads(min(max(n, 1), numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
+
+
+def n_chunks(n_rows):
+    """Number of row chunks of a side: fixed by the data, never by the thread
+    count, so sums over chunks are reduced in the same order whatever the
+    number of threads."""
+    return int(max(1, min(n_rows, 256)))
+
+
+def even_bounds(n):
+    """Few chunks of equal row counts (each holds a ``k x k`` float64 partial
+    Gram matrix)."""
+    return np.linspace(0, n, min(max(n, 1), 16) + 1).astype(np.int64)

@@ -1,0 +1,101 @@
+"""Per-iteration time and bytes moved: FastALS on a 2-worker LocalCluster
+(1 thread each) against FastALS on one machine with 2 threads, side by side.
+
+Usage (from the repository root)::
+
+    python bench/distributed_speed.py --ratings 3000000 --repeats 3
+
+Data: :func:`fastals.make_ratings` (Zipf-like users and items, explicit
+stars), cached as ``.npz`` like the other benchmark sets.  Each repeat runs
+the single-machine fit and the cluster fit one after the other; the
+per-iteration time is the median epoch time of a fit, the first epoch
+(compilation, warm-up) excluded.  Bytes: the count of factor-row bytes
+shipped between workers that :mod:`fastals.distributed` computes from the
+blocks' touched lists (``cluster_stats_``), the formula of
+``docs/distributed.md``, and distributed's own count
+(``Worker.transfer_outgoing_bytes_total``, summed over the workers, per
+epoch).
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from _data import cache_dir  # noqa: E402
+from fastals import FastALS  # noqa: E402
+
+
+def ratings(n_ratings, seed=0):
+    # 3M: 50k users x 15k items; scaled with sqrt(nnz) like the 20M bench set.
+    scale = (n_ratings / 3e6) ** 0.5
+    m, n = int(50_000 * scale), int(15_000 * scale)
+    path = cache_dir() / f"explicit-{n_ratings}-seed{seed}-make_ratings-v1.npz"
+    if path.is_file():
+        return sp.load_npz(path).tocsr()
+    from fastals.synthetic import make_ratings
+    r = make_ratings(n_users=m, n_items=n, n_ratings=n_ratings, seed=seed)
+    R = sp.csr_matrix((r.values, (r.user_ids, r.item_ids)), shape=(m, n))
+    R.sort_indices()
+    sp.save_npz(path, R, compressed=False)
+    return R
+
+
+def outgoing(client):
+    got = client.run(lambda dask_worker: dask_worker.transfer_outgoing_bytes_total)
+    return sum(got.values())
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ratings", type=int, default=3_000_000)
+    ap.add_argument("--factors", type=int, default=64)
+    ap.add_argument("--iterations", type=int, default=6)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--blocks", type=int, default=None)
+    a = ap.parse_args()
+    from distributed import Client, LocalCluster
+    R = ratings(a.ratings)
+    m, n = R.shape
+    print(f"{R.nnz:,} ratings, {m:,} users x {n:,} items, k={a.factors}, explicit, "
+          f"float32, {a.iterations} iterations; load {os.getloadavg()[0]:.1f}",
+          flush=True)
+    cluster = LocalCluster(n_workers=a.workers, threads_per_worker=1, processes=True,
+                           host="127.0.0.1", dashboard_address=None, silence_logs=40)
+    client = Client(cluster)
+    params = dict(factors=a.factors, iterations=a.iterations, regularization=0.05,
+                  random_state=0)
+    for rep in range(a.repeats):
+        ticks = []
+        t = time.perf_counter()
+        FastALS(num_threads=a.workers, **params,
+                callback=lambda e, l, s: ticks.append(s)).fit(R)
+        single = np.median(np.diff(ticks))
+        t_single = time.perf_counter() - t
+        sent = []
+        t = time.perf_counter()
+        model = FastALS(**params, callback=lambda e, l, s: sent.append(outgoing(client)))
+        before = outgoing(client)
+        model.fit(R, client=client, blocks=a.blocks)
+        t_cluster = time.perf_counter() - t
+        st = model.cluster_stats_
+        dask_s = np.median(st["seconds_per_iteration"][1:])
+        measured = np.median(np.diff([before] + sent)[1:])
+        print(f"repeat {rep + 1}: per iteration single {single:.3f} s, cluster "
+              f"{dask_s:.3f} s, ratio {dask_s / single:.2f}; whole fit {t_single:.1f} s "
+              f"vs {t_cluster:.1f} s; blocks {st['user_blocks']}+{st['item_blocks']}, "
+              f"touched rows {st['touched_rows']:,}; bytes/iteration counted "
+              f"{st['bytes_per_iteration'] / 1e6:.2f} MB, distributed's "
+              f"{measured / 1e6:.2f} MB; load {os.getloadavg()[0]:.1f}", flush=True)
+    client.close()
+    cluster.close()
+
+
+if __name__ == "__main__":
+    main()

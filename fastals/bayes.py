@@ -1,0 +1,576 @@
+"""The :class:`BayesianALS` estimator: Gibbs sampling for matrix factorization.
+
+The model (Salakhutdinov & Mnih 2008, "Bayesian probabilistic matrix
+factorization using Markov chain Monte Carlo", with biases as in Rendle's
+libFM MCMC)::
+
+    r_ui ~ N(mu + b_u + c_i + x_u . y_i, 1 / alpha)
+
+Each user's row ``[x_u, b_u]`` has a Gaussian prior whose mean and precision
+are themselves drawn from a hyperprior, and so do the items' rows ``[y_i,
+c_i]``; ``alpha`` has a Gamma prior and ``mu`` a wide Gaussian one.  All of
+them are sampled, so nothing is tuned.  Hyperpriors (``prior``):
+
+* ``"wishart"`` (default): Normal-Wishart on the whole row ``[x, b]``, as
+  BPMF: ``Lambda ~ W(I, w)``, ``m ~ N(0, (2 Lambda)^-1)``, ``w = factors + 1``.
+* ``"gamma"``: one Normal-Gamma per coordinate, as libFM and myFM:
+  ``lambda_f ~ Gamma(1, 1)``, ``m_f ~ N(0, 1 / lambda_f)``.
+
+A sweep draws ``mu`` and ``alpha``, the users' hyperparameters, every user
+row, the items' hyperparameters and every item row.  The row draws are the
+explicit ALS row systems plus noise (:mod:`fastals.kernels.gibbs`).
+
+Predictions are posterior means: the average over the kept sweeps (after
+``burn_in``) of each sample's prediction.  The kept samples are stored
+side by side as one wide factor matrix per side, the users' scaled by
+``1 / n_kept``, so one dot product is the average, and the same top-k
+kernels as :class:`~fastals.FastALS` serve ``recommend``.  The user side
+of each kept sample is Rao-Blackwellized: the users' conditional posterior
+means given the item rows of that sweep (exact expectations instead of
+draws: the same average, with less Monte Carlo noise; Gelfand & Smith
+1990).  The users' draws are kept as well, for the predictive spread.
+"""
+
+import time
+
+import numpy as np
+
+from ._input import kernel_arrays, to_csr, transpose_csr
+from .exceptions import FastALSError, InputError, NumericalError
+from .kernels import gibbs
+from .kernels.chunks import chunk_bounds
+from .model import MODEL_CLASSES, _differs, _n_chunks, load_model, save_model, threads
+from .recommend import RecommenderMixin
+
+PRIORS = ("wishart", "gamma")
+
+# Hyperprior constants (BPMF / libFM defaults, in units of the ratings).
+_NOISE_SHAPE = 1.0       # alpha ~ Gamma(shape, rate)
+_NOISE_RATE = 1.0
+_MEAN_PRECISION = 1e-2   # mu ~ N(0, 1 / _MEAN_PRECISION)
+_BETA0 = 2.0             # Normal-Wishart: m ~ N(0, (BETA0 Lambda)^-1)
+_GAMMA_SHAPE = 1.0       # Normal-Gamma: lambda ~ Gamma(shape, rate)
+_GAMMA_RATE = 1.0
+_GAMMA_BETA0 = 1.0       # m ~ N(0, 1 / (GAMMA_BETA0 lambda))
+
+
+class BayesianALS(RecommenderMixin):
+    """Bayesian matrix factorization with biases, by Gibbs sampling.
+
+    Parameters
+    ----------
+    factors : int, default 12
+        Number of latent factors ``k``.
+    iterations : int, default 200
+        Gibbs sweeps (each draws every user row and every item row once).
+    burn_in : int, default 5
+        Sweeps discarded before samples are kept; ``iterations - burn_in``
+        samples are averaged.
+    prior : {"wishart", "gamma"}, default "wishart"
+        Hyperprior of the rows' prior (see the module documentation).
+    init_std : float, default 0.1
+        Standard deviation of the initial factors.
+    dtype : numpy dtype, default float32
+        Of the factors; the row systems are factored in float64.
+    random_state : int, numpy Generator or None
+        Seed.  The result depends on it only, not on ``num_threads``.
+    num_threads : int, default 0
+        Numba threads; 0 means all cores.
+    calculate_training_loss : bool, default True
+        Record the training RMSE after each sweep in ``loss_history``.
+    callback : callable or None
+        ``callback(sweep, rmse, seconds)`` after each sweep; returning
+        ``True`` stops sampling (the samples kept so far are used).
+    duplicates : {"sum", "mean", "last", "error"}, default "sum"
+        Policy for repeated (user, item) pairs in the input.
+
+    Attributes
+    ----------
+    user_factors : ndarray ``(n_users, factors * n_kept)``
+        Per kept sweep, the users' conditional mean factors given that
+        sweep's item rows, side by side and divided by ``n_kept``:
+        ``user_factors[u] . item_factors[i]`` is the posterior mean of
+        ``x_u . y_i``.
+    item_factors : ndarray ``(n_items, factors * n_kept)``
+        The item factor samples side by side (those the users were drawn
+        against).
+    user_biases, item_biases, global_mean :
+        Posterior means of ``b_u``, ``c_i`` and ``mu``.
+    user_factor_samples : ndarray ``(n_users, factors * n_kept)``
+        The users' factor draws (not scaled), for ``return_std``.
+    user_bias_samples, item_bias_samples : ndarray ``(n, n_kept)``
+        Bias draws.
+    global_mean_samples, noise_precision_samples : ndarray ``(n_kept,)``
+    n_kept : int
+        Number of samples averaged.
+    loss_history : list of float
+        Training RMSE after each sweep: of the current sample during
+        burn-in, then of the posterior mean of the samples kept so far.
+    noise_history : list of float
+        The sampled noise standard deviation ``alpha^-1/2`` of each sweep.
+    user_ids, item_ids : ndarray or None
+        Raw ids of the rows (None: the row number).
+
+    Notes
+    -----
+    Memory: the kept samples take ``(2 n_users + n_items) * factors *
+    n_kept`` numbers; for large data lower ``iterations - burn_in``.
+
+    ``recommend``, ``similar_items`` and ``predict`` work as for
+    :class:`~fastals.FastALS` (``similar_items`` compares the concatenated
+    samples by cosine); the fold-in methods (``recalculate_user``,
+    ``partial_fit_users``, ...) are not available.
+    """
+
+    def __init__(self, factors=12, iterations=200, burn_in=5, prior="wishart",
+                 init_std=0.1, dtype=np.float32, random_state=None,
+                 num_threads=0, calculate_training_loss=True, callback=None,
+                 duplicates="sum"):
+        self.factors = factors
+        self.iterations = iterations
+        self.burn_in = burn_in
+        self.prior = prior
+        self.init_std = init_std
+        self.dtype = dtype
+        self.random_state = random_state
+        self.num_threads = num_threads
+        self.calculate_training_loss = calculate_training_loss
+        self.callback = callback
+        self.duplicates = duplicates
+        # Read by RecommenderMixin: scores include the biases, and
+        # predictions are clipped to the training range.
+        self.use_bias = True
+        self.objective = "explicit"
+
+    _PARAMS = ("factors", "iterations", "burn_in", "prior", "init_std", "dtype",
+               "random_state", "num_threads", "calculate_training_loss",
+               "callback", "duplicates")
+
+    def get_params(self, deep=True):
+        """Hyperparameters as a dict (scikit-learn convention)."""
+        return {p: getattr(self, p) for p in self._PARAMS}
+
+    def set_params(self, **params):
+        """Set hyperparameters; returns ``self``."""
+        for key, value in params.items():
+            if key not in self._PARAMS:
+                raise InputError(f"unknown parameter {key!r}; valid: "
+                                 + ", ".join(self._PARAMS))
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self):
+        defaults = BayesianALS().get_params()
+        parts = []
+        for key, value in self.get_params().items():
+            if _differs(value, defaults[key]):
+                shown = np.dtype(value).name if key == "dtype" else repr(value)
+                parts.append(f"{key}={shown}")
+        return f"BayesianALS({', '.join(parts)})"
+
+    def _require_fitted(self):
+        if not hasattr(self, "user_factors"):
+            raise FastALSError(
+                "this BayesianALS model is not fitted yet; call fit() first")
+
+    def _validated(self):
+        """Check every hyperparameter before any work; return ``(k, dtype)``."""
+        def fail(msg):
+            raise InputError(msg)
+
+        def integer(v):
+            return not isinstance(v, bool) and isinstance(v, (int, np.integer))
+
+        k = self.factors
+        if not integer(k) or k <= 0:
+            fail(f"factors must be a positive integer, got {k!r}")
+        if not integer(self.iterations) or self.iterations < 1:
+            fail(f"iterations must be a positive integer, got {self.iterations!r}")
+        if not integer(self.burn_in) or self.burn_in < 0:
+            fail(f"burn_in must be a non-negative integer, got {self.burn_in!r}")
+        if self.burn_in >= self.iterations:
+            fail(f"burn_in ({self.burn_in}) must be smaller than iterations "
+                 f"({self.iterations}): no sample would be kept")
+        if self.prior not in PRIORS:
+            fail(f"prior must be one of {PRIORS}, got {self.prior!r}")
+        s = self.init_std
+        if isinstance(s, bool) or not isinstance(s, (int, float, np.number)) \
+                or not np.isfinite(s) or s < 0:
+            fail(f"init_std must be a finite number >= 0, got {s!r}")
+        try:
+            dtype = np.dtype(self.dtype)
+        except TypeError:
+            fail(f"dtype must be float32 or float64, got {self.dtype!r}")
+        if dtype not in (np.float32, np.float64):
+            fail(f"dtype must be float32 or float64, got {dtype.name}")
+        nt = self.num_threads
+        if not integer(nt) or nt < 0:
+            fail(f"num_threads must be an integer >= 0, got {nt!r}")
+        rs = self.random_state
+        if rs is not None and not isinstance(rs, np.random.Generator) \
+                and not (integer(rs) and rs >= 0):
+            fail("random_state must be None, a non-negative integer or a "
+                 f"numpy Generator, got {rs!r}")
+        if self.callback is not None and not callable(self.callback):
+            fail("callback must be callable")
+        return int(k), dtype
+
+    def _seed(self):
+        rs = self.random_state
+        if rs is None:
+            return int(np.random.SeedSequence().entropy) & (2**63 - 1)
+        if isinstance(rs, np.random.Generator):
+            return int(rs.integers(2**63))
+        return int(rs)
+
+    # ------------------------------------------------------------------- fit
+    def fit(self, X, show_progress=False):
+        """Sample the posterior of the model given the ratings ``X``.
+
+        Parameters
+        ----------
+        X : scipy.sparse matrix (users x items), ``(user_ids, item_ids, values)`` or :class:`fastals.Ratings`
+            Ratings, with ids as for :meth:`fastals.FastALS.fit`.
+        show_progress : bool
+            Show a progress bar (needs ``tqdm``).
+
+        Returns
+        -------
+        self
+        """
+        k, dtype = self._validated()
+        csr, self.user_ids, self.item_ids = to_csr(X, self.duplicates)
+        big = np.abs(csr.data).max()
+        if big > np.finfo(dtype).max:
+            raise InputError(f"a value ({big:g}) does not fit in {dtype.name}; "
+                             "rescale the values or use dtype=float64")
+        self._sample(csr, k, dtype, show_progress)
+        self._remember_training(csr)
+        return self
+
+    def _sample(self, csr, k, dtype, show_progress):
+        seed = self._seed()
+        w = k + 1
+        users = _Side(csr, w, dtype)
+        items = _Side(transpose_csr(csr), w, dtype)
+        m, n = users.n_rows, items.n_rows
+        nnz = csr.nnz
+        rng = np.random.default_rng([seed, 2**32])
+        U = np.zeros((m, w), dtype)
+        V = np.zeros((n, w), dtype)
+        U[:, :k] = self.init_std * rng.standard_normal((m, k))
+        V[:, :k] = self.init_std * rng.standard_normal((n, k))
+        mu = float(csr.data.mean())
+        alpha = 1.0
+
+        kept_max = self.iterations - self.burn_in
+        Us = np.empty((m, k * kept_max), dtype)   # users' conditional means
+        Ur = np.empty((m, k * kept_max), dtype)   # users' draws
+        Vs = np.empty((n, k * kept_max), dtype)
+        ub = np.empty((m, kept_max), dtype)       # users' bias draws
+        ub_mean = np.zeros(m)                     # sum of their conditional means
+        ib = np.empty((n, kept_max), dtype)
+        mus = np.empty(kept_max)
+        alphas = np.empty(kept_max)
+        pred_sum = np.zeros(nnz)      # in the items' CSR order
+        stats = np.empty((n, 3))       # per item: residual sums, see gibbs
+        M = np.empty((m, w), dtype)
+        no_means = np.empty((0, w), dtype)
+        self.loss_history = []
+        self.noise_history = []
+        kept = 0
+        bar = _progress(show_progress, self.iterations)
+        t0 = time.perf_counter()
+        with threads(self.num_threads):
+            Du, ou = _design(U, mu)
+            gibbs.residual_pass(items.indptr, items.indices, items.target, ou,
+                                V, Du, pred_sum, 0, False, stats)
+            for sweep in range(self.iterations):
+                hr = np.random.default_rng([seed, sweep])
+                mu, alpha = _sample_mean_noise(stats, nnz, mu, alpha, hr)
+                P, Pm = self._hyper(U, hr)
+                Dv, ov = _design(V, mu)
+                _draw(users, ov, Dv, alpha, P, Pm, seed, sweep, 0, U, M)
+                keep = sweep >= self.burn_in
+                if keep:
+                    # Rao-Blackwellized: the users' conditional means given
+                    # the item rows they were drawn against (Dv, ov).
+                    j = slice(kept * k, (kept + 1) * k)
+                    Us[:, j] = M[:, :k]
+                    Ur[:, j] = U[:, :k]
+                    Vs[:, j] = Dv[:, :k]
+                    ub[:, kept] = U[:, k]
+                    ub_mean += M[:, k]
+                    ib[:, kept] = ov - dtype.type(mu)
+                    mus[kept] = mu
+                    alphas[kept] = alpha
+                    kept += 1
+                P, Pm = self._hyper(V, hr)
+                Du, ou = _design(U, mu)
+                # the items' draw also sums the residuals of the new sample
+                _draw(items, ou, Du, alpha, P, Pm, seed, sweep, 1, V, no_means,
+                      (pred_sum, kept, keep, stats))
+                col = 2 if kept else 1
+                rmse = float(np.sqrt(stats[:, col].sum() / nnz))
+                if self.calculate_training_loss:
+                    self.loss_history.append(rmse)
+                self.noise_history.append(float(alpha ** -0.5))
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(rmse=f"{rmse:.4f}")
+                stop = False
+                if self.callback is not None:
+                    stop = bool(self.callback(sweep + 1, rmse,
+                                              time.perf_counter() - t0))
+                if stop:
+                    break
+        if bar is not None:
+            bar.close()
+        if not kept:  # stopped during burn-in: keep the last sample
+            Us[:, :k], Ur[:, :k], Vs[:, :k] = U[:, :k], U[:, :k], V[:, :k]
+            ub[:, 0], ib[:, 0], mus[0], alphas[0] = U[:, k], V[:, k], mu, alpha
+            ub_mean[:] = U[:, k]
+            kept = 1
+        self._set_samples(Us[:, :k * kept], Ur[:, :k * kept], Vs[:, :k * kept],
+                          ub_mean / kept, ub[:, :kept],
+                          ib[:, :kept], mus[:kept], alphas[:kept])
+
+    def _set_samples(self, Us, Ur, Vs, user_biases, ub, ib, mus, alphas):
+        """Store the kept samples and the posterior means built from them."""
+        kept = mus.size
+        Us = np.ascontiguousarray(Us)
+        Us /= Us.dtype.type(kept)
+        dt = Us.dtype
+        self.user_factors = Us
+        self.item_factors = np.ascontiguousarray(Vs)
+        self.user_factor_samples = np.ascontiguousarray(Ur)
+        self.user_bias_samples = np.ascontiguousarray(ub)
+        self.item_bias_samples = np.ascontiguousarray(ib)
+        self.global_mean_samples = np.asarray(mus, np.float64)
+        self.noise_precision_samples = np.asarray(alphas, np.float64)
+        self.n_kept = kept
+        self.user_biases = np.asarray(user_biases, dt)
+        self.item_biases = ib.mean(axis=1, dtype=np.float64).astype(dt)
+        self.global_mean = float(self.global_mean_samples.mean())
+        self.__dict__.setdefault("_recommend_cache", {}).clear()
+
+    def _hyper(self, F, rng):
+        """Draw the prior ``(precision P, P @ mean)`` of the rows ``F``."""
+        F = F.astype(np.float64)
+        if self.prior == "wishart":
+            return _normal_wishart(F, rng)
+        return _normal_gamma(F, rng)
+
+    # ------------------------------------------------------------- predict
+    def predict(self, users, items, unknown="raise", return_std=False):
+        """Posterior mean rating of ``(user, item)`` pairs, and its spread.
+
+        Parameters
+        ----------
+        users, items : raw ids, scalars or array-likes broadcast together
+        unknown : {"raise", "default"}, default "raise"
+            ``"default"``: an unknown user or item gets zero factors and zero
+            bias, so the prediction falls back to the known parts.
+        return_std : bool, default False
+            Also return the standard deviation of the posterior predictive
+            distribution of the rating: the spread of the kept samples'
+            predictions (from the draws) and the sampled noise,
+            ``sqrt(var_s(p_s) + mean_s(1 / alpha_s))`` (not clipped).
+
+        Returns
+        -------
+        mean : float or ndarray of float64
+            Clipped to the range of the training ratings, as ``FastALS``.
+        std : float or ndarray of float64
+            With ``return_std``.
+        """
+        mean = super().predict(users, items, unknown)
+        if not return_std:
+            return mean
+        miss = "raise" if unknown == "raise" else "ignore"
+        u = self._index_of("user", users, miss)
+        i = self._index_of("item", items, miss)
+        u, i = np.broadcast_arrays(u, i)
+        shape = u.shape
+        u, i = u.ravel(), i.ravel()
+        S = self.n_kept
+        k = self.user_factors.shape[1] // S
+        var = np.empty(u.size)
+        noise = float(np.mean(1.0 / self.noise_precision_samples))
+        step = max(1, (1 << 22) // max(1, S * k))
+        for a in range(0, u.size, step):
+            uu, ii = u[a:a + step], i[a:a + step]
+            ku, ki = uu >= 0, ii >= 0
+            X = self.user_factor_samples[np.maximum(uu, 0)].reshape(-1, S, k)
+            Y = self.item_factors[np.maximum(ii, 0)].reshape(-1, S, k)
+            p = np.einsum("psk,psk->ps", X, Y, dtype=np.float64)
+            p *= (ku & ki)[:, None]
+            p += np.where(ku[:, None], self.user_bias_samples[np.maximum(uu, 0)], 0)
+            p += np.where(ki[:, None], self.item_bias_samples[np.maximum(ii, 0)], 0)
+            p += self.global_mean_samples[None, :]
+            var[a:a + step] = p.var(axis=1)
+        std = np.sqrt(var + noise).reshape(shape)
+        return mean, (float(std) if std.ndim == 0 else std)
+
+    def _fold_in(self, side, csr):
+        raise FastALSError(
+            "BayesianALS does not fold in new users or items (recalculate_*, "
+            "partial_fit_*); fit the model again with the new ratings")
+
+    # ------------------------------------------------------------- persist
+    def save(self, path):
+        """Write the fitted model to ``path`` atomically (see :mod:`fastals.persist`)."""
+        save_model(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by :meth:`save`; raises ``ModelFileError`` if damaged."""
+        model = load_model(path)
+        if not isinstance(model, cls):
+            raise InputError(f"{path} holds a {type(model).__name__}, not a "
+                             f"{cls.__name__}; use fastals.load_model")
+        return model
+
+    _SAMPLE_ARRAYS = ("user_factor_samples", "user_bias_samples", "item_bias_samples",
+                      "global_mean_samples", "noise_precision_samples")
+
+    def _extra_arrays(self):
+        """Arrays saved beside the common ones (see :mod:`fastals.persist`)."""
+        return {key: getattr(self, key) for key in self._SAMPLE_ARRAYS}
+
+    def _load_extra(self, arrays):
+        """Check and set the arrays of :meth:`_extra_arrays`; returns an error
+        message, or None when they are consistent."""
+        missing = [key for key in self._SAMPLE_ARRAYS if key not in arrays]
+        if missing:
+            return f"missing {', '.join(missing)}"
+        mus = arrays["global_mean_samples"]
+        kept = mus.shape[0] if mus.ndim == 1 else 0
+        m, width = self.user_factors.shape
+        n = self.item_factors.shape[0]
+        dt = self.user_factors.dtype
+        if kept < 1 or width != self.factors * kept:
+            return (f"factor arrays have {width} columns, expected factors "
+                    f"({self.factors}) times the kept samples ({kept})")
+        want = {"user_factor_samples": ((m, width), dt),
+                "user_bias_samples": ((m, kept), dt),
+                "item_bias_samples": ((n, kept), dt),
+                "global_mean_samples": ((kept,), np.float64),
+                "noise_precision_samples": ((kept,), np.float64)}
+        for key, (shape, dtype) in want.items():
+            a = arrays[key]
+            if a.shape != shape or a.dtype != dtype or not np.isfinite(a).all():
+                return f"{key} is {a.dtype}{a.shape}, expected finite {np.dtype(dtype)}{shape}"
+        if not (arrays["noise_precision_samples"] > 0).all():
+            return "noise_precision_samples must be > 0"
+        for key in self._SAMPLE_ARRAYS:
+            setattr(self, key, np.ascontiguousarray(arrays[key]))
+        self.n_kept = kept
+        return None
+
+
+MODEL_CLASSES["BayesianALS"] = BayesianALS  # fastals.load_model reads its files
+
+
+class _Side:
+    """Kernel-ready arrays for one orientation of the ratings matrix."""
+
+    def __init__(self, csr, w, dtype):
+        self.n_rows = csr.shape[0]
+        self.indptr, self.indices = kernel_arrays(csr)
+        self.target = csr.data.astype(dtype)
+        self.bounds = chunk_bounds(self.indptr, w, _n_chunks(self.n_rows))
+
+
+def _design(F, mu):
+    """The other side as seen by a row draw: design ``[y, 1, 0...]`` (zero
+    padded to a multiple of 8 columns, see :func:`gibbs.sample_rows`) and
+    offset ``mu + c``."""
+    n, w = F.shape
+    D = np.zeros((n, -(-w // 8) * 8), F.dtype)
+    D[:, :w - 1] = F[:, :-1]
+    D[:, w - 1] = 1
+    offset = F[:, -1] + F.dtype.type(mu)
+    return D, offset
+
+
+def _draw(side, offset, D, alpha, P, Pm, seed, sweep, which, X, means,
+          residuals=None):
+    key = np.uint64(gibbs.stream_key(seed, sweep, which))
+    if residuals is None:
+        residuals = (np.empty(0), 0, False, np.empty((0, 3)))
+    failed = gibbs.sample_rows(side.indptr, side.indices, side.target, offset, D,
+                               float(alpha), P, Pm, key, X, means, side.bounds,
+                               *residuals)
+    if failed or not np.isfinite(X).all():
+        raise NumericalError(
+            "sampling diverged: a row's posterior precision is not positive "
+            "definite or a factor is not finite; try dtype=float64")
+
+
+def _sample_mean_noise(stats, nnz, mu, alpha, rng):
+    """Draw ``mu`` then ``alpha`` given the residuals of the current sample.
+
+    ``stats[:, 0]`` and ``stats[:, 1]`` hold per-row sums of the residuals
+    ``e = r - prediction`` and of ``e^2`` under the current ``mu``.
+    """
+    s1 = float(stats[:, 0].sum())
+    s2 = float(stats[:, 1].sum())
+    prec = alpha * nnz + _MEAN_PRECISION
+    new = alpha * (s1 + nnz * mu) / prec + rng.standard_normal() / np.sqrt(prec)
+    d = new - mu
+    sse = max(s2 - 2.0 * d * s1 + nnz * d * d, 0.0)
+    alpha = rng.gamma(_NOISE_SHAPE + 0.5 * nnz, 1.0 / (_NOISE_RATE + 0.5 * sse))
+    return new, alpha
+
+
+def _normal_wishart(F, rng):
+    """Draw ``(Lambda, Lambda m)`` from the Normal-Wishart posterior of rows ``F``.
+
+    Prior: ``Lambda ~ W(I, w)``, ``m | Lambda ~ N(0, (beta0 Lambda)^-1)``.
+    """
+    N, w = F.shape
+    xbar = F.mean(axis=0)
+    C = F - xbar
+    beta = _BETA0 + N
+    mean = N * xbar / beta
+    Winv = np.eye(w) + C.T @ C + (_BETA0 * N / beta) * np.outer(xbar, xbar)
+    Lam = _wishart(np.linalg.inv(Winv), w + N, rng)
+    L = np.linalg.cholesky(Lam)
+    m = mean + np.linalg.solve(L.T, rng.standard_normal(w)) / np.sqrt(beta)
+    return Lam, Lam @ m
+
+
+def _wishart(W, dof, rng):
+    """A draw from the Wishart distribution ``W(W, dof)`` (Bartlett)."""
+    w = W.shape[0]
+    L = np.linalg.cholesky((W + W.T) / 2)
+    A = np.zeros((w, w))
+    A[np.diag_indices(w)] = np.sqrt(rng.chisquare(dof - np.arange(w)))
+    A[np.tril_indices(w, -1)] = rng.standard_normal(w * (w - 1) // 2)
+    LA = L @ A
+    return LA @ LA.T
+
+
+def _normal_gamma(F, rng):
+    """Per coordinate: ``lambda_f ~ Gamma``, ``m_f | lambda_f ~ Normal`` posteriors."""
+    N, w = F.shape
+    s = F.sum(axis=0)
+    xbar = s / N
+    ss = ((F - xbar) ** 2).sum(axis=0)
+    beta = _GAMMA_BETA0 + N
+    lam = rng.gamma(_GAMMA_SHAPE + 0.5 * N,
+                    1.0 / (_GAMMA_RATE + 0.5 * ss
+                           + 0.5 * _GAMMA_BETA0 * N * xbar ** 2 / beta))
+    m = s / beta + rng.standard_normal(w) / np.sqrt(beta * lam)
+    return np.diag(lam), lam * m
+
+
+def _progress(show, total):
+    if not show:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="sweep")
