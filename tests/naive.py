@@ -26,12 +26,18 @@ def cell_weights(R, mask, objective, alpha=1.0, confidence="linear",
     return W, P
 
 
-def update_rows(W, T, Y, lam, weighted=False):
-    """argmin_x sum_i W[u,i] (T[u,i] - x.y_i)^2 + lam_u |x|^2 for every row u."""
+def update_rows(W, T, Y, lam, weighted=False, counts=None):
+    """argmin_x sum_i W[u,i] (T[u,i] - x.y_i)^2 + lam_u |x|^2 for every row u.
+
+    ``lam_u = lam``, or with ``weighted`` ``lam * n_u``: ``n_u`` is
+    ``counts[u]`` when given (the row's number of ratings, for objectives
+    that weight missing cells too), else the row's number of non-zero weights.
+    """
     k = Y.shape[1]
     X = np.zeros((W.shape[0], k))
     for u in range(W.shape[0]):
-        lam_u = lam * np.count_nonzero(W[u] != 0) if weighted else lam
+        n_u = counts[u] if counts is not None else np.count_nonzero(W[u] != 0)
+        lam_u = lam * n_u if weighted else lam
         A = Y.T @ np.diag(W[u]) @ Y + lam_u * np.eye(k)
         b = Y.T @ (W[u] * T[u])
         X[u] = np.linalg.solve(A, b)
