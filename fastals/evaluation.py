@@ -128,8 +128,9 @@ def _binary_csr(X):
         raise InputError("expected a scipy.sparse users x items matrix")
     csr = sp.csr_matrix(X, dtype=np.float64, copy=True)
     csr.sum_duplicates()
-    csr.data[:] = 1.0
+    # A stored zero means "no interaction": drop it before marking the rest.
     csr.eliminate_zeros()
+    csr.data[:] = 1.0
     csr.sort_indices()
     return csr
 
