@@ -143,6 +143,13 @@ def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
         start = indptr[u]
         end = indptr[u + 1]
         n = end - start
+        if n == 0:
+            # No ratings: the right-hand side is zero, so the exact solution
+            # (Cholesky's, with the smallest ridge where lam_u = 0) is zero.
+            # CG would stop at once on a zero residual and keep the start.
+            for i in range(k):
+                X[u, i] = 0
+            continue
         reg = lam
         if wr:
             reg = lam * n
