@@ -186,10 +186,29 @@ def to_csr(X, duplicates="auto", shape=None, implicit=False, columns=None):
         csr = _from_sorted(r, c, v, (m, n))
         return csr, user_ids, item_ids
 
+    return matrix_to_csr(X, duplicates), None, None
+
+
+def matrix_to_csr(X, duplicates="sum", allow_empty=False):
+    """Canonical CSR of a sparse matrix or 2-D array, rows x columns.
+
+    The one path every matrix input takes (``fit`` and fold-in alike):
+    stored zeros are dropped (a zero in a sparse matrix means "no entry"),
+    then repeated ``(row, col)`` entries are resolved by ``duplicates``
+    (:func:`combine_duplicates`).
+
+    Parameters
+    ----------
+    X : scipy.sparse matrix or 2-D numeric array
+    duplicates : {"sum", "mean", "last", "error"}
+    allow_empty : bool, default False
+        Accept a matrix without entries (fold-in of rows without
+        interactions); ``fit`` refuses it.
+    """
     if sp.issparse(X) and X.format == "csr" and X.ndim == 2 and min(X.shape) > 0:
         fast = _canonical_csr(X, duplicates)
         if fast is not None:
-            return fast, None, None
+            return fast
     if sp.issparse(X):
         coo = X.tocoo()
         if coo.ndim != 2:
@@ -199,16 +218,16 @@ def to_csr(X, duplicates="auto", shape=None, implicit=False, columns=None):
     else:
         raise InputError(_not_sparse_message(X))
     m, n = coo.shape
-    if m == 0 or n == 0:
+    if (m == 0 or n == 0) and not allow_empty:
         raise InputError(f"X has shape {coo.shape}: no users or no items")
     _check_finite(values, "values of X")
     keep = values != 0
     if not keep.all():
         rows, cols, values = rows[keep], cols[keep], values[keep]
-    if values.size == 0:
+    if values.size == 0 and not allow_empty:
         raise InputError("no ratings: X has no non-zero entry")
     r, c, v = combine_duplicates(rows, cols, values, n, duplicates)
-    return _from_sorted(r, c, v, (m, n)), None, None
+    return _from_sorted(r, c, v, (m, n))
 
 
 def _not_sparse_message(X):

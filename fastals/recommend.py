@@ -16,8 +16,8 @@ import scipy.sparse as sp
 
 from . import kernels as K
 from .kernels import topk as _topk
-from ._input import (combine_duplicates, kernel_arrays, resolve_duplicates,
-                     transpose_csr)
+from ._input import (combine_duplicates, kernel_arrays, matrix_to_csr,
+                     resolve_duplicates, transpose_csr)
 from .exceptions import FastALSError, InputError, NotFittedError
 
 SIDES = ("user", "item")
@@ -458,11 +458,16 @@ class RecommenderMixin:
                 else:
                     raise InputError(f"expected a 1-D or 2-D array, got {arr.ndim}-D")
                 rows = arr
-            csr = _as_csr(rows, "rows")
-            if csr.shape[1] != n_other:
-                raise InputError(f"rows have {csr.shape[1]} columns; the model has "
+            if rows.ndim != 2:
+                raise InputError(f"expected a 2-D matrix, got {rows.ndim}-D")
+            if rows.shape[1] != n_other:
+                raise InputError(f"rows have {rows.shape[1]} columns; the model has "
                                  f"{n_other} {other}s (columns follow {other}_ids)")
-            _check_finite(csr.data)
+            # The same path, and duplicates policy, as fit's matrix input.
+            if not sp.issparse(rows):
+                rows = sp.csr_matrix(rows)  # dense: zeros mean no interaction
+            csr = matrix_to_csr(rows, resolve_duplicates(
+                self.duplicates, self.objective == "implicit"), allow_empty=True)
         return csr, single
 
     def _fold_in(self, side, csr):
