@@ -35,8 +35,33 @@ def _check_finite(values, what="values"):
             f"first at position {pos}: {values[pos]!r}")
 
 
+def id_array(raw):
+    """Raw ids as an array, integers kept exact.
+
+    numpy turns a list of Python ints that do not all fit in int64 into
+    float64 (losing digits); such ids become uint64 when they are all in
+    ``[0, 2**64)``, int64 when they fit it, and stay objects otherwise.
+    Arrays are returned as they are.
+    """
+    if isinstance(raw, np.ndarray):
+        return raw
+    arr = np.asarray(raw)
+    if arr.dtype.kind in "fO" and arr.size:
+        obj = np.asarray(raw, dtype=object)
+        flat = obj.ravel()
+        if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+               for v in flat):
+            lo, hi = int(min(flat)), int(max(flat))
+            for dtype in (np.int64, np.uint64):
+                info = np.iinfo(dtype)
+                if info.min <= lo and hi <= info.max:
+                    return np.array([int(v) for v in flat], dtype).reshape(obj.shape)
+            return obj
+    return arr
+
+
 def _as_index_array(ids, what):
-    arr = np.asarray(ids)
+    arr = id_array(ids)
     if arr.ndim != 1:
         raise InputError(f"{what} must be one-dimensional, got shape {arr.shape}")
     return arr
@@ -54,21 +79,26 @@ def encode_ids(raw, what):
             pos = int(np.flatnonzero(raw != np.round(raw))[0])
             raise InputError(f"{what} must be integers or strings; "
                              f"position {pos} holds {raw[pos]!r}")
+        if raw.size and np.abs(raw).max() >= 2.0 ** 63:
+            raise InputError(f"{what} hold floats beyond the int64 range; pass "
+                             "large integer ids as integers (uint64)")
         raw = raw.astype(np.int64)
     if raw.dtype.kind == "O":
         raw = raw.astype(str)
     if raw.dtype.kind == "b":
         raw = raw.astype(np.int64)
     if raw.size and raw.dtype.kind in "iu":
-        lo, hi = int(raw.min()), int(raw.max())
-        if hi - lo <= 4 * raw.size + 1024:
+        lo = raw.min()  # in raw's dtype: uint64 ids >= 2**63 stay exact
+        span = int(raw.max()) - int(lo)
+        if span <= 4 * raw.size + 1024:
             # Dense id range: a lookup table, O(n) and far faster than sorting.
-            seen = np.zeros(hi - lo + 1, bool)
-            seen[raw - lo] = True
+            off = (raw - lo).astype(np.int64)  # in [0, span]: no overflow
+            seen = np.zeros(span + 1, bool)
+            seen[off] = True
             present = np.flatnonzero(seen)
-            table = np.empty(hi - lo + 1, np.int64)
+            table = np.empty(span + 1, np.int64)
             table[present] = np.arange(present.size)
-            return table[raw - lo], (present + lo).astype(raw.dtype)
+            return table[off], present.astype(raw.dtype) + lo
     # General case (strings, sparse integer ranges): one stable sort.
     # (np.unique(return_inverse=True) is an order of magnitude slower on
     # some numpy versions.)

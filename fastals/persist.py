@@ -17,8 +17,8 @@ never executes code:
 ``global_mean``     float64 scalar
 ``loss_history``    float64 ``(n_epochs,)``
 ``objective_history`` float64 ``(n_epochs,)``
-``user_ids``        optional: int64 or unicode ``(n_users,)`` raw ids
-``item_ids``        optional: int64 or unicode ``(n_items,)`` raw ids
+``user_ids``        optional: int64, uint64 or unicode ``(n_users,)`` raw ids
+``item_ids``        optional: int64, uint64 or unicode ``(n_items,)`` raw ids
 ``train_indptr``,   optional: the training interactions as CSR arrays
 ``train_indices``,  (int64 ``(n_users + 1,)``, int32, float64), used by
 ``train_data``      ``recommend`` to filter already-liked items
@@ -78,7 +78,9 @@ def _id_array(ids, n, what):
     ids = np.asarray(ids)
     if ids.shape != (n,):
         raise ValueError(f"{what} has shape {ids.shape}, expected ({n},)")
-    if ids.dtype.kind in "iu":
+    if ids.dtype.kind == "u":  # unsigned ids may not fit int64 (>= 2**63)
+        return ids.astype(np.uint64)
+    if ids.dtype.kind == "i":
         return ids.astype(np.int64)
     return ids.astype(str)
 
