@@ -292,11 +292,15 @@ class FastALS(RecommenderMixin):
         self.__dict__.update(state)
 
     def set_params(self, **params):
-        """Set hyperparameters; returns ``self``."""
-        for key, value in params.items():
+        """Set hyperparameters; returns ``self``.
+
+        All or nothing: an unknown name raises before any is set.
+        """
+        for key in params:
             if key not in self._PARAMS:
                 raise InputError(f"unknown parameter {key!r}; valid: "
                                  + ", ".join(self._PARAMS))
+        for key, value in params.items():
             setattr(self, key, value)
         return self
 
@@ -402,6 +406,15 @@ class FastALS(RecommenderMixin):
         Returns
         -------
         self
+
+        Notes
+        -----
+        All or nothing: while training, the attributes hold the last
+        finished epoch (for ``callback``); if ``fit`` raises (bad input,
+        :class:`NumericalError`, an exception or ``KeyboardInterrupt`` in the
+        callback), every attribute is restored to what it was before the
+        call.  Training only ever writes arrays it created, so the restored
+        ones are bitwise the old ones.
         """
         if client is not None:
             from .distributed import fit_on_cluster
@@ -410,18 +423,25 @@ class FastALS(RecommenderMixin):
         if blocks is not None:
             raise InputError("blocks= only with client= (a Dask cluster)")
         k, dtype = self._validated()
-        if is_table(X):
-            X = from_table(X, columns)
-            columns = None
-        csr, self.user_ids, self.item_ids = to_csr(
-            X, self.duplicates, implicit=self.objective == "implicit",
-            columns=columns)
-        big = np.abs(csr.data).max()
-        if big > np.finfo(dtype).max:
-            raise InputError(f"a value ({big:g}) does not fit in {dtype.name}; "
-                             "rescale the values or use dtype=float64")
-        self._fit_csr(csr, k, dtype, show_progress)
-        self._remember_training(csr)
+        saved = dict(self.__dict__)
+        try:
+            if is_table(X):
+                X = from_table(X, columns)
+                columns = None
+            csr, user_ids, item_ids = to_csr(
+                X, self.duplicates, implicit=self.objective == "implicit",
+                columns=columns)
+            big = np.abs(csr.data).max()
+            if big > np.finfo(dtype).max:
+                raise InputError(f"a value ({big:g}) does not fit in {dtype.name}; "
+                                 "rescale the values or use dtype=float64")
+            self.user_ids, self.item_ids = user_ids, item_ids
+            self._fit_csr(csr, k, dtype, show_progress)
+            self._remember_training(csr)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
         return self
 
     def _conf_target(self, data, dtype):
@@ -525,6 +545,8 @@ class FastALS(RecommenderMixin):
         return self
 
     def _store(self, X, Y, k):
+        # New factor arrays (or X, Y written in place): derived caches go.
+        self._recommend_cache = {}
         self.user_factors = np.ascontiguousarray(X[:, :k])
         self.item_factors = np.ascontiguousarray(Y[:, :k])
         if self.use_bias:

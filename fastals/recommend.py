@@ -14,10 +14,11 @@ already-liked items and to clip predictions.
 import numpy as np
 import scipy.sparse as sp
 
+from . import _splice
 from . import kernels as K
 from .kernels import topk as _topk
-from ._input import (combine_duplicates, kernel_arrays, matrix_to_csr,
-                     resolve_duplicates, transpose_csr)
+from ._input import (combine_duplicates, id_array, kernel_arrays, matrix_to_csr,
+                     resolve_duplicates)
 from .exceptions import FastALSError, InputError, NotFittedError
 
 SIDES = ("user", "item")
@@ -63,7 +64,7 @@ class RecommenderMixin:
         pad = index < 0
         if pad.any():
             out = out.copy()
-            out[pad] = "" if ids.dtype.kind in "US" else -1
+            out[pad] = _pad_id(ids.dtype)
         return out
 
     def _index_of(self, side, raw, missing="raise"):
@@ -73,7 +74,7 @@ class RecommenderMixin:
         unknown id; ``missing="ignore"`` returns ``-1`` for unknown ids.
         """
         self._require_fitted()
-        q = np.asarray(raw)
+        q = id_array(raw)
         shape = q.shape
         q = q.ravel()
         n = self._n(side)
@@ -170,9 +171,19 @@ class RecommenderMixin:
             if liked.shape[1] != n_items:
                 raise InputError(f"user_items has {liked.shape[1]} columns; the "
                                  f"model has {n_items} items")
+            n_users = self._n("user")
+            if liked.shape[0] == n_rows_out == n_users \
+                    and not np.array_equal(rows, np.arange(n_users)):
+                # One row per requested user, or one per model user?  Both
+                # fit, and they differ: refuse rather than guess.
+                raise InputError(
+                    f"user_items has {n_users} rows, both the number of requested "
+                    "users and of model users, and the users are not in model "
+                    "order: ambiguous. Request the users in model order (as "
+                    "recommend_all does) or pass fewer users per call")
             if liked.shape[0] == n_rows_out:
                 pass
-            elif liked.shape[0] == self._n("user"):
+            elif liked.shape[0] == n_users:
                 liked = liked[rows]
             else:
                 raise InputError(
@@ -204,6 +215,9 @@ class RecommenderMixin:
         user_items : scipy.sparse matrix, optional
             Interactions to filter, columns in model item order (see
             ``item_ids``); one row per requested user, or one per model user.
+            When both counts are equal the users must be in model order
+            (otherwise the rows could be read either way:
+            :class:`InputError`).
 
         Returns
         -------
@@ -212,18 +226,19 @@ class RecommenderMixin:
             scores, best first.  For a batch: 2-D arrays of shape
             ``(len(users), min(n, n_candidates))``; where a user has fewer
             candidates left after filtering, the row ends with id ``-1``
-            (``""`` for string ids) and score ``-inf``.
+            (``""`` for string ids, ``2**64 - 1`` for uint64 ids) and score
+            ``-inf``.
         """
         self._require_fitted()
         n = _positive_int(n, "n")
         single = np.ndim(users) == 0
-        rows = self._index_of("user", np.atleast_1d(np.asarray(users))).ravel()
+        rows = self._index_of("user", np.atleast_1d(id_array(users))).ravel()
         P, Q = self._scoring_factors()
         pos_of_item = None
         cand = None
         V = Q
         if items is not None:
-            cand = np.unique(self._index_of("item", np.atleast_1d(np.asarray(items))))
+            cand = np.unique(self._index_of("item", np.atleast_1d(id_array(items))))
             V = np.ascontiguousarray(Q[cand])
             pos_of_item = np.full(Q.shape[0], -1, np.int64)
             pos_of_item[cand] = np.arange(cand.size)
@@ -280,25 +295,47 @@ class RecommenderMixin:
         """
         return self._similar("user", user, n, users)
 
+    def _normalized(self, side):
+        """Unit-norm rows of ``{side}_factors`` (zero rows stay zero), cached.
+
+        Made once per factor array: the cache holds the array it was made
+        from and is dropped whenever that attribute is assigned another
+        array (every fit epoch, partial fit and load assigns new arrays).
+        Writing into a factor array in place is not detected: assign a new
+        array instead.
+        """
+        F = self.user_factors if side == "user" else self.item_factors
+        cache = self.__dict__.setdefault("_recommend_cache", {})
+        hit = cache.get(("normalized", side))
+        if hit is not None and hit[0] is F and hit[1] == (F.shape, F.dtype):
+            return hit[2]
+        cache.pop(("normalized", side), None)  # free the old copy first
+        N = np.empty(F.shape, F.dtype)
+        block = max(1, (1 << 16) // max(F.shape[1], 1))
+        for r in range(0, F.shape[0], block):  # float64 one block at a time
+            part = F[r:r + block].astype(np.float64)
+            norms = np.sqrt(np.einsum("ij,ij->i", part, part))
+            part /= np.where(norms > 0, norms, 1)[:, None]
+            N[r:r + block] = part
+        cache[("normalized", side)] = (F, (F.shape, F.dtype), N)
+        return N
+
     def _similar(self, side, query, n, candidates):
         self._require_fitted()
         n = _positive_int(n, "n")
         single = np.ndim(query) == 0
-        rows = self._index_of(side, np.atleast_1d(np.asarray(query))).ravel()
-        F = self.user_factors if side == "user" else self.item_factors
-        norms = np.linalg.norm(F.astype(np.float64), axis=1)
-        empty = rows[norms[rows] == 0]
+        rows = self._index_of(side, np.atleast_1d(id_array(query))).ravel()
+        N = self._normalized(side)
+        empty = rows[~N[rows].any(axis=1)]
         if empty.size:
             raise InputError(
                 f"{side} {np.asarray(self._raw_of(side, empty[:1])).tolist()[0]!r} "
                 "has no ratings in "
                 "training (its factors are zero), so nothing is similar to it")
-        N = np.ascontiguousarray(F / np.where(norms > 0, norms, 1)[:, None],
-                                 dtype=F.dtype)
         cand = None
         V = N
         if candidates is not None:
-            cand = np.unique(self._index_of(side, np.atleast_1d(np.asarray(candidates))))
+            cand = np.unique(self._index_of(side, np.atleast_1d(id_array(candidates))))
             V = np.ascontiguousarray(N[cand])
         pos, scores = _topk.topk(N, rows.astype(np.int64), V, min(n, V.shape[0]))
         index = pos if cand is None else np.where(pos >= 0, cand[np.maximum(pos, 0)], -1)
@@ -434,7 +471,7 @@ class RecommenderMixin:
             if len(rows) != 2:
                 raise InputError(f"expected ({other} ids, values), got a tuple "
                                  f"of {len(rows)}")
-            cols = self._index_of(other, np.asarray(rows[0]).ravel()) \
+            cols = self._index_of(other, id_array(rows[0]).ravel()) \
                 if len(rows[0]) else np.zeros(0, np.int64)
             vals = np.asarray(rows[1], dtype=np.float64).ravel()
             if vals.size != cols.size:
@@ -509,84 +546,91 @@ class RecommenderMixin:
         return X
 
     def _partial_fit(self, side, raw_ids, rows):
+        """Fold in rows of ``side`` and swap them in, all or nothing.
+
+        Everything is checked and every new array built first; the model is
+        then changed by one ``__dict__.update`` of new objects (no array of
+        the model is written in place), so a failure at any step leaves
+        every attribute as it was.
+        """
         self._require_fitted()
-        raw = np.asarray(raw_ids)
+        raw = id_array(raw_ids)
         if raw.ndim != 1:
             raise InputError(f"{side}_ids must be one-dimensional, got shape {raw.shape}")
         if raw.size == 0:
             return self
         if isinstance(rows, (dict, tuple)):
             _not_matrix(side)
+        # 1. validate (nothing is written to the model)
         csr, _ = self._fold_rows(side, rows)
         if csr.shape[0] != raw.size:
             raise InputError(f"{raw.size} {side} ids but {csr.shape[0]} rows")
         if np.unique(raw).size != raw.size:
             raise InputError(f"{side}_ids contain duplicates")
         idx = self._index_of(side, raw, missing="ignore")
-        X = self._fold_in(side, csr)
-        k = self.user_factors.shape[1]
-        use_bias = getattr(self, "use_bias", False)
         new = idx < 0
         n_old = self._n(side)
         n_new = int(new.sum())
+        updates = {}
+        if n_new:
+            updates[f"{side}_ids"] = self._grown_ids(side, raw[new], n_old)
+        # 2. build the new arrays
+        X = self._fold_in(side, csr)
+        k = self.user_factors.shape[1]
+        use_bias = getattr(self, "use_bias", False)
         target = idx.copy()
         target[new] = n_old + np.arange(n_new)
-
         fname, bname = f"{side}_factors", f"{side}_biases"
         F = getattr(self, fname)
         Fn = np.concatenate([F, np.zeros((n_new, k), F.dtype)])
         Fn[target] = X[:, :k]
-        setattr(self, fname, np.ascontiguousarray(Fn))
+        updates[fname] = np.ascontiguousarray(Fn)
         B = getattr(self, bname, None)
         if B is not None:
             Bn = np.concatenate([B, np.zeros(n_new, B.dtype)])
             Bn[target] = X[:, k] if use_bias else 0
-            setattr(self, bname, Bn)
-
-        ids = self._ids(side)
-        if n_new:
-            added = raw[new]
-            if ids is None:
-                if added.dtype.kind not in "iu":
-                    raise InputError(
-                        f"this model uses row numbers as {side} ids; new ids "
-                        f"must be integers, got {_show(added[0])}")
-                ids = np.arange(n_old, dtype=np.int64)
-            elif ids.dtype.kind in "US":
-                added = added.astype(str)
-            elif added.dtype.kind not in "iu":
-                raise InputError(f"{side} ids of this model are integers; got "
-                                 f"{_show(added[0])}")
-            ids = np.concatenate([ids, added.astype(ids.dtype)
-                                  if ids.dtype.kind in "iu" else added])
-            setattr(self, f"{side}_ids", ids)
-
+            updates[bname] = Bn
         stored = getattr(self, "_user_items", None)
         if stored is not None:
-            self._user_items = _replace_lines(stored, side, target, csr,
-                                              n_old + n_new)
-        self.__dict__.setdefault("_recommend_cache", {}).clear()
+            updates["_user_items"] = _replace_lines(stored, side, target, csr,
+                                                    n_old + n_new)
+        updates["_recommend_cache"] = {}
+        # 3. swap in
+        self.__dict__.update(updates)
         return self
+
+    def _grown_ids(self, side, added, n_old):
+        """``{side}_ids`` with the new raw ids ``added`` appended (a new array).
+
+        Raises :class:`InputError` when the model's ids cannot hold them.
+        """
+        ids = self._ids(side)
+        if ids is None:
+            if added.dtype.kind not in "iu":
+                raise InputError(
+                    f"this model uses row numbers as {side} ids; new ids "
+                    f"must be integers, got {_show(added[0])}")
+            ids = np.arange(n_old, dtype=np.int64)
+        if ids.dtype.kind in "US":
+            return np.concatenate([ids, added.astype(str)])
+        if added.dtype.kind not in "iu":
+            raise InputError(f"{side} ids of this model are integers; got "
+                             f"{_show(added[0])}")
+        cast, ok = _int_like(added, ids.dtype)
+        if not ok.all():
+            raise InputError(
+                f"{side} id {_show(added[np.flatnonzero(~ok)[0]])} does not fit "
+                f"this model's {ids.dtype.name} {side} ids; fit the model with ids "
+                f"of a type that holds every id (e.g. uint64 for ids >= 2**63)")
+        return np.concatenate([ids, cast])
 
 
 # ---------------------------------------------------------------- helpers
 def _replace_lines(ui, side, target, csr, n_lines):
     """``ui`` with rows (side user) / columns (side item) ``target`` set to ``csr``."""
-    if side == "item":
-        ui = transpose_csr(ui)
-    coo = ui.tocoo()
-    keep = ~np.isin(coo.row, target)
-    sub = csr.tocoo()
-    rows = np.concatenate([coo.row[keep], target[sub.row]])
-    cols = np.concatenate([coo.col[keep], sub.col])
-    vals = np.concatenate([coo.data[keep], sub.data])
-    out = sp.csr_matrix((vals, (rows, cols)), shape=(n_lines, ui.shape[1]))
-    out.sort_indices()
-    out = sp.csr_matrix((out.data, out.indices.astype(np.int32),
-                         out.indptr.astype(np.int64)), shape=out.shape)
-    if side == "item":
-        out = transpose_csr(out)
-    return out
+    if side == "user":
+        return _splice.replace_rows(ui, target, csr, n_lines)
+    return _splice.replace_columns(ui, target, csr, n_lines)
 
 
 def _not_matrix(side):
@@ -615,25 +659,62 @@ def _check_finite(values):
 
 
 def _convert_like(q, ids):
-    """``q`` in the dtype family of ``ids`` and a mask of convertible entries."""
+    """``q`` in the dtype of ``ids`` and a mask of convertible entries.
+
+    Integer ids (int64 or uint64) are compared exactly: a query that the
+    ids' dtype cannot hold (a negative id for uint64 ids, one >= 2**63 for
+    int64 ids) is simply unknown, never wrapped around.
+    """
     kind = ids.dtype.kind
     if kind in "US":
         if q.dtype.kind in "US":
             return q, np.ones(q.size, bool)
         return q.astype(str), np.ones(q.size, bool)
     if q.dtype.kind in "iu":
-        return q.astype(np.int64), np.ones(q.size, bool)
+        return _int_like(q, ids.dtype)
     if q.dtype.kind == "f":
-        ok = np.isfinite(q) & (q == np.round(q))
-        return np.where(ok, q, 0).astype(np.int64), ok
+        info = np.iinfo(ids.dtype)
+        ok = np.isfinite(q) & (q == np.round(q)) & (q >= float(info.min)) \
+            & (q < float(info.max) + 1.0)
+        out = np.zeros(q.size, ids.dtype)
+        out[ok] = q[ok].astype(ids.dtype)
+        return out, ok
     if q.dtype.kind == "O":
+        info = np.iinfo(ids.dtype)
         ok = np.array([isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                       for v in q], bool)
-        out = np.zeros(q.size, np.int64)
+                       and info.min <= int(v) <= info.max for v in q], bool)
+        out = np.zeros(q.size, ids.dtype)
         if ok.any():
-            out[ok] = np.array([int(v) for v in q[ok]], np.int64)
+            out[ok] = np.array([int(v) for v in q[ok]], ids.dtype)
         return out, ok
     return None, np.zeros(q.size, bool)
+
+
+def _int_like(q, dtype):
+    """Integer array ``q`` cast to integer ``dtype`` where it fits, and where."""
+    dtype = np.dtype(dtype)
+    if q.dtype.kind == "u" and dtype.kind == "i":
+        ok = q <= np.iinfo(dtype).max
+    elif q.dtype.kind == "i" and dtype.kind == "u":
+        ok = q >= 0
+    else:
+        ok = np.ones(q.size, bool)
+        if q.dtype.itemsize > dtype.itemsize:
+            info = np.iinfo(dtype)
+            ok = (q >= info.min) & (q <= info.max)
+    if ok.all():
+        return q.astype(dtype), ok
+    out = np.zeros(q.size, dtype)
+    out[ok] = q[ok].astype(dtype)
+    return out, ok
+
+
+def _pad_id(dtype):
+    """Padding id of top-n rows: ``""``, ``-1``, or ``2**64 - 1`` (the bit
+    pattern of -1) for unsigned ids."""
+    if dtype.kind in "US":
+        return ""
+    return np.iinfo(dtype).max if dtype.kind == "u" else -1
 
 
 def _show(v):

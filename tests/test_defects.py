@@ -71,7 +71,7 @@ PARTIAL_FIT_STEPS = [
     (RecommenderMixin, "_index_of"),
     (RecommenderMixin, "_fold_in"),
     (recommend_module, "_replace_lines"),
-    (recommend_module, "transpose_csr"),
+    (RecommenderMixin, "_grown_ids"),
     (np, "concatenate"),
 ]
 
@@ -299,6 +299,7 @@ def test_similar_items_reuses_normalized_factors():
     model.user_factors = rng.standard_normal((50, k)).astype(np.float32)
     model.item_factors = rng.standard_normal((n, k)).astype(np.float32)
     model.item_factors[7] = 0
+    model.user_ids = model.item_ids = None
     first = model.similar_items(3, n=5)
     tracemalloc.start()
     again = model.similar_items(3, n=5)
