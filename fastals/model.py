@@ -140,7 +140,9 @@ class FastALS(RecommenderMixin):
     weighted_regularization : bool or None, default None
         Scale ``lambda`` by each row's number of ratings ``n`` raised to
         ``regularization_exponent`` (ALS-WR, Zhou et al. 2008, for exponent
-        1).  None: True for the explicit objective, False otherwise.
+        1).  None: True for the explicit objective, False otherwise.  Every
+        objective honours it (``dense`` solves its rows through an
+        eigendecomposition of the shared Gram matrix).
     use_bias : bool or None, default None
         Explicit objective only: learn a global mean plus user and item
         biases inside ALS.  None: True for the explicit objective (unless
@@ -602,7 +604,9 @@ class FastALS(RecommenderMixin):
         dtype = side.dtype
         lam = dtype.type(self.regularization)
         D, offset = self._design(Y)
-        if self.objective == "dense":
+        if self.objective == "dense" and self.weighted_regularization:
+            self._dense_weighted_step(side, D, GY, X)
+        elif self.objective == "dense":
             A = GY.copy()
             A[np.diag_indices_from(A)] += self.regularization
             Z = K.right_multiply(D, K.spd_inverse(A).astype(dtype),
@@ -625,6 +629,32 @@ class FastALS(RecommenderMixin):
             raise NumericalError(
                 "training diverged: a factor became NaN or infinite; raise "
                 "regularization, lower alpha, or use dtype=float64")
+
+    def _dense_weighted_step(self, side, Y, GY, X):
+        """Dense half-step with per-row penalties ``lam_u = lam * n_u``.
+
+        Every row solves ``(G + lam_u I) x_u = Y^T r_u`` with the shared
+        ``G = Y^T Y``.  With ``G = Q diag(s) Q^T`` (eigendecomposition, once
+        per half-step) that is ``x_u = Q diag(1 / (s + lam_u)) Q^T Y^T r_u``:
+        the sparse product ``R (Y Q)``, a per-row scaling of its ``k``
+        columns, and one ``k x k`` product -- exact, and no users x items
+        array.  A zero ``s_j + lam_u`` (a row without ratings, ``G``
+        singular) gets 0: the least-norm solution, as the ridge fallback of
+        the other objectives.
+        """
+        dtype = side.dtype
+        s, Q = np.linalg.eigh(GY)
+        Z = K.right_multiply(Y, Q.astype(dtype), _even_bounds(Y.shape[0]))
+        K.sparse_times_dense(side.indptr, side.indices, side.target, Z, X,
+                             side.bounds)
+        lam_u = float(self.regularization) * side.counts.astype(np.float64)
+        block = max(1, (1 << 16) // X.shape[1])
+        for r in range(0, X.shape[0], block):  # blocks: no m x k float64 array
+            den = lam_u[r:r + block, None] + s[None, :]
+            inv = np.divide(1.0, den, out=np.zeros_like(den), where=den > 0)
+            X[r:r + block] *= inv.astype(dtype)
+        X[:] = K.right_multiply(X, np.ascontiguousarray(Q.T, dtype),
+                                _even_bounds(X.shape[0]))
 
     def _loss(self, users, items, X, Y, GX, GY):
         """Training error and regularized objective, per unit of cell weight.

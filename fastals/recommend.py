@@ -531,7 +531,7 @@ class RecommenderMixin:
         w0 = self._w0()
         G = self._gram(Y) if w0 else None
         G = (G if G is not None else np.zeros((D.shape[1],) * 2)).astype(dtype)
-        wr = bool(self.weighted_regularization) and self.objective != "dense"
+        wr = bool(self.weighted_regularization)
         conf = self._row_conf(conf, np.diff(indptr))
         X = np.zeros((csr.shape[0], D.shape[1]), dtype)
         bounds = K.chunk_bounds(indptr, D.shape[1], max(1, min(csr.shape[0], 64)))
