@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 
+from . import _guard
 from . import kernels as K
 from . import persist
 from ._version import __version__
@@ -201,7 +202,16 @@ class FastALS(RecommenderMixin):
         (``implicit``).
     objective_history : list of float
         The same plus the regularization term: the quantity ALS minimizes,
-        which never increases from one epoch to the next.
+        which never increases from one epoch to the next by more than
+        rounding allows (1e-9 relative in float64, 1e-5 in float32): a
+        larger rise raises :class:`NumericalError` (see
+        :mod:`fastals._guard`).
+    solver_report : dict
+        Rows over the whole fit that needed the ridge fallback
+        (``ridge_fallback_rows``: systems not positive definite, expected
+        with ``regularization=0``) or hit the NNLS iteration cap
+        (``nnls_capped_rows``); either, when unexpected, is also warned
+        about (``RuntimeWarning``).
     user_ids, item_ids : ndarray or None
         Raw ids of the rows of the factor matrices (None: the row number).
     """
@@ -516,17 +526,26 @@ class FastALS(RecommenderMixin):
         if show_progress:
             from ._progress import progress_bar
             bar = progress_bar(self.iterations, unit="epoch")
+        probe = _guard.probe(users)
+        # The loss of all-zero factors: the scale of the objective.
+        zero_loss = float(np.dot(users.conf.astype(np.float64),
+                                 users.target.astype(np.float64) ** 2)) \
+            / self._norm(users)
+        counts = {"epochs": 0, "ridge_fallback_rows": 0, "nnls_capped_rows": 0}
         with threads(self.num_threads):
             for epoch in epochs:
-                self._half_step(users, Y, GY, X)
+                counts["epochs"] += 1
+                self._count(counts, self._half_step(users, Y, GY, X))
                 GX = self._gram(X)
-                self._half_step(items, X, GX, Y)
+                self._count(counts, self._half_step(items, X, GX, Y))
                 GY = self._gram(Y)
+                _guard.check_blowup(self, probe, X, Y, epoch + 1)
                 loss = float("nan")
                 if self.calculate_training_loss or self.tol is not None:
                     loss, objective = self._loss(users, items, X, Y, GX, GY)
                     self.loss_history.append(loss)
                     self.objective_history.append(objective)
+                    _guard.check_monotone(self, dtype, epoch + 1, zero_loss)
                 self._store(X, Y, k)
                 if bar is not None:
                     bar.update(1)
@@ -544,7 +563,15 @@ class FastALS(RecommenderMixin):
         if bar is not None:
             bar.close()
         self._store(X, Y, k)
+        self.solver_report = counts
+        _guard.warn_solver_counts(self, counts, users, items)
         return self
+
+    @staticmethod
+    def _count(counts, result):
+        kind, n = result
+        if kind is not None:
+            counts[kind] += int(n)
 
     def _store(self, X, Y, k):
         # New factor arrays (or X, Y written in place): derived caches go.
@@ -600,10 +627,14 @@ class FastALS(RecommenderMixin):
         """Overwrite ``X`` (rows of ``side``) given the other side ``Y``.
 
         ``GY`` is ``Y^T Y`` in float64 (None for the explicit objective).
+        Returns ``(counter name, count)`` of the solver's exceptional rows
+        (ridge fallbacks, NNLS rows that hit the iteration cap) or
+        ``(None, 0)``.
         """
         dtype = side.dtype
         lam = dtype.type(self.regularization)
         D, offset = self._design(Y)
+        result = (None, 0)
         if self.objective == "dense" and self.weighted_regularization:
             self._dense_weighted_step(side, D, GY, X)
         elif self.objective == "dense":
@@ -620,15 +651,16 @@ class FastALS(RecommenderMixin):
                     D, G, lam, bool(self.weighted_regularization), dtype.type(w0),
                     X, side.bounds)
             if self.nonnegative:
-                _nnls.solve_nnls(*args)
+                result = ("nnls_capped_rows", _nnls.solve_nnls(*args))
             elif self.solver == "cg":
                 K.solve_cg(*args, int(self.cg_steps))
             else:
-                K.solve_cholesky(*args)
+                result = ("ridge_fallback_rows", K.solve_cholesky(*args))
         if not np.isfinite(X).all():
             raise NumericalError(
                 "training diverged: a factor became NaN or infinite; raise "
                 "regularization, lower alpha, or use dtype=float64")
+        return result
 
     def _dense_weighted_step(self, side, Y, GY, X):
         """Dense half-step with per-row penalties ``lam_u = lam * n_u``.
@@ -681,6 +713,12 @@ class FastALS(RecommenderMixin):
             wu = wi = 1.0
         reg = lam * (float(np.sum(wu * np.einsum("ij,ij->i", X, X, dtype=np.float64)))
                      + float(np.sum(wi * np.einsum("ij,ij->i", Y, Y, dtype=np.float64))))
+        norm = self._norm(users)
+        return float(err / norm), float((err + reg) / norm)
+
+    def _norm(self, users):
+        """Total weight of the cells that count (the loss's denominator)."""
+        m, n = users.n_rows, users.n_cols
         if self.objective == "explicit":
             norm = float(users.indptr[-1])
         elif self.objective == "dense":
@@ -688,8 +726,7 @@ class FastALS(RecommenderMixin):
         else:
             conf = users.conf.astype(np.float64)
             norm = conf.sum() + self.unobserved_weight * (float(m) * n - users.indptr[-1])
-        norm = max(norm, 1e-300)
-        return float(err / norm), float((err + reg) / norm)
+        return max(norm, 1e-300)
 
     # ------------------------------------------------------------- persist
     def save(self, path):

@@ -266,7 +266,7 @@ def test_objective_rise_raises(monkeypatch):
     def rising(self, *args):
         err, obj = real(self, *args)
         calls["n"] += 1
-        return (err * 1.01, obj * 1.01) if calls["n"] == 3 else (err, obj)
+        return (err * 2, obj * 2) if calls["n"] == 3 else (err, obj)
     monkeypatch.setattr(FastALS, "_loss", rising)
     with pytest.raises(NumericalError, match="objective rose"):
         FastALS(factors=2, iterations=5, random_state=0).fit((u, i, v))
@@ -443,3 +443,14 @@ def test_recommend_user_items_is_never_ambiguous():
     np.testing.assert_array_equal(model.recommend(sub, n=3, user_items=train)[0], ref)
     np.testing.assert_array_equal(
         model.recommend(sub, n=3, user_items=train[[4, 1]])[0], ref)
+
+
+def test_float32_without_regularization_cholesky_rise_is_caught(ml100k):
+    """Issue 17: Cholesky, float32, lambda = 0 let the objective rise."""
+    d = np.loadtxt(ml100k / "ua.base", dtype=np.int64)
+    model = FastALS(factors=32, regularization=0.0, iterations=12, random_state=1)
+    with pytest.raises(NumericalError, match="objective rose"):
+        model.fit((d[:, 0], d[:, 1], d[:, 2] * 1.0))
+    ok = FastALS(factors=32, regularization=0.0, iterations=12, random_state=1,
+                 dtype=np.float64).fit((d[:, 0], d[:, 1], d[:, 2] * 1.0))
+    assert np.all(np.diff(ok.objective_history) <= 1e-9 * np.array(ok.objective_history[:-1]))
