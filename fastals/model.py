@@ -201,11 +201,13 @@ class FastALS(RecommenderMixin):
         squared error over all cells divided by the total weight
         (``implicit``).
     objective_history : list of float
-        The same plus the regularization term: the quantity ALS minimizes,
-        which never increases from one epoch to the next by more than
-        rounding allows (1e-9 relative in float64, 1e-5 in float32): a
-        larger rise raises :class:`NumericalError` (see
-        :mod:`fastals._guard`).
+        The same plus the regularization term: the quantity ALS minimizes.
+        With ``regularization > 0`` it never increases from one epoch to
+        the next by more than rounding allows (1e-9 in float64, 1e-5 in
+        float32, relative to the objective plus the loss of zero factors):
+        a larger rise raises :class:`NumericalError`.  With
+        ``regularization=0`` small rises are warned about and large ones
+        raise (see :mod:`fastals._guard`).
     solver_report : dict
         Rows over the whole fit that needed the ridge fallback
         (``ridge_fallback_rows``: systems not positive definite, expected
