@@ -314,7 +314,7 @@ class RecommenderMixin:
         block = max(1, (1 << 16) // max(F.shape[1], 1))
         for r in range(0, F.shape[0], block):  # float64 one block at a time
             part = F[r:r + block].astype(np.float64)
-            norms = np.sqrt(np.einsum("ij,ij->i", part, part))
+            norms = np.linalg.norm(part, axis=1)
             part /= np.where(norms > 0, norms, 1)[:, None]
             N[r:r + block] = part
         cache[("normalized", side)] = (F, (F.shape, F.dtype), N)

@@ -387,7 +387,7 @@ def test_ranking_metrics_ignore_stored_zeros():
 
 # ------------------------------------------------------------ suspected
 def test_nnls_iteration_cap_is_reported(monkeypatch):
-    import fastals._nnls as nnls
+    from fastals.kernels import nnls
     real = nnls.solve_nnls
 
     def capped(*args):
@@ -411,7 +411,7 @@ def test_ridge_fallbacks_are_counted_and_warned_only_when_unexpected():
 
 
 def test_unexpected_ridge_fallback_warns(monkeypatch):
-    from fastals import _kernels as K
+    from fastals import kernels as K
     real = K.solve_cholesky
 
     def failing(*args):
