@@ -14,11 +14,13 @@ drift or blow up while every number stays finite:
   ``regularization=0`` singular rows make small rises possible even in
   float64 (warned); a rise above :data:`RISE_RTOL_UNREGULARIZED` of the
   scale is an error.
-* :func:`check_blowup` (every epoch, computed or not; about 4096
-  multiply-adds of ``k``): the squared error on a fixed sample of observed
-  entries may not exceed :data:`BLOWUP` times what predicting 0 would give.
-  After an exact solve, every row's weighted error is at most its error at
-  a zero factor, so a fitted model is far below this bound.
+* :func:`check_blowup` (every epoch, computed or not; one pass over the
+  factors plus 4096 sampled entries): the largest score the factors can
+  give (largest user row norm times largest item row norm) may not exceed
+  :data:`SCORE_BLOWUP` times the targets' scale, and the squared error on a
+  fixed sample of observed entries may not exceed :data:`BLOWUP` times what
+  predicting 0 would give (after an exact solve, every row's weighted error
+  is at most its error at a zero factor).
 
 Either raises :class:`~fastals.exceptions.NumericalError` with advice.
 """
@@ -38,13 +40,23 @@ RISE_RTOL = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-5}
 #: fallback, which is exact only to the conditioning of the system (in
 #: float64 too): small rises happen and are warned about; a rise above
 #: this (relative to the same scale) is an error.
-RISE_RTOL_UNREGULARIZED = 1e-3
+RISE_RTOL_UNREGULARIZED = 1e-4
 
 #: Sampled squared error / (squared targets + 1) above which training has
 #: diverged (a fitted model is at most about 1).
 BLOWUP = 100.0
 
+#: Largest possible score (product of the largest user and item factor norms)
+#: over the targets' scale above which the factors have exploded.
+SCORE_BLOWUP = 1e8
+
 SAMPLE = 4096
+
+
+def _max_norm(F):
+    if F.size == 0:
+        return 0.0
+    return float(np.sqrt(np.einsum("ij,ij->i", F, F, dtype=np.float64).max()))
 
 
 def _advice(model):
@@ -105,6 +117,15 @@ def check_blowup(model, sample, X, Y, epoch):
         Yc[:, -1] = 1.0
     pred = np.einsum("ij,ij->i", X[rows].astype(np.float64), Yc) + offset
     err = float(np.sum(c * (t - pred) ** 2))
+    # Largest score the factors can produce, against the targets' scale:
+    # exploding rows (often items with one or two ratings) show here even
+    # when the sampled entries still fit.
+    reach = _max_norm(X) * _max_norm(Y)
+    if not reach <= SCORE_BLOWUP * (float(np.abs(t).max()) + 1.0):
+        raise NumericalError(
+            f"training diverged at epoch {epoch}: factor rows grew to norms "
+            f"{_max_norm(X):.3g} and {_max_norm(Y):.3g}, scores up to {reach:.3g} "
+            f"for targets of size {float(np.abs(t).max()):.3g}; {_advice(model)}")
     if not err <= BLOWUP * base:
         scale = max(float(np.abs(X).max()), float(np.abs(Y).max()))
         raise NumericalError(
@@ -129,10 +150,12 @@ def warn_solver_counts(model, counts, users, items):
             per_epoch = int(np.sum(users.counts == 0) + np.sum(items.counts == 0))
             expected = per_epoch * counts["epochs"]
         if n > expected:
+            hint = ("consider dtype=float64" if np.dtype(model.dtype) == np.float32
+                    else "rescale the values or raise regularization")
             warnings.warn(
                 f"{n - expected} row system(s) were not positive definite despite "
                 f"regularization={model.regularization} (rounding in "
-                f"{np.dtype(model.dtype).name}?) and were solved with an added "
-                "ridge; consider dtype=float64 (see solver_report)",
+                f"{np.dtype(model.dtype).name}) and were solved with an added "
+                f"ridge; {hint} (see solver_report)",
                 RuntimeWarning, stacklevel=3)
 

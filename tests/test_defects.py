@@ -243,7 +243,7 @@ def _ua_base(ml100k):
 def test_float32_without_regularization_cg_divergence_is_caught(ml100k):
     R = _ua_base(ml100k)
     model = FastALS(factors=64, regularization=0.0, solver="cg", iterations=8,
-                    random_state=0)
+                    random_state=0, use_bias=False, weighted_regularization=False)
     with pytest.raises(NumericalError, match="float64"):
         model.fit(R)
     assert not hasattr(model, "user_factors")  # and nothing half-trained is kept
@@ -252,7 +252,8 @@ def test_float32_without_regularization_cg_divergence_is_caught(ml100k):
 def test_divergence_is_caught_without_the_training_loss(ml100k):
     R = _ua_base(ml100k)
     model = FastALS(factors=64, regularization=0.0, solver="cg", iterations=8,
-                    random_state=0, calculate_training_loss=False)
+                    random_state=0, calculate_training_loss=False, use_bias=False,
+                    weighted_regularization=False)
     with pytest.raises(NumericalError, match="regularization"):
         model.fit(R)
 
@@ -448,9 +449,11 @@ def test_recommend_user_items_is_never_ambiguous():
 def test_float32_without_regularization_cholesky_rise_is_caught(ml100k):
     """Issue 17: Cholesky, float32, lambda = 0 let the objective rise."""
     d = np.loadtxt(ml100k / "ua.base", dtype=np.int64)
-    model = FastALS(factors=32, regularization=0.0, iterations=12, random_state=1)
+    plain = {"use_bias": False, "weighted_regularization": False}
+    model = FastALS(factors=32, regularization=0.0, iterations=12, random_state=1,
+                    **plain)
     with pytest.raises(NumericalError, match="objective rose"):
         model.fit((d[:, 0], d[:, 1], d[:, 2] * 1.0))
     ok = FastALS(factors=32, regularization=0.0, iterations=12, random_state=1,
-                 dtype=np.float64).fit((d[:, 0], d[:, 1], d[:, 2] * 1.0))
+                 dtype=np.float64, **plain).fit((d[:, 0], d[:, 1], d[:, 2] * 1.0))
     assert np.all(np.diff(ok.objective_history) <= 1e-9 * np.array(ok.objective_history[:-1]))
