@@ -15,9 +15,10 @@ drift or blow up while every number stays finite:
   float64 (warned); a rise above :data:`RISE_RTOL_UNREGULARIZED` of the
   scale is an error.
 * :func:`check_blowup` (every epoch, computed or not; one pass over the
-  factors plus 4096 sampled entries): the largest score the factors can
-  give (largest user row norm times largest item row norm) may not exceed
-  :data:`SCORE_BLOWUP` times the targets' scale, and the squared error on a
+  factors plus 4096 sampled entries): with ``regularization=0``, the
+  largest score the factors can give (largest user row norm times largest
+  item row norm) may not exceed :data:`SCORE_BLOWUP` times the targets'
+  scale; and, always, the squared error on a
   fixed sample of observed entries may not exceed :data:`BLOWUP` times what
   predicting 0 would give (after an exact solve, every row's weighted error
   is at most its error at a zero factor).
@@ -120,7 +121,9 @@ def check_blowup(model, sample, X, Y, epoch):
     # Largest score the factors can produce, against the targets' scale:
     # exploding rows (often items with one or two ratings) show here even
     # when the sampled entries still fit.
-    reach = _max_norm(X) * _max_norm(Y)
+    # (Only without regularization: with it the systems are definite and
+    # the scale of X against Y is free, which makes this bound loose.)
+    reach = _max_norm(X) * _max_norm(Y) if model.regularization == 0 else 0.0
     if not reach <= SCORE_BLOWUP * (float(np.abs(t).max()) + 1.0):
         raise NumericalError(
             f"training diverged at epoch {epoch}: factor rows grew to norms "

@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from . import _guard
+from . import _dense_wr, _guard
 from . import kernels as K
 from . import persist
 from ._version import __version__
@@ -638,7 +638,8 @@ class FastALS(RecommenderMixin):
         D, offset = self._design(Y)
         result = (None, 0)
         if self.objective == "dense" and self.weighted_regularization:
-            self._dense_weighted_step(side, D, GY, X)
+            _dense_wr.half_step(side, D, GY, X, float(self.regularization),
+                                _even_bounds)
         elif self.objective == "dense":
             A = GY.copy()
             A[np.diag_indices_from(A)] += self.regularization
@@ -663,32 +664,6 @@ class FastALS(RecommenderMixin):
                 "training diverged: a factor became NaN or infinite; raise "
                 "regularization, lower alpha, or use dtype=float64")
         return result
-
-    def _dense_weighted_step(self, side, Y, GY, X):
-        """Dense half-step with per-row penalties ``lam_u = lam * n_u``.
-
-        Every row solves ``(G + lam_u I) x_u = Y^T r_u`` with the shared
-        ``G = Y^T Y``.  With ``G = Q diag(s) Q^T`` (eigendecomposition, once
-        per half-step) that is ``x_u = Q diag(1 / (s + lam_u)) Q^T Y^T r_u``:
-        the sparse product ``R (Y Q)``, a per-row scaling of its ``k``
-        columns, and one ``k x k`` product -- exact, and no users x items
-        array.  A zero ``s_j + lam_u`` (a row without ratings, ``G``
-        singular) gets 0: the least-norm solution, as the ridge fallback of
-        the other objectives.
-        """
-        dtype = side.dtype
-        s, Q = np.linalg.eigh(GY)
-        Z = K.right_multiply(Y, Q.astype(dtype), _even_bounds(Y.shape[0]))
-        K.sparse_times_dense(side.indptr, side.indices, side.target, Z, X,
-                             side.bounds)
-        lam_u = float(self.regularization) * side.counts.astype(np.float64)
-        block = max(1, (1 << 16) // X.shape[1])
-        for r in range(0, X.shape[0], block):  # blocks: no m x k float64 array
-            den = lam_u[r:r + block, None] + s[None, :]
-            inv = np.divide(1.0, den, out=np.zeros_like(den), where=den > 0)
-            X[r:r + block] *= inv.astype(dtype)
-        X[:] = K.right_multiply(X, np.ascontiguousarray(Q.T, dtype),
-                                _even_bounds(X.shape[0]))
 
     def _loss(self, users, items, X, Y, GX, GY):
         """Training error and regularized objective, per unit of cell weight.

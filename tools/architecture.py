@@ -56,6 +56,7 @@ REFERENCES = {
     "fastals.persist": ("test_persist.py", "-"),
     "fastals.cli": ("test_cli.py", "-"),
     "fastals._input": ("test_validation.py; test_inputs.py; test_properties_contracts.py (duplicates on every path)", "-"),
+    "fastals._dense_wr": ("test_defects.py::test_dense_objective_honours_weighted_regularization (naive.update_rows)", "-"),
     "fastals._guard": ("test_defects.py (divergence on ML-100k, rises, solver_report)", "-"),
     "fastals._splice": ("test_properties_contracts.py; test_defects.py (partial fit)", "-"),
     "fastals._cli_params": ("test_inputs.py::test_cli_options_are_fastals_parameters_with_its_defaults", "-"),
