@@ -137,6 +137,31 @@ def check_blowup(model, sample, X, Y, epoch):
             f"entries up to {scale:.3g}); {_advice(model)}")
 
 
+class Watch:
+    """The checks of one fit: sample, scale and solver counts."""
+
+    def __init__(self, model, users, norm):
+        self.model = model
+        self.sample = probe(users)
+        # The loss of all-zero factors: the scale of the objective.
+        self.zero_loss = float(np.dot(users.conf.astype(np.float64),
+                                      users.target.astype(np.float64) ** 2)) / norm
+        self.counts = {"epochs": 0, "ridge_fallback_rows": 0, "nnls_capped_rows": 0}
+
+    def count(self, result, epoch=False):
+        """Add a half-step's ``(counter name, count)``; ``epoch``: one more epoch."""
+        self.counts["epochs"] += int(epoch)
+        kind, n = result
+        if kind is not None:
+            self.counts[kind] += int(n)
+
+    def check_blowup(self, X, Y, epoch):
+        check_blowup(self.model, self.sample, X, Y, epoch)
+
+    def check_monotone(self, dtype, epoch):
+        check_monotone(self.model, dtype, epoch, self.zero_loss)
+
+
 def warn_solver_counts(model, counts, users, items):
     """Warn about NNLS rows cut at the iteration cap, and about ridge
     fallbacks that ``regularization > 0`` should have made impossible."""

@@ -209,11 +209,8 @@ class FastALS(RecommenderMixin):
         ``regularization=0`` small rises are warned about and large ones
         raise (see :mod:`fastals._guard`).
     solver_report : dict
-        Rows over the whole fit that needed the ridge fallback
-        (``ridge_fallback_rows``: systems not positive definite, expected
-        with ``regularization=0``) or hit the NNLS iteration cap
-        (``nnls_capped_rows``); either, when unexpected, is also warned
-        about (``RuntimeWarning``).
+        Epochs, rows solved with the ridge fallback (``ridge_fallback_rows``)
+        and NNLS rows cut at the iteration cap (``nnls_capped_rows``).
     user_ids, item_ids : ndarray or None
         Raw ids of the rows of the factor matrices (None: the row number).
     """
@@ -423,12 +420,10 @@ class FastALS(RecommenderMixin):
 
         Notes
         -----
-        All or nothing: while training, the attributes hold the last
-        finished epoch (for ``callback``); if ``fit`` raises (bad input,
-        :class:`NumericalError`, an exception or ``KeyboardInterrupt`` in the
-        callback), every attribute is restored to what it was before the
-        call.  Training only ever writes arrays it created, so the restored
-        ones are bitwise the old ones.
+        All or nothing: while training the attributes hold the last epoch
+        (for ``callback``); if ``fit`` raises (``NumericalError``, an error
+        or ``KeyboardInterrupt`` in the callback...) every attribute is
+        restored, bitwise (training writes only arrays it created).
         """
         if client is not None:
             from .distributed import fit_on_cluster
@@ -528,26 +523,20 @@ class FastALS(RecommenderMixin):
         if show_progress:
             from ._progress import progress_bar
             bar = progress_bar(self.iterations, unit="epoch")
-        probe = _guard.probe(users)
-        # The loss of all-zero factors: the scale of the objective.
-        zero_loss = float(np.dot(users.conf.astype(np.float64),
-                                 users.target.astype(np.float64) ** 2)) \
-            / self._norm(users)
-        counts = {"epochs": 0, "ridge_fallback_rows": 0, "nnls_capped_rows": 0}
+        watch = _guard.Watch(self, users, self._norm(users))
         with threads(self.num_threads):
             for epoch in epochs:
-                counts["epochs"] += 1
-                self._count(counts, self._half_step(users, Y, GY, X))
+                watch.count(self._half_step(users, Y, GY, X), epoch=True)
                 GX = self._gram(X)
-                self._count(counts, self._half_step(items, X, GX, Y))
+                watch.count(self._half_step(items, X, GX, Y))
                 GY = self._gram(Y)
-                _guard.check_blowup(self, probe, X, Y, epoch + 1)
+                watch.check_blowup(X, Y, epoch + 1)
                 loss = float("nan")
                 if self.calculate_training_loss or self.tol is not None:
                     loss, objective = self._loss(users, items, X, Y, GX, GY)
                     self.loss_history.append(loss)
                     self.objective_history.append(objective)
-                    _guard.check_monotone(self, dtype, epoch + 1, zero_loss)
+                    watch.check_monotone(dtype, epoch + 1)
                 self._store(X, Y, k)
                 if bar is not None:
                     bar.update(1)
@@ -565,15 +554,9 @@ class FastALS(RecommenderMixin):
         if bar is not None:
             bar.close()
         self._store(X, Y, k)
-        self.solver_report = counts
-        _guard.warn_solver_counts(self, counts, users, items)
+        self.solver_report = watch.counts
+        _guard.warn_solver_counts(self, watch.counts, users, items)
         return self
-
-    @staticmethod
-    def _count(counts, result):
-        kind, n = result
-        if kind is not None:
-            counts[kind] += int(n)
 
     def _store(self, X, Y, k):
         # New factor arrays (or X, Y written in place): derived caches go.

@@ -217,6 +217,10 @@ def test_ids_round_trip(data_, draw):
     rec_ids, _ = model.recommend(u.item(), n=3, filter_already_liked_items=False)
     assert rec_ids.dtype == model.item_ids.dtype
     assert set(rec_ids.tolist()) <= set(items.tolist())
+    if not model.item_factors[model._index_of("item", i)].any():
+        with pytest.raises(FastALSError, match="no ratings"):
+            model.similar_items(i.item(), n=2)
+        return
     sim_ids, sim = model.similar_items(i.item(), n=2)
     assert sim_ids.dtype == model.item_ids.dtype
     assert set(sim_ids.tolist()) <= set(items.tolist())
