@@ -201,13 +201,9 @@ class FastALS(RecommenderMixin):
         squared error over all cells divided by the total weight
         (``implicit``).
     objective_history : list of float
-        The same plus the regularization term: the quantity ALS minimizes.
-        With ``regularization > 0`` it never increases from one epoch to
-        the next by more than rounding allows (1e-9 in float64, 1e-5 in
-        float32, relative to the objective plus the loss of zero factors):
-        a larger rise raises :class:`NumericalError`.  With
-        ``regularization=0`` small rises are warned about and large ones
-        raise (see :mod:`fastals._guard`).
+        The same plus the regularization term: the quantity ALS minimizes,
+        which never rises by more than rounding allows (``NumericalError``
+        otherwise; with ``regularization=0`` see :mod:`fastals._guard`).
     solver_report : dict
         Epochs, rows solved with the ridge fallback (``ridge_fallback_rows``)
         and NNLS rows cut at the iteration cap (``nnls_capped_rows``).
@@ -303,10 +299,7 @@ class FastALS(RecommenderMixin):
         self.__dict__.update(state)
 
     def set_params(self, **params):
-        """Set hyperparameters; returns ``self``.
-
-        All or nothing: an unknown name raises before any is set.
-        """
+        """Set hyperparameters (all or nothing); returns ``self``."""
         for key in params:
             if key not in self._PARAMS:
                 raise InputError(f"unknown parameter {key!r}; valid: "
