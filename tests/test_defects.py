@@ -446,14 +446,33 @@ def test_recommend_user_items_is_never_ambiguous():
         model.recommend(sub, n=3, user_items=train[[4, 1]])[0], ref)
 
 
-def test_float32_without_regularization_cholesky_rise_is_caught(ml100k):
-    """Issue 17: Cholesky, float32, lambda = 0 let the objective rise."""
+def test_float32_without_regularization_cholesky_never_rises_silently(ml100k):
+    """Issue 17: Cholesky, float32, lambda = 0 let the objective rise.
+
+    Now every fit either raises NumericalError or returns a history that
+    rises by no more than the lambda = 0 band (RISE_RTOL_UNREGULARIZED of the
+    scale), having warned about any rise beyond rounding.  (Which seeds
+    diverge depends on the starting point; seed 1 did on the code of the
+    issue.)
+    """
+    from fastals import _guard
     d = np.loadtxt(ml100k / "ua.base", dtype=np.int64)
+    X = (d[:, 0], d[:, 1], d[:, 2] * 1.0)
+    scale = np.mean(X[2] ** 2)
     plain = {"use_bias": False, "weighted_regularization": False}
-    model = FastALS(factors=32, regularization=0.0, iterations=12, random_state=1,
-                    **plain)
-    with pytest.raises(NumericalError, match="objective rose"):
-        model.fit((d[:, 0], d[:, 1], d[:, 2] * 1.0))
+    for seed in (1, 2):
+        model = FastALS(factors=32, regularization=0.0, iterations=12,
+                        random_state=seed, **plain)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model.fit(X)
+        except NumericalError as exc:
+            assert "float64" in str(exc)
+            continue
+        h = np.array(model.objective_history)
+        assert np.all(np.diff(h) <= _guard.RISE_RTOL_UNREGULARIZED * (h[:-1] + scale))
     ok = FastALS(factors=32, regularization=0.0, iterations=12, random_state=1,
-                 dtype=np.float64, **plain).fit((d[:, 0], d[:, 1], d[:, 2] * 1.0))
-    assert np.all(np.diff(ok.objective_history) <= 1e-9 * np.array(ok.objective_history[:-1]))
+                 dtype=np.float64, **plain).fit(X)
+    h = np.array(ok.objective_history)
+    assert np.all(np.diff(h) <= 1e-9 * (h[:-1] + scale))
