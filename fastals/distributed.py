@@ -485,6 +485,13 @@ def fit_on_cluster(model, X, client, show_progress=False, columns=None,
     seconds per iteration.
     """
     k, dtype = model._validated()
+    if model.objective == "dense" and model.weighted_regularization:
+        # One machine solves it exactly (fastals._dense_wr: an
+        # eigendecomposition of the Gram); the cluster's dense half-step
+        # shares one (G + lam I)^-1 and would ignore the per-row penalty.
+        raise InputError("the dense objective with weighted_regularization "
+                         "is not available on a cluster yet; train it without "
+                         "client= or set weighted_regularization=False")
     cl = _Cluster(client)
     implicit = model.objective == "implicit"
     if blocks is None:

@@ -240,3 +240,12 @@ def test_pandas_table_with_client_equals_single_machine(client):
     plain = FastALS(factors=8, iterations=3, dtype=np.float64, random_state=3,
                     regularization=0.1).fit(frame, columns=("userId", "movieId", "stars"))
     assert np.array_equal(plain.user_factors, one.user_factors)
+
+
+def test_dense_weighted_regularization_is_refused(client):
+    """One machine honours it exactly; the cluster's shared-inverse dense
+    half-step cannot, so it says so instead of ignoring the penalty."""
+    users, items, values = _synthetic(n=(60, 40, 500))
+    with pytest.raises(InputError, match="weighted_regularization"):
+        FastALS(objective="dense", weighted_regularization=True, factors=4,
+                iterations=1).fit((users, items, values), client=client)
