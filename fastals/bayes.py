@@ -39,7 +39,8 @@ from ._input import kernel_arrays, to_csr, transpose_csr
 from .exceptions import FastALSError, InputError, NumericalError
 from .kernels import gibbs
 from .kernels.chunks import chunk_bounds
-from .model import MODEL_CLASSES, _differs, _n_chunks, load_model, save_model, threads
+from ._params import ParamsMixin
+from .model import MODEL_CLASSES, _n_chunks, load_model, save_model, threads
 from .recommend import RecommenderMixin
 
 PRIORS = ("wishart", "gamma")
@@ -54,7 +55,7 @@ _GAMMA_RATE = 1.0
 _GAMMA_BETA0 = 1.0       # m ~ N(0, 1 / (GAMMA_BETA0 lambda))
 
 
-class BayesianALS(RecommenderMixin):
+class BayesianALS(ParamsMixin, RecommenderMixin):
     """Bayesian matrix factorization with biases, by Gibbs sampling.
 
     Parameters
@@ -145,28 +146,6 @@ class BayesianALS(RecommenderMixin):
     _PARAMS = ("factors", "iterations", "burn_in", "prior", "init_std", "dtype",
                "random_state", "num_threads", "calculate_training_loss",
                "callback", "duplicates")
-
-    def get_params(self, deep=True):
-        """Hyperparameters as a dict (scikit-learn convention)."""
-        return {p: getattr(self, p) for p in self._PARAMS}
-
-    def set_params(self, **params):
-        """Set hyperparameters; returns ``self``."""
-        for key, value in params.items():
-            if key not in self._PARAMS:
-                raise InputError(f"unknown parameter {key!r}; valid: "
-                                 + ", ".join(self._PARAMS))
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self):
-        defaults = BayesianALS().get_params()
-        parts = []
-        for key, value in self.get_params().items():
-            if _differs(value, defaults[key]):
-                shown = np.dtype(value).name if key == "dtype" else repr(value)
-                parts.append(f"{key}={shown}")
-        return f"BayesianALS({', '.join(parts)})"
 
     def _require_fitted(self):
         if not hasattr(self, "user_factors"):
