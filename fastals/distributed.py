@@ -32,7 +32,6 @@ import time
 import numpy as np
 
 from . import kernels as K
-from .kernels import nnls as _nnls
 from .kernels.chunks import even_bounds, n_chunks, threads
 from ._input import _check_finite, combine_duplicates, encode_ids, \
     resolve_duplicates, to_csr, transpose_csr
@@ -168,12 +167,7 @@ def _solve(block, slices, G, F_prev, spec):
             args = (block.indptr, block.indices, block.solve_conf, block.target,
                     offset, D, Gd, lam, bool(m.weighted_regularization),
                     dtype.type(w0), X, block.bounds)
-            if m.nonnegative:
-                _nnls.solve_nnls(*args)
-            elif m.solver == "cg":
-                K.solve_cg(*args, int(m.cg_steps))
-            else:
-                K.solve_cholesky(*args)
+            K.solve_rows(args, "nnls" if m.nonnegative else m.solver, m.cg_steps)
     if not np.isfinite(X).all():
         raise NumericalError(
             "training diverged: a factor became NaN or infinite; raise "

@@ -9,12 +9,12 @@ from . import _dense_wr, _guard
 from . import kernels as K
 from . import persist
 from ._version import __version__
-from .kernels import nnls as _nnls
 from .kernels.chunks import even_bounds as _even_bounds, n_chunks as _n_chunks, \
     threads
 from ._input import kernel_arrays, to_csr, transpose_csr
 from .data.tables import from_table, is_table
 from .exceptions import InputError, NumericalError
+from ._params import ParamsMixin
 from .recommend import RecommenderMixin
 
 OBJECTIVES = ("explicit", "implicit", "dense")
@@ -87,7 +87,7 @@ class _Side:
         self.dtype = dtype
 
 
-class FastALS(RecommenderMixin):
+class FastALS(ParamsMixin, RecommenderMixin):
     """Matrix factorization by alternating least squares.
 
     Factorizes a users x items ratings matrix ``R`` as ``U V^T`` with Numba
@@ -297,25 +297,6 @@ class FastALS(RecommenderMixin):
             if p in state:
                 state[f"_{p}_param"] = state.pop(p)
         self.__dict__.update(state)
-
-    def set_params(self, **params):
-        """Set hyperparameters (all or nothing); returns ``self``."""
-        for key in params:
-            if key not in self._PARAMS:
-                raise InputError(f"unknown parameter {key!r}; valid: "
-                                 + ", ".join(self._PARAMS))
-        for key, value in params.items():
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self):
-        defaults = FastALS().get_params()
-        parts = []
-        for key, value in self.get_params().items():
-            if _differs(value, defaults[key]):
-                shown = np.dtype(value).name if key == "dtype" else repr(value)
-                parts.append(f"{key}={shown}")
-        return f"FastALS({', '.join(parts)})"
 
     def _validated(self):
         """Check every hyperparameter before any work; return normalized ones."""
@@ -629,12 +610,8 @@ class FastALS(RecommenderMixin):
             args = (side.indptr, side.indices, side.solve_conf, side.target, offset,
                     D, G, lam, bool(self.weighted_regularization), dtype.type(w0),
                     X, side.bounds)
-            if self.nonnegative:
-                result = ("nnls_capped_rows", _nnls.solve_nnls(*args))
-            elif self.solver == "cg":
-                K.solve_cg(*args, int(self.cg_steps))
-            else:
-                result = ("ridge_fallback_rows", K.solve_cholesky(*args))
+            result = K.solve_rows(args, "nnls" if self.nonnegative else self.solver,
+                                  self.cg_steps) or result
         if not np.isfinite(X).all():
             raise NumericalError(
                 "training diverged: a factor became NaN or infinite; raise "
@@ -690,20 +667,6 @@ class FastALS(RecommenderMixin):
     def load(cls, path):
         """Read a model written by :meth:`save`; raises ``ModelFileError`` if damaged."""
         return load_model(path)
-
-
-def _differs(a, b):
-    if a is None or b is None:
-        return a is not b
-    try:
-        if a is np.float32 or b is np.float32 or isinstance(a, (type, np.dtype)):
-            return np.dtype(a) != np.dtype(b)
-    except TypeError:
-        pass
-    try:
-        return bool(a != b)
-    except Exception:
-        return True
 
 
 def save_model(model, path, include_training=True):

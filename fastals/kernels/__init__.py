@@ -55,9 +55,11 @@ from .chunks import _call, chunk_bounds
 from .dense import gram, right_multiply, sparse_times_dense, spd_inverse
 from .llvm import LOSS_MODE
 from .loss import _loss_terms
+from . import nnls
 from .rows import _solve_cholesky, solve_cholesky
 
 __all__ = ["USE_BLAS", "chunk_bounds", "gram", "loss_terms", "right_multiply",
+           "solve_rows",
            "solve_cg", "solve_cholesky", "sparse_times_dense", "spd_inverse"]
 
 
@@ -83,3 +85,20 @@ def loss_terms(indptr, indices, conf, target, offset, X, Y, w0, bounds,
         return _call(_solve_cg, work, args + (LOSS_MODE,))
     return _call(_loss_terms, work,
                  (indptr, indices, conf, target, offset, X, Y, dt(w0), bounds))
+
+
+def solve_rows(args, solver="cholesky", cg_steps=3):
+    """Solve the weighted row updates with one of the row solvers.
+
+    ``args`` are the common arguments of :func:`solve_cholesky`,
+    :func:`solve_cg` and :func:`~fastals.kernels.nnls.solve_nnls`;
+    ``solver`` is ``"cholesky"``, ``"cg"`` or ``"nnls"``.  Returns
+    ``(name, rows)``: the number of rows that needed the ridge fallback
+    (Cholesky) or hit the iteration cap (NNLS), or ``None`` for CG.
+    """
+    if solver == "nnls":
+        return ("nnls_capped_rows", nnls.solve_nnls(*args))
+    if solver == "cg":
+        solve_cg(*args, int(cg_steps))
+        return None
+    return ("ridge_fallback_rows", solve_cholesky(*args))
