@@ -31,6 +31,7 @@ draws: the same average, with less Monte Carlo noise; Gelfand & Smith
 1990).  The users' draws are kept as well, for the predictive spread.
 """
 
+import functools
 import time
 
 import numpy as np
@@ -255,37 +256,37 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
         stats = np.empty((n, 3))       # per item: residual sums, see gibbs
         M = np.empty((m, w), dtype)
         no_means = np.empty((0, w), dtype)
+        # the design of each side, rewritten in place every sweep
+        wp = -(-w // 8) * 8            # padded: see gibbs.sample_rows
+        Du, ou = np.zeros((m, wp), dtype), np.empty(m, dtype)
+        Dv, ov = np.zeros((n, wp), dtype), np.empty(n, dtype)
+        moments = (np.empty(w), np.empty((w, w)))
         self.loss_history = []
         self.noise_history = []
         kept = 0
         bar = _progress(show_progress, self.iterations)
         t0 = time.perf_counter()
         with threads(self.num_threads):
-            Du, ou = _design(U, mu)
+            gibbs.design(U, mu, Du, ou)
             gibbs.residual_pass(items.indptr, items.indices, items.target, ou,
                                 V, Du, pred_sum, 0, False, stats)
             for sweep in range(self.iterations):
                 hr = np.random.default_rng([seed, sweep])
                 mu, alpha = _sample_mean_noise(stats, nnz, mu, alpha, hr)
-                P, Pm = self._hyper(U, hr)
-                Dv, ov = _design(V, mu)
+                P, Pm = self._hyper(U, hr, moments)
+                gibbs.design(V, mu, Dv, ov)
                 _draw(users, ov, Dv, alpha, P, Pm, seed, sweep, 0, U, M)
                 keep = sweep >= self.burn_in
                 if keep:
                     # Rao-Blackwellized: the users' conditional means given
                     # the item rows they were drawn against (Dv, ov).
-                    j = slice(kept * k, (kept + 1) * k)
-                    Us[:, j] = M[:, :k]
-                    Ur[:, j] = U[:, :k]
-                    Vs[:, j] = Dv[:, :k]
-                    ub[:, kept] = U[:, k]
-                    ub_mean += M[:, k]
-                    ib[:, kept] = ov - dtype.type(mu)
+                    gibbs.keep_sample(kept, M, U, Dv, ov, mu, Us, Ur, Vs, ub,
+                                      ub_mean, ib)
                     mus[kept] = mu
                     alphas[kept] = alpha
                     kept += 1
-                P, Pm = self._hyper(V, hr)
-                Du, ou = _design(U, mu)
+                P, Pm = self._hyper(V, hr, moments)
+                gibbs.design(U, mu, Du, ou)
                 # the items' draw also sums the residuals of the new sample
                 _draw(items, ou, Du, alpha, P, Pm, seed, sweep, 1, V, no_means,
                       (pred_sum, kept, keep, stats))
@@ -333,12 +334,13 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
         self.global_mean = float(self.global_mean_samples.mean())
         self.__dict__.setdefault("_recommend_cache", {}).clear()
 
-    def _hyper(self, F, rng):
-        """Draw the prior ``(precision P, P @ mean)`` of the rows ``F``."""
-        F = F.astype(np.float64)
+    def _hyper(self, F, rng, moments):
+        """Draw the prior ``(precision P, P @ mean)`` of the rows ``F``
+        (``moments``: scratch for their sums)."""
+        gibbs.row_moments(F, *moments)
         if self.prior == "wishart":
-            return _normal_wishart(F, rng)
-        return _normal_gamma(F, rng)
+            return _normal_wishart_moments(F.shape[0], *moments, rng)
+        return _normal_gamma_moments(F.shape[0], *moments, rng)
 
     # ------------------------------------------------------------- predict
     def predict(self, users, items, unknown="raise", return_std=False):
@@ -461,18 +463,6 @@ class _Side:
         self.bounds = chunk_bounds(self.indptr, w, _n_chunks(self.n_rows))
 
 
-def _design(F, mu):
-    """The other side as seen by a row draw: design ``[y, 1, 0...]`` (zero
-    padded to a multiple of 8 columns, see :func:`gibbs.sample_rows`) and
-    offset ``mu + c``."""
-    n, w = F.shape
-    D = np.zeros((n, -(-w // 8) * 8), F.dtype)
-    D[:, :w - 1] = F[:, :-1]
-    D[:, w - 1] = 1
-    offset = F[:, -1] + F.dtype.type(mu)
-    return D, offset
-
-
 def _draw(side, offset, D, alpha, P, Pm, seed, sweep, which, X, means,
           residuals=None):
     key = np.uint64(gibbs.stream_key(seed, sweep, which))
@@ -503,40 +493,66 @@ def _sample_mean_noise(stats, nnz, mu, alpha, rng):
     return new, alpha
 
 
+def _moments(F):
+    F = np.ascontiguousarray(F)
+    w = F.shape[1]
+    s, G = np.empty(w), np.empty((w, w))
+    gibbs.row_moments(F, s, G)
+    return F.shape[0], s, G
+
+
 def _normal_wishart(F, rng):
     """Draw ``(Lambda, Lambda m)`` from the Normal-Wishart posterior of rows ``F``.
 
     Prior: ``Lambda ~ W(I, w)``, ``m | Lambda ~ N(0, (beta0 Lambda)^-1)``.
     """
-    N, w = F.shape
-    xbar = F.mean(axis=0)
-    C = F - xbar
+    return _normal_wishart_moments(*_moments(F), rng)
+
+
+def _normal_wishart_moments(N, s, G, rng):
+    """:func:`_normal_wishart` of ``N`` rows whose sum is ``s`` and sum of
+    outer products ``G`` (:func:`gibbs.row_moments`)."""
+    w = s.size
+    xbar = s / N
     beta = _BETA0 + N
     mean = N * xbar / beta
-    Winv = np.eye(w) + C.T @ C + (_BETA0 * N / beta) * np.outer(xbar, xbar)
+    # I + centered scatter + prior-mean term: C^T C = G - N xbar xbar^T
+    Winv = G + ((_BETA0 * N / beta) - N) * np.outer(xbar, xbar)
+    Winv[np.diag_indices(w)] += 1.0
     Lam = _wishart(np.linalg.inv(Winv), w + N, rng)
     L = np.linalg.cholesky(Lam)
     m = mean + np.linalg.solve(L.T, rng.standard_normal(w)) / np.sqrt(beta)
     return Lam, Lam @ m
 
 
+@functools.lru_cache(maxsize=8)
+def _tril(w):
+    """Index arrays of a w x w matrix (cached: built once per size)."""
+    return np.diag_indices(w), np.tril_indices(w, -1), np.arange(w)
+
+
 def _wishart(W, dof, rng):
     """A draw from the Wishart distribution ``W(W, dof)`` (Bartlett)."""
     w = W.shape[0]
+    diag, tril, ar = _tril(w)
     L = np.linalg.cholesky((W + W.T) / 2)
     A = np.zeros((w, w))
-    A[np.diag_indices(w)] = np.sqrt(rng.chisquare(dof - np.arange(w)))
-    A[np.tril_indices(w, -1)] = rng.standard_normal(w * (w - 1) // 2)
+    A[diag] = np.sqrt(rng.chisquare(dof - ar))
+    A[tril] = rng.standard_normal(w * (w - 1) // 2)
     LA = L @ A
     return LA @ LA.T
 
 
 def _normal_gamma(F, rng):
     """Per coordinate: ``lambda_f ~ Gamma``, ``m_f | lambda_f ~ Normal`` posteriors."""
-    N, w = F.shape
-    s = F.sum(axis=0)
+    return _normal_gamma_moments(*_moments(F), rng)
+
+
+def _normal_gamma_moments(N, s, G, rng):
+    """:func:`_normal_gamma` from the moments (see :func:`_normal_wishart_moments`)."""
+    w = s.size
     xbar = s / N
-    ss = ((F - xbar) ** 2).sum(axis=0)
+    ss = np.maximum(np.diagonal(G) - N * xbar ** 2, 0.0)
     beta = _GAMMA_BETA0 + N
     lam = rng.gamma(_GAMMA_SHAPE + 0.5 * N,
                     1.0 / (_GAMMA_RATE + 0.5 * ss

@@ -275,3 +275,76 @@ def residual_pass(indptr, indices, target, offset, X, D, pred_sum, n_kept,
     for u in prange(n):
         _row_residuals(u, indptr, indices, target, offset, X[u], D, pred_sum,
                        n_kept, keep, out)
+
+
+# ---------------------------------------------------------------------------
+# Per-sweep bookkeeping, in place (no allocation per sweep)
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def row_moments(F, s, G):
+    """``s = sum_r F[r]`` and ``G = sum_r F[r] F[r]^T`` in float64, serially
+    (the same sums for any number of threads); the hyperparameters' data."""
+    n, w = F.shape
+    for i in range(w):
+        s[i] = 0.0
+        for j in range(w):
+            G[i, j] = 0.0
+    for r in range(n):
+        f = F[r]
+        for i in range(w):
+            a = np.float64(f[i])
+            s[i] += a
+            Gi = G[i]
+            for j in range(i, w):
+                Gi[j] += a * np.float64(f[j])
+    for i in range(w):
+        for j in range(i):
+            G[i, j] = G[j, i]
+
+
+@njit(cache=True)
+def design(F, mu, D, offset):
+    """The other side as seen by a row draw, in place: ``D[:, :w-1] = F[:, :-1]``,
+    ``D[:, w-1] = 1`` (columns past ``w`` keep their zeros) and
+    ``offset = F[:, -1] + mu``."""
+    n, w = F.shape
+    one = D.dtype.type(1)
+    m = F.dtype.type(mu)
+    for r in range(n):
+        f = F[r]
+        d = D[r]
+        for j in range(w - 1):
+            d[j] = f[j]
+        d[w - 1] = one
+        offset[r] = f[w - 1] + m
+    return
+
+
+@njit(cache=True)
+def keep_sample(kept, M, U, D, offset, mu, Us, Ur, Vs, ub, ub_mean, ib):
+    """Store one kept sample in the preallocated wide arrays: the users'
+    conditional means ``M`` and draws ``U`` (factors in columns
+    ``kept*k:(kept+1)*k``, biases in column ``kept``), the item rows ``D``
+    they were drawn against and the item biases ``offset - mu``."""
+    m, w = U.shape
+    k = w - 1
+    c = kept * k
+    for r in range(m):
+        mr = M[r]
+        ur = U[r]
+        us = Us[r]
+        uq = Ur[r]
+        for j in range(k):
+            us[c + j] = mr[j]
+            uq[c + j] = ur[j]
+        ub[r, kept] = ur[k]
+        ub_mean[r] += mr[k]
+    mf = offset.dtype.type(mu)
+    for r in range(D.shape[0]):
+        d = D[r]
+        vs = Vs[r]
+        for j in range(k):
+            vs[c + j] = d[j]
+        ib[r, kept] = offset[r] - mf
