@@ -31,7 +31,6 @@ draws: the same average, with less Monte Carlo noise; Gelfand & Smith
 1990).  The users' draws are kept as well, for the predictive spread.
 """
 
-import functools
 import time
 
 import numpy as np
@@ -511,36 +510,16 @@ def _normal_wishart(F, rng):
 
 def _normal_wishart_moments(N, s, G, rng):
     """:func:`_normal_wishart` of ``N`` rows whose sum is ``s`` and sum of
-    outer products ``G`` (:func:`gibbs.row_moments`)."""
+    outer products ``G`` (:func:`gibbs.row_moments`): the random numbers
+    from ``rng`` (Bartlett's chi-squares and normals, then the mean's
+    normals), the algebra in :func:`gibbs.normal_wishart`."""
     w = s.size
-    xbar = s / N
-    beta = _BETA0 + N
-    mean = N * xbar / beta
-    # I + centered scatter + prior-mean term: C^T C = G - N xbar xbar^T
-    Winv = G + ((_BETA0 * N / beta) - N) * np.outer(xbar, xbar)
-    Winv[np.diag_indices(w)] += 1.0
-    Lam = _wishart(np.linalg.inv(Winv), w + N, rng)
-    L = np.linalg.cholesky(Lam)
-    m = mean + np.linalg.solve(L.T, rng.standard_normal(w)) / np.sqrt(beta)
-    return Lam, Lam @ m
-
-
-@functools.lru_cache(maxsize=8)
-def _tril(w):
-    """Index arrays of a w x w matrix (cached: built once per size)."""
-    return np.diag_indices(w), np.tril_indices(w, -1), np.arange(w)
-
-
-def _wishart(W, dof, rng):
-    """A draw from the Wishart distribution ``W(W, dof)`` (Bartlett)."""
-    w = W.shape[0]
-    diag, tril, ar = _tril(w)
-    L = np.linalg.cholesky((W + W.T) / 2)
-    A = np.zeros((w, w))
-    A[diag] = np.sqrt(rng.chisquare(dof - ar))
-    A[tril] = rng.standard_normal(w * (w - 1) // 2)
-    LA = L @ A
-    return LA @ LA.T
+    chi = rng.chisquare(w + N - np.arange(w))
+    zl = rng.standard_normal(w * (w - 1) // 2)
+    zm = rng.standard_normal(w)
+    P, Pm = np.empty((w, w)), np.empty(w)
+    gibbs.normal_wishart(float(N), s, G, _BETA0, chi, zl, zm, P, Pm)
+    return P, Pm
 
 
 def _normal_gamma(F, rng):

@@ -348,3 +348,43 @@ def keep_sample(kept, M, U, D, offset, mu, Us, Ur, Vs, ub, ub_mean, ib):
         for j in range(k):
             vs[c + j] = d[j]
         ib[r, kept] = offset[r] - mf
+
+
+@njit(cache=True)
+def normal_wishart(N, s, G, beta0, chi, zl, zm, P, Pm):
+    """Draw ``(Lambda, Lambda m)`` from the Normal-Wishart posterior, given
+    the random numbers: ``P = Lambda``, ``Pm = Lambda m``.
+
+    Prior ``Lambda ~ W(I, w)``, ``m | Lambda ~ N(0, (beta0 Lambda)^-1)``; data:
+    ``N`` rows with sum ``s`` and sum of outer products ``G``
+    (:func:`row_moments`).  ``Lambda = L A A^T L^T`` (Bartlett) with ``L L^T``
+    the posterior scale ``(I + C^T C + beta0 N / (beta0 + N) xbar xbar^T)^-1``,
+    ``A`` lower triangular with diagonal ``sqrt(chi)`` (``chi_j ~
+    chi^2(w + N - j)``) and strict lower part ``zl`` (row by row, the order
+    of ``np.tril_indices``); ``m = N xbar / beta + Lc^-T zm / sqrt(beta)``,
+    ``beta = beta0 + N``, ``Lambda = Lc Lc^T``.
+    """
+    w = s.size
+    xbar = s / N
+    beta = beta0 + N
+    c = beta0 * N / beta - N   # C^T C = G - N xbar xbar^T
+    Winv = np.empty((w, w))
+    for i in range(w):
+        for j in range(w):
+            Winv[i, j] = G[i, j] + c * xbar[i] * xbar[j]
+        Winv[i, i] += 1.0
+    W = np.linalg.inv(Winv)
+    L = np.linalg.cholesky(0.5 * (W + W.T))
+    A = np.zeros((w, w))
+    p = 0
+    for i in range(w):
+        A[i, i] = np.sqrt(chi[i])
+        for j in range(i):
+            A[i, j] = zl[p]
+            p += 1
+    LA = L @ A
+    Lam = LA @ LA.T
+    Lc = np.linalg.cholesky(Lam)
+    m = N * xbar / beta + np.linalg.solve(Lc.T, zm) / np.sqrt(beta)
+    P[:, :] = Lam
+    Pm[:] = Lam @ m
