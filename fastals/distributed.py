@@ -27,6 +27,8 @@ factors' item size and ``B_u``, ``B_i`` the numbers of blocks; slices
 between blocks on the same worker do not cross the network.
 """
 
+import contextlib
+import os
 import time
 
 import numpy as np
@@ -731,6 +733,24 @@ def _partition_dataframe(cl, X, columns, k, n_blocks, duplicates):
 
 
 # ------------------------------------------------------------- connecting
+@contextlib.contextmanager
+def kept_environ():
+    """Restore ``os.environ`` on exit.
+
+    distributed's nanny sets ``OMP_NUM_THREADS=1``, ``OPENBLAS_NUM_THREADS=1``
+    (and more) in the environment of the process that starts (or restarts)
+    the workers, so every later subprocess of that process would run
+    single-threaded.  Wrap a LocalCluster's whole life in it; :class:`connect`
+    does the same for ``local:N``.
+    """
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 class connect:
     """Context manager: a ``dask.distributed.Client`` for ``address``.
 
@@ -758,6 +778,7 @@ class connect:
             if not n.isdigit() or int(n) < 1:
                 raise InputError(f"--dask {self.address}: expected local:N with N "
                                  "a positive number of worker processes")
+            self._environ = dict(os.environ)  # restored on exit, see kept_environ
             self.cluster = LocalCluster(
                 n_workers=int(n), threads_per_worker=1, processes=True,
                 host="127.0.0.1", dashboard_address=None,
@@ -778,4 +799,6 @@ class connect:
             self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+            os.environ.clear()
+            os.environ.update(self._environ)
         return False

@@ -18,7 +18,7 @@ pd = pytest.importorskip("pandas", reason="pandas is not installed (needed by da
 dd = pytest.importorskip("dask.dataframe", reason="dask.dataframe is not installed")
 
 from fastals import FastALS  # noqa: E402
-from fastals.distributed import connect  # noqa: E402
+from fastals.distributed import connect, kept_environ  # noqa: E402
 from fastals.exceptions import FastALSError, InputError  # noqa: E402
 from fastals.synthetic import make_ratings  # noqa: E402
 
@@ -27,13 +27,17 @@ TOL = 1e-4  # max abs difference of the factors, float64 (the issue's bar)
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, silence_logs=40)
-    c = distributed.Client(cluster)
-    yield c
-    c.close()
-    cluster.close()
+    # Dask's nanny leaves OMP/OPENBLAS_NUM_THREADS=1 in this process's
+    # environment whenever it (re)starts a worker, and later tests'
+    # subprocesses would run single-threaded: restore it at the end.
+    with kept_environ():
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None, silence_logs=40)
+        c = distributed.Client(cluster)
+        yield c
+        c.close()
+        cluster.close()
 
 
 def _pair(X, client, fit_kwargs=None, **params):
@@ -249,3 +253,11 @@ def test_dense_weighted_regularization_is_refused(client):
     with pytest.raises(InputError, match="weighted_regularization"):
         FastALS(objective="dense", weighted_regularization=True, factors=4,
                 iterations=1).fit((users, items, values), client=client)
+
+
+def test_connect_local_leaves_the_environment_as_it_was():
+    import os
+    before = dict(os.environ)
+    with connect("local:1"):
+        pass
+    assert dict(os.environ) == before
