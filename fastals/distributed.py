@@ -482,9 +482,8 @@ def fit_on_cluster(model, X, client, show_progress=False, columns=None,
     """
     k, dtype = model._validated()
     if model.objective == "dense" and model.weighted_regularization:
-        # One machine solves it exactly (fastals._dense_wr: an
-        # eigendecomposition of the Gram); the cluster's dense half-step
-        # shares one (G + lam I)^-1 and would ignore the per-row penalty.
+        # One machine solves it exactly (_dense_wr); the cluster's shared
+        # (G + lam I)^-1 would ignore the per-row penalty.
         raise InputError("the dense objective with weighted_regularization "
                          "is not available on a cluster yet; train it without "
                          "client= or set weighted_regularization=False")
@@ -735,14 +734,10 @@ def _partition_dataframe(cl, X, columns, k, n_blocks, duplicates):
 # ------------------------------------------------------------- connecting
 @contextlib.contextmanager
 def kept_environ():
-    """Restore ``os.environ`` on exit.
-
-    distributed's nanny sets ``OMP_NUM_THREADS=1``, ``OPENBLAS_NUM_THREADS=1``
-    (and more) in the environment of the process that starts (or restarts)
-    the workers, so every later subprocess of that process would run
-    single-threaded.  Wrap a LocalCluster's whole life in it; :class:`connect`
-    does the same for ``local:N``.
-    """
+    """Restore ``os.environ`` on exit: wrap a LocalCluster's whole life in
+    it.  distributed's nanny sets ``OMP_NUM_THREADS=1`` (and more) in the
+    process that (re)starts the workers, so its later subprocesses would
+    run single-threaded; :class:`connect` restores it for ``local:N``."""
     saved = dict(os.environ)
     try:
         yield
