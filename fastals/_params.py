@@ -48,3 +48,15 @@ def _differs(a, b):
         return bool(a != b)
     except Exception:
         return True
+
+
+def float_dtype(value):
+    """The ``np.dtype`` of a ``dtype`` hyperparameter; InputError unless it
+    is float32 or float64."""
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        raise InputError(f"dtype must be float32 or float64, got {value!r}") from None
+    if dtype not in (np.float32, np.float64):
+        raise InputError(f"dtype must be float32 or float64, got {dtype.name}")
+    return dtype

@@ -39,7 +39,7 @@ from ._input import kernel_arrays, to_csr, transpose_csr
 from .exceptions import FastALSError, InputError, NumericalError
 from .kernels import gibbs
 from .kernels.chunks import chunk_bounds
-from ._params import ParamsMixin
+from ._params import ParamsMixin, float_dtype
 from .model import MODEL_CLASSES, _n_chunks, load_model, save_model, threads
 from .recommend import RecommenderMixin
 
@@ -176,12 +176,7 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
         if isinstance(s, bool) or not isinstance(s, (int, float, np.number)) \
                 or not np.isfinite(s) or s < 0:
             fail(f"init_std must be a finite number >= 0, got {s!r}")
-        try:
-            dtype = np.dtype(self.dtype)
-        except TypeError:
-            fail(f"dtype must be float32 or float64, got {self.dtype!r}")
-        if dtype not in (np.float32, np.float64):
-            fail(f"dtype must be float32 or float64, got {dtype.name}")
+        dtype = float_dtype(self.dtype)
         nt = self.num_threads
         if not integer(nt) or nt < 0:
             fail(f"num_threads must be an integer >= 0, got {nt!r}")

@@ -14,7 +14,7 @@ from .kernels.chunks import even_bounds as _even_bounds, n_chunks as _n_chunks, 
 from ._input import kernel_arrays, to_csr, transpose_csr
 from .data.tables import from_table, is_table
 from .exceptions import InputError, NumericalError
-from ._params import ParamsMixin
+from ._params import ParamsMixin, float_dtype
 from .recommend import RecommenderMixin
 
 OBJECTIVES = ("explicit", "implicit", "dense")
@@ -328,12 +328,7 @@ class FastALS(ParamsMixin, RecommenderMixin):
         cs = self.cg_steps
         if isinstance(cs, bool) or not isinstance(cs, (int, np.integer)) or cs < 1:
             fail(f"cg_steps must be a positive integer, got {cs!r}")
-        try:
-            dtype = np.dtype(self.dtype)
-        except TypeError:
-            fail(f"dtype must be float32 or float64, got {self.dtype!r}")
-        if dtype not in (np.float32, np.float64):
-            fail(f"dtype must be float32 or float64, got {dtype.name}")
+        dtype = float_dtype(self.dtype)
         e = self.regularization_exponent
         if isinstance(e, bool) or not isinstance(e, (int, float, np.number)) \
                 or not np.isfinite(e) or e < 0:
