@@ -626,7 +626,6 @@ class FastALS(ParamsMixin, RecommenderMixin):
         solver = None if self.objective == "dense" or self.nonnegative else self.solver
         err = K.loss_terms(users.indptr, users.indices, users.conf,
                            users.target, offset, X, D, w0, users.bounds, solver)
-        m, n = users.n_rows, users.n_cols
         if w0:
             err += w0 * float(np.sum(GX * GY))
         lam = self.regularization
