@@ -300,15 +300,19 @@ def _count(n):
     return int(n)
 
 
+def _user_codes(users):
+    """Dense codes ``0..n_users-1`` of a non-empty 1-D array of user ids."""
+    users = np.asarray(users)
+    if users.ndim != 1 or users.size == 0:
+        raise InputError("users must be a non-empty 1-D array")
+    return np.unique(users, return_inverse=True)[1].ravel()
+
+
 def _per_user_tail(users, sort_key, k):
     """Mask of the last ``min(k, n_u - 1)`` entries of each user by ``sort_key``."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InputError(f"k must be a positive integer, got {k!r}")
-    users = np.asarray(users)
-    if users.ndim != 1 or users.size == 0:
-        raise InputError("users must be a non-empty 1-D array")
-    _, codes = np.unique(users, return_inverse=True)
-    codes = codes.ravel()
+    codes = _user_codes(users)
     n = codes.size
     order = np.lexsort((np.arange(n), sort_key, codes))
     counts = np.bincount(codes)
@@ -347,11 +351,7 @@ def user_fraction_split(users, test_size=0.2, random_state=None):
     """
     if not 0 < test_size < 1:
         raise InputError(f"test_size must be in (0, 1), got {test_size!r}")
-    users = np.asarray(users)
-    if users.ndim != 1 or users.size == 0:
-        raise InputError("users must be a non-empty 1-D array")
-    _, codes = np.unique(users, return_inverse=True)
-    codes = codes.ravel()
+    codes = _user_codes(users)
     n = codes.size
     key = _rng(random_state).random(n)
     order = np.lexsort((key, codes))
