@@ -362,12 +362,7 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
         mean = super().predict(users, items, unknown)
         if not return_std:
             return mean
-        miss = "raise" if unknown == "raise" else "ignore"
-        u = self._index_of("user", users, miss)
-        i = self._index_of("item", items, miss)
-        u, i = np.broadcast_arrays(u, i)
-        shape = u.shape
-        u, i = u.ravel(), i.ravel()
+        u, i, shape = self._pair_indices(users, items, unknown)
         S = self.n_kept
         k = self.user_factors.shape[1] // S
         var = np.empty(u.size)

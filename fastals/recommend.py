@@ -115,6 +115,15 @@ class RecommenderMixin:
                              f"training (the model has {n} {side}s)")
         return idx.reshape(shape)
 
+    def _pair_indices(self, users, items, unknown):
+        """Flat row indices of broadcast ``(users, items)`` pairs (-1 for an
+        unknown id unless ``unknown == "raise"``) and their common shape."""
+        miss = "raise" if unknown == "raise" else "ignore"
+        u = self._index_of("user", users, miss)
+        i = self._index_of("item", items, miss)
+        u, i = np.broadcast_arrays(u, i)
+        return u.ravel(), i.ravel(), u.shape
+
     def _id_order(self, side, ids):
         cache = self.__dict__.setdefault("_recommend_cache", {})
         hit = cache.get(("order", side))
@@ -367,12 +376,7 @@ class RecommenderMixin:
         self._require_fitted()
         if unknown not in ("raise", "default"):
             raise InputError(f"unknown must be 'raise' or 'default', got {unknown!r}")
-        miss = "raise" if unknown == "raise" else "ignore"
-        u = self._index_of("user", users, miss)
-        i = self._index_of("item", items, miss)
-        u, i = np.broadcast_arrays(u, i)
-        shape = u.shape
-        u, i = u.ravel(), i.ravel()
+        u, i, shape = self._pair_indices(users, items, unknown)
         ku, ki = u >= 0, i >= 0
         U = self.user_factors[np.maximum(u, 0)].astype(np.float64)
         V = self.item_factors[np.maximum(i, 0)].astype(np.float64)
