@@ -88,11 +88,10 @@ def _shell_env(tmp):
     bin_dir = tmp / "_bin"
     if not bin_dir.exists():
         bin_dir.mkdir()
-        (bin_dir / "python").symlink_to(sys.executable)
-        (bin_dir / "python3").symlink_to(sys.executable)
-        script = bin_dir / "fastals"
-        script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m fastals "$@"\n')
-        script.chmod(0o755)
+        for name, run in (("python", ""), ("python3", ""), ("fastals", " -m fastals")):
+            script = bin_dir / name  # a script, not a link: a venv's python needs its path
+            script.write_text(f'#!/bin/sh\nexec "{sys.executable}"{run} "$@"\n')
+            script.chmod(0o755)
     env = dict(os.environ)
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}".rstrip(os.pathsep)
@@ -110,7 +109,8 @@ def run_fastals(args, env):
 
     from fastals.cli import main
 
-    result = CliRunner().invoke(main, args, env=env, catch_exceptions=True)
+    result = CliRunner().invoke(main, args, env=env, prog_name="fastals",
+                               catch_exceptions=True)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.output
