@@ -46,7 +46,12 @@ FIGURES = ("loss", "speed", "rmse")
 
 def find_ml100k(arg=None):
     """The ml-100k folder, or None when it is not there."""
-    candidates = [Path(arg)] if arg else []
+    if arg:
+        path = Path(arg)
+        if not (path / "ua.base").is_file():
+            sys.exit(f"make_figures.py: --data {arg}: no ua.base there (give the ml-100k folder)")
+        return path
+    candidates = []
     if os.environ.get("FASTALS_DATA"):
         candidates.append(Path(os.environ["FASTALS_DATA"]) / "ml-100k")
     candidates.append(ROOT.parent / "shared" / "data" / "ml-100k")
@@ -267,6 +272,9 @@ def main(argv=None):
     ap.add_argument("figures", nargs="*", metavar="FIGURE",
                     help=f"some of {', '.join(FIGURES)} (default: all)")
     ap.add_argument("--data", help="the ml-100k folder")
+    ap.add_argument("--synthetic", action="store_true",
+                    help="draw the MovieLens figures on the synthetic data even when "
+                         "MovieLens-100k is present")
     ap.add_argument("--stored-speed", action="store_true",
                     help="plot the stored timings even when implicit is installed")
     ap.add_argument("-o", "--out-dir", default=str(HERE))
@@ -280,8 +288,10 @@ def main(argv=None):
         if name not in FIGURES:
             ap.error(f"unknown figure {name!r}; choose from {', '.join(FIGURES)}")
     out = Path(args.out_dir)
-    ml100k = find_ml100k(args.data)
-    if ml100k is None and ("loss" in chosen or "rmse" in chosen):
+    ml100k = None if args.synthetic else find_ml100k(args.data)
+    if args.synthetic:
+        print("--synthetic: drawing the MovieLens figures on the built-in synthetic data.")
+    elif ml100k is None and ("loss" in chosen or "rmse" in chosen):
         print("MovieLens-100k not found (--data DIR, $FASTALS_DATA/ml-100k or "
               "../shared/data/ml-100k): drawing the MovieLens figures on the built-in "
               "synthetic data instead; their titles say so.")
