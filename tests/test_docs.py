@@ -18,8 +18,9 @@ The Markdown is parsed by Sybil (https://sybil.readthedocs.io, in the
 Blocks in other languages (``text``, ``mermaid``...) are not code. A
 block that must not run (a real cluster address, a benchmark of hours) is
 preceded by ``<!-- skip: next "reason" -->``. A block that mentions
-MovieLens-100k (``ml-100k``) is skipped, with the reason, when the data is
-absent (see ``conftest.data_root``).
+MovieLens-100k (``ml-100k``, or the model ``ml100k.npz`` trained on it) is
+skipped, with the reason, when the data is absent (see
+``conftest.data_root``).
 
 Each page runs in its own temporary folder: ``../shared/data`` there points
 at the MovieLens data, and README.md, bench/, tools/ and docs/ at the
@@ -185,7 +186,7 @@ def _ml100k_present():
 @pytest.mark.parametrize("page,example", EXAMPLES, ids=IDS)
 def test_docs_example(page, example, page_dirs, monkeypatch):
     text = example.document.text[example.region.start:example.region.end]
-    if "ml-100k" in text and not _ml100k_present():
+    if ("ml-100k" in text or "ml100k.npz" in text) and not _ml100k_present():
         pytest.skip(f"needs MovieLens-100k, not found at {data_root() / 'ml-100k'} "
                     "(set FASTALS_DATA to the folder that holds ml-100k/)")
     monkeypatch.chdir(page_dirs(page))
