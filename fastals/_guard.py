@@ -158,6 +158,15 @@ class Watch:
     def check_blowup(self, X, Y, epoch):
         check_blowup(self.model, self.sample, X, Y, epoch)
 
+    def check_error(self, loss, epoch):
+        """:func:`check_blowup`'s error test on the training error of every
+        cell (``loss``, per unit of weight) where a fit has it for free."""
+        if not loss <= BLOWUP * (self.zero_loss + 1.0):
+            raise NumericalError(
+                f"training diverged at epoch {epoch}: the training error is "
+                f"{loss:.3g}, against {self.zero_loss:.3g} for all-zero factors; "
+                f"{_advice(self.model)}")
+
     def check_monotone(self, dtype, epoch):
         check_monotone(self.model, dtype, epoch, self.zero_loss)
 

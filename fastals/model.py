@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from . import _dense_wr, _guard
+from . import _dense, _dense_wr, _guard
 from . import kernels as K
 from . import persist
 from ._version import __version__
@@ -473,6 +473,8 @@ class FastALS(ParamsMixin, RecommenderMixin):
             side.conf, side.target = self._conf_target(side.data, dtype)
             side.solve_conf = self._row_conf(side.conf, side.counts)
             del side.data  # the float64 values are not needed past this point
+            if self._fused_dense():
+                _dense.prepare(side, k)
         width = k + 1 if self.use_bias else k
         # Solved blocks: [factors, bias] per row when use_bias.
         X = self._init_factors(m, width, dtype, rng)
@@ -485,7 +487,7 @@ class FastALS(ParamsMixin, RecommenderMixin):
             Y[:, k] = 0
         self.loss_history = []
         self.objective_history = []
-        GY = self._gram(Y)
+        GY = self._gram(Y, items)
         t0 = time.perf_counter()
         epochs = range(self.iterations)
         bar = None
@@ -496,13 +498,19 @@ class FastALS(ParamsMixin, RecommenderMixin):
         with threads(self.num_threads):
             for epoch in epochs:
                 watch.count(self._half_step(users, Y, GY, X), epoch=True)
-                GX = self._gram(X)
+                GX = self._gram(X, users)
                 watch.count(self._half_step(items, X, GX, Y))
-                GY = self._gram(Y)
-                watch.check_blowup(X, Y, epoch + 1)
+                GY = self._gram(Y, items)
                 loss = float("nan")
-                if self.calculate_training_loss or self.tol is not None:
+                if self._fused_dense() and self.regularization > 0:
+                    # The loss is free here and checks all cells at once.
                     loss, objective = self._loss(users, items, X, Y, GX, GY)
+                    watch.check_error(loss, epoch + 1)
+                else:
+                    watch.check_blowup(X, Y, epoch + 1)
+                if self.calculate_training_loss or self.tol is not None:
+                    if loss != loss:  # not computed yet
+                        loss, objective = self._loss(users, items, X, Y, GX, GY)
                     self.loss_history.append(loss)
                     self.objective_history.append(objective)
                     watch.check_monotone(dtype, epoch + 1)
@@ -573,8 +581,15 @@ class FastALS(ParamsMixin, RecommenderMixin):
         scale = np.maximum(counts, 1).astype(np.float64) ** (1.0 - e)
         return (conf * np.repeat(scale, counts)).astype(conf.dtype)
 
-    def _gram(self, F):
-        """float64 Gram matrix of ``F``, or None where the objective needs none."""
+    def _fused_dense(self):
+        """The dense objective with the plain penalty (:mod:`fastals._dense`)."""
+        return self.objective == "dense" and not self.weighted_regularization
+
+    def _gram(self, F, side=None):
+        """float64 Gram matrix of ``F``, or None where the objective needs
+        none; ``side``: the rows of ``F`` (the fused dense step formed it)."""
+        if side is not None and self._fused_dense():
+            return _dense.gram(side, F)
         return K.gram(F, _even_bounds(F.shape[0])) if self._w0() else None
 
     def _half_step(self, side, Y, GY, X):
@@ -593,12 +608,8 @@ class FastALS(ParamsMixin, RecommenderMixin):
             _dense_wr.half_step(side, D, GY, X, float(self.regularization),
                                 _even_bounds)
         elif self.objective == "dense":
-            A = GY.copy()
-            A[np.diag_indices_from(A)] += self.regularization
-            Z = K.right_multiply(D, K.spd_inverse(A).astype(dtype),
-                                 _even_bounds(D.shape[0]))
-            K.sparse_times_dense(side.indptr, side.indices, side.target, Z, X,
-                                 side.bounds)
+            _dense.half_step(side, D, GY, X, float(self.regularization))
+            return result  # checked for NaN on its Gram matrix
         else:
             w0 = self._w0()
             G = (GY if w0 else np.zeros((D.shape[1],) * 2)).astype(dtype)
@@ -621,6 +632,10 @@ class FastALS(ParamsMixin, RecommenderMixin):
         for ``explicit`` the MSE over the observed ratings); ``objective``
         adds the regularization term and is what ALS never increases.
         """
+        if self._fused_dense():
+            err, reg = _dense.loss(users.sumsq, items, GX, GY, self.regularization)
+            norm = self._norm(users)
+            return float(err / norm), float((err + reg) / norm)
         D, offset = self._design(Y)
         w0 = float(X.dtype.type(self._w0()))  # as the solves and the kernel see it
         solver = None if self.objective == "dense" or self.nonnegative else self.solver

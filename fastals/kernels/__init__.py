@@ -52,13 +52,15 @@ import numpy as np
 from .blas import USE_BLAS
 from .cg import _solve_cg, solve_cg
 from .chunks import _call, chunk_bounds
-from .dense import gram, right_multiply, sparse_times_dense, spd_inverse
+from .dense import (dense_bounds, dense_step, gram, right_multiply,
+                    sparse_times_dense, spd_inverse)
 from .llvm import LOSS_MODE
 from .loss import _loss_terms
 from . import nnls
 from .rows import _solve_cholesky, solve_cholesky
 
-__all__ = ["USE_BLAS", "chunk_bounds", "gram", "loss_terms", "right_multiply",
+__all__ = ["USE_BLAS", "chunk_bounds", "dense_bounds", "dense_step", "gram",
+           "loss_terms", "right_multiply",
            "solve_rows",
            "solve_cg", "solve_cholesky", "sparse_times_dense", "spd_inverse"]
 

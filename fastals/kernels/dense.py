@@ -4,10 +4,10 @@ the right multiply ``Y M`` and the dense objective's sparse x dense step."""
 import numpy as np
 from numba import njit, prange
 
-from .blas import (BLAS_MIN_FACTORS, _blas_threads_local, _gemm_rows, _syrk,
+from .blas import (BLAS_MIN_FACTORS, _blas_threads_local, _gemm, _gemm_rows, _syrk,
                    _syrk_loops, _with_blas)
-from .chunks import _call
-from .llvm import FASTMATH, PREFETCH_AHEAD, _prefetch_entry
+from .chunks import _call, chunk_bounds
+from .llvm import FASTMATH, PREFETCH_AHEAD, _prefetch_entry, _take_next
 from .rows import RIDGE_TRIES, _cholesky_upper, _ridge_solve
 
 
@@ -213,3 +213,173 @@ def gram(Y, bounds, blas):
     if n < 8192:  # one partial sum: 16 float64 k x k partials cost more than the SYRK
         bounds = np.array([0, n], np.int64)
     return _call(_gram, n * Y.shape[1] ** 2 // 2, (Y, bounds, blas))
+
+
+# ---------------------------------------------------------------------------
+# The dense objective's half-step in one pass
+# ---------------------------------------------------------------------------
+#: Rows of a side gathered per block of the fused dense step: ``W`` (block x
+#: k, the rows' ``R Y``) stays in cache for its GEMM and SYRK.
+DENSE_BLOCK = 128
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _dense_rows(r0, r1, indptr, indices, data, Y, M, X, P, W, T, solve, blas,
+                iw, fw, cw):
+    """Rows ``r0:r1`` of the dense half-step, block by block.
+
+    With ``solve``: ``W = R[rows] Y`` (sparse x dense), ``X[rows] = W M``
+    (GEMM) and the sum of ``x_r . w_r`` over the rows is returned (in
+    float64; over the item step it is ``sum_obs r x.y``, the loss's cross
+    term).  Always: ``P[upper] += X[rows]^T X[rows]``, summed per block in
+    the factors' dtype (SYRK) and across blocks in float64.
+    """
+    k = X.shape[1]
+    cap = W.shape[0]
+    one = fw[3]
+    use_blas = blas and k >= BLAS_MIN_FACTORS
+    cross = 0.0
+    u = r0
+    while u < r1:
+        b = min(cap, r1 - u)
+        if solve:
+            for r in range(b):
+                w = W[r]
+                for i in range(k):
+                    w[i] = 0
+                p = indptr[u + r]
+                end = indptr[u + r + 1]
+                while p + 4 <= end:
+                    for q in range(4):
+                        _prefetch_entry(indices, p + PREFETCH_AHEAD + q, Y)
+                    a0 = data[p]
+                    a1 = data[p + 1]
+                    a2 = data[p + 2]
+                    a3 = data[p + 3]
+                    y0 = Y[indices[p]]
+                    y1 = Y[indices[p + 1]]
+                    y2 = Y[indices[p + 2]]
+                    y3 = Y[indices[p + 3]]
+                    for i in range(k):
+                        w[i] += a0 * y0[i] + a1 * y1[i] + a2 * y2[i] + a3 * y3[i]
+                    p += 4
+                while p < end:
+                    a0 = data[p]
+                    y0 = Y[indices[p]]
+                    for i in range(k):
+                        w[i] += a0 * y0[i]
+                    p += 1
+            if use_blas:
+                # column-major: X[u:u+b]^T (k x b) = M^T (k x k) W^T (k x b)
+                _gemm(78, 78, k, b, k, M.ctypes.data, k, W.ctypes.data, k,
+                      X.ctypes.data + u * k * X.itemsize, k, iw, fw, cw)
+            else:
+                for r in range(b):
+                    x = X[u + r]
+                    w = W[r]
+                    for j in range(k):
+                        x[j] = 0
+                    for a in range(k):
+                        wa = w[a]
+                        Ma = M[a]
+                        for j in range(k):
+                            x[j] += wa * Ma[j]
+            for r in range(b):
+                x = X[u + r]
+                w = W[r]
+                s = x[0] * w[0]
+                for i in range(1, k):
+                    s += x[i] * w[i]
+                cross += s
+        for i in range(k):
+            Ti = T[i]
+            for j in range(k):
+                Ti[j] = 0
+        if use_blas:
+            _syrk(one, X, u, b, T, iw, fw, cw)
+        else:
+            _syrk_loops(one, X, u, b, T)
+        for i in range(k):
+            Pi = P[i, i:]
+            Ti = T[i, i:]
+            for j in range(Pi.size):
+                Pi[j] += Ti[j]
+        u += b
+    return cross
+
+
+@njit(parallel=True, cache=True)
+def _dense_step(indptr, indices, data, Y, M, X, bounds, solve, blas):
+    n_chunks = bounds.size - 1
+    k = X.shape[1]
+    # Plain loops, not np.zeros: in a parallel function each array
+    # expression becomes a parallel loop of its own (compile time).
+    parts = np.empty((n_chunks, k, k), np.float64)
+    cross = np.empty(n_chunks, np.float64)
+    counter = np.empty(1, np.int64)
+    counter[0] = 0
+    for _ in prange(n_chunks):  # each thread's first pass drains the queue
+        W = np.empty((DENSE_BLOCK, k), X.dtype)
+        T = np.empty((k, k), X.dtype)
+        iw = np.empty(8, np.int32)
+        fw = np.ones(4, X.dtype)
+        cw = np.empty(4, np.uint8)
+        prev = np.int32(1)
+        if blas:
+            prev = _blas_threads_local(1)
+        c = _take_next(counter)
+        while c < n_chunks:
+            P = parts[c]
+            for i in range(k):
+                for j in range(k):
+                    P[i, j] = 0.0
+            cross[c] = _dense_rows(bounds[c], bounds[c + 1], indptr, indices,
+                                   data, Y, M, X, P, W, T, solve, blas, iw, fw, cw)
+            c = _take_next(counter)
+        if blas:
+            _blas_threads_local(prev)
+    G = np.empty((k, k), np.float64)
+    for i in range(k):
+        for j in range(i, k):
+            t = 0.0
+            for c in range(n_chunks):  # fixed order: not a parallel reduction
+                t += parts[c, i, j]
+            G[i, j] = t
+            G[j, i] = t
+    total = 0.0
+    for c in range(n_chunks):
+        total += cross[c]
+    return G, total
+
+
+def dense_bounds(indptr, k):
+    """Chunks of the fused dense step: one per 64 rows, at most 32, balanced
+    by cost (each holds a ``k x k`` float64 partial Gram matrix).  Fixed by
+    the data, never by the thread count."""
+    n = indptr.size - 1
+    return chunk_bounds(indptr, k, int(min(max(n // 64, 1), 32)))
+
+
+@_with_blas
+def dense_step(indptr, indices, data, Y, M, X, bounds, blas):
+    """The dense objective's half-step ``X = (R Y) M`` in one pass.
+
+    ``M = (Y^T Y + lam I)^{-1}`` is shared by every row (all cells count),
+    so a row costs ``nnz k`` for ``w = r Y`` and ``k^2`` for ``x = w M``;
+    in the same pass the new Gram matrix ``X^T X`` (float64, needed by the
+    next half-step and the loss) and ``sum_r x_r . w_r`` are formed.  After
+    the item step, that sum is ``sum_obs r_ui x_u . y_i``, the loss's cross
+    term, so the loss needs no pass of its own.
+
+    ``M=None``: only the Gram matrix of ``X`` (as it is).  Returns
+    ``(X^T X, cross)``.  ``bounds`` from :func:`dense_bounds`.
+    """
+    k = X.shape[1]
+    solve = M is not None
+    if not solve:
+        M = np.empty((k, k), X.dtype)
+    work = X.shape[0] * k * k * (2 if solve else 1) // 2
+    if solve:
+        work += indptr[-1] * k
+    return _call(_dense_step, work,
+                 (indptr, indices, data, Y, M, X, bounds, solve, blas))

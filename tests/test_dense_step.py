@@ -1,0 +1,103 @@
+"""The dense objective's fused half-step (``kernels.dense_step``) against
+the naive dense reference, both dtypes, BLAS and loop paths, and bitwise
+identical results for any thread count."""
+
+import numba
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import naive
+from fastals import kernels as K
+from fastals.kernels import dense as kdense
+
+# float32: rounding of the products with an inverse of condition ~1e3
+TOL = {np.float64: 1e-9, np.float32: 2e-3}
+
+
+def problem(k, dtype, m=150, n=110, seed=0):
+    rng = np.random.default_rng(seed)
+    R = sp.random(m, n, density=0.1, format="csr", random_state=seed,
+                  data_rvs=lambda s: rng.integers(1, 6, s).astype(float))
+    # rows with 0, 1, k - 1, k and k + 1 ratings
+    lil = R.tolil()
+    for u, cnt in enumerate((0, 1, k - 1, k, k + 1)):
+        lil.rows[u] = list(range(cnt))
+        lil.data[u] = [float(1 + j % 5) for j in range(cnt)]
+    R = lil.tocsr()
+    R.sort_indices()
+    Y = (rng.standard_normal((n, k)) / np.sqrt(k)).astype(dtype)
+    return R, Y
+
+
+def run(R, Y, lam, blas):
+    dtype = Y.dtype
+    k = Y.shape[1]
+    indptr = R.indptr.astype(np.int64)
+    indices = R.indices.astype(np.int32)
+    data = R.data.astype(dtype)
+    GY = Y.astype(np.float64).T @ Y.astype(np.float64)
+    M = np.linalg.inv(GY + lam * np.eye(k)).astype(dtype)
+    X = np.zeros((R.shape[0], k), dtype)
+    bounds = K.dense_bounds(indptr, k)
+    G, cross = kdense._dense_step(indptr, indices, data, Y, M, X, bounds, True, blas)
+    return X, G, cross, (indptr, indices, data, bounds)
+
+
+@pytest.mark.parametrize("k", [5, 20])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("blas", [True, False])
+def test_dense_step_against_naive(k, dtype, blas):
+    blas = blas and K.USE_BLAS
+    R, Y = problem(k, dtype)
+    lam = 0.1
+    X, G, cross, (indptr, indices, data, bounds) = run(R, Y, lam, blas)
+    mask = R.toarray() != 0
+    W, T = naive.cell_weights(R.toarray(), mask, "dense")
+    want = naive.update_rows(W, T, Y.astype(np.float64), lam)
+    tol = TOL[dtype]
+    np.testing.assert_allclose(X, want, rtol=0, atol=tol * np.abs(want).max())
+    assert not X[0].any()  # a row without ratings gets a zero factor
+    Xd = X.astype(np.float64)
+    np.testing.assert_allclose(G, Xd.T @ Xd, rtol=10 * tol, atol=tol * np.abs(G).max())
+    np.testing.assert_array_equal(G, G.T)
+    # cross term: sum_u x_u . (r_u Y) = sum_obs r x.y
+    want_cross = float(np.sum(R.toarray() * (Xd @ Y.astype(np.float64).T)))
+    assert cross == pytest.approx(want_cross, rel=10 * tol)
+    # Gram only: X is left alone
+    X0 = X.copy()
+    G2, c2 = kdense._dense_step(indptr, indices, data, X, np.empty((k, k), dtype), X,
+                                bounds, False, blas)
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(G2, G)
+    assert c2 == 0.0
+
+
+def test_dense_step_bitwise_across_threads():
+    R, Y = problem(70, np.float32, m=2000, n=300)
+    outs = []
+    old = numba.get_num_threads()
+    try:
+        for t in (1,) + (numba.config.NUMBA_NUM_THREADS,) * 3:
+            numba.set_num_threads(t)
+            X, G, cross, _ = run(R, Y, 0.5, K.USE_BLAS)
+            outs.append((X, G, np.float64(cross)))
+    finally:
+        numba.set_num_threads(old)
+    assert K.dense_bounds(R.indptr.astype(np.int64), 70).size - 1 > 2
+    for other in outs[1:]:
+        for a, b in zip(outs[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_public_entry_point():
+    R, Y = problem(20, np.float64)
+    lam = 0.1
+    X, G, cross, (indptr, indices, data, bounds) = run(R, Y, lam, K.USE_BLAS)
+    M = np.linalg.inv(Y.T @ Y + lam * np.eye(20))
+    X2 = np.zeros_like(X)
+    G2, c2 = K.dense_step(indptr, indices, data, Y, M, X2, bounds)
+    np.testing.assert_array_equal(X2, X)
+    assert c2 == cross
+    G3, _ = K.dense_step(indptr, indices, data, X, None, X, bounds)
+    np.testing.assert_array_equal(G3, G)
