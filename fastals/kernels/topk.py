@@ -84,6 +84,9 @@ def topk(U, rows, V, n, excl_indptr=None, excl_indices=None, pos_of_item=None):
     if m * V.shape[0] * U.shape[1] >= SERIAL_WORK:
         topk_kernel(U, rows, V, n, excl_indptr, excl_indices, pos_of_item,
                     out_ids, out_scores, _block_bounds(m), USE_BLAS)
+    elif m <= FEW_ROWS:
+        _topk_few(U, rows, V, n, excl_indptr, excl_indices, pos_of_item,
+                  out_ids, out_scores)
     else:
         # Small requests (one user) skip the parallel launch, which costs
         # more than the work (a lot more on a busy machine), and its
@@ -91,6 +94,39 @@ def topk(U, rows, V, n, excl_indptr=None, excl_indices=None, pos_of_item=None):
         _topk_rows(U, rows, 0, m, V, n, excl_indptr, excl_indices,
                    pos_of_item, out_ids, out_scores, USE_BLAS)
     return out_ids, out_scores
+
+
+#: Requests of at most this many rows (and below ``SERIAL_WORK``) are
+#: answered by :func:`_topk_few` in numpy: a first ``recommend`` then
+#: compiles nothing (the tile kernel took about 7 s to compile cold).
+FEW_ROWS = 64
+
+
+def _topk_few(U, rows, V, n, excl_indptr, excl_indices, pos_of_item, out_ids,
+              out_scores):
+    """:func:`topk` for a few rows, in numpy, row by row (a row's scores are
+    one matrix-vector product, whatever the batch): the same ranking rule
+    (score, then lower position), ``-inf`` and NaN never returned."""
+    identity = pos_of_item.size == 0
+    for r in range(rows.size):
+        s = V @ U[rows[r]]
+        ex = excl_indices[excl_indptr[r]:excl_indptr[r + 1]]
+        if not identity:
+            ex = pos_of_item[ex]
+            ex = ex[ex >= 0]
+        s[ex] = -np.inf
+        ok = np.flatnonzero(s > -np.inf)  # NaN compares False too
+        if ok.size > n:
+            thr = np.partition(s[ok], ok.size - n)[ok.size - n]  # n-th best
+            above = ok[s[ok] > thr]
+            tied = ok[s[ok] == thr][:n - above.size]  # lower positions first
+            ok = np.concatenate([above, tied])
+        order = ok[np.lexsort((ok, -s[ok]))]
+        f = order.size
+        out_ids[r, :f] = order
+        out_scores[r, :f] = s[order]
+        out_ids[r, f:] = -1
+        out_scores[r, f:] = -np.inf
 
 
 def _block_bounds(m):
