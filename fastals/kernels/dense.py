@@ -2,6 +2,7 @@
 the right multiply ``Y M`` and the dense objective's sparse x dense step."""
 
 import numpy as np
+import scipy.linalg.lapack as _lapack
 from numba import njit, prange
 
 from .blas import (BLAS_MIN_FACTORS, _blas_threads_local, _gemm, _gemm_rows, _syrk,
@@ -56,11 +57,21 @@ def _spd_inverse(G):
 def spd_inverse(G):
     """Inverse of a symmetric positive semi-definite matrix, in float64.
 
-    Cholesky with the same ridge fallback as the row solves: a singular
-    ``G`` (for instance ``lam = 0`` and fewer rows than factors) gets the
-    smallest ridge that makes it positive definite.
+    LAPACK's Cholesky and inverse (``dpotrf``/``dpotri``, nothing to
+    compile); a ``G`` that is not positive definite (for instance
+    ``lam = 0`` and fewer rows than factors) takes the compiled Cholesky
+    with the same ridge fallback as the row solves: the smallest ridge that
+    makes it positive definite.
     """
-    return _spd_inverse(np.ascontiguousarray(G, dtype=np.float64))
+    G = np.ascontiguousarray(G, dtype=np.float64)
+    if G.shape[0] and np.isfinite(G).all():
+        c, info = _lapack.dpotrf(G, lower=0, clean=0)
+        if info == 0:
+            inv, info = _lapack.dpotri(c, lower=0)
+            if info == 0:
+                upper = np.triu(inv)
+                return upper + np.triu(upper, 1).T
+    return _spd_inverse(G)
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
