@@ -20,6 +20,7 @@ HERE = Path(__file__).resolve().parent
 
 #: name -> (users, items, target interactions)
 SIZES = {
+    "75M": (480_000, 17_700, 75_000_000),  # Netflix-sized (issue 14)
     "20M": (140_000, 27_000, 20_000_000),
     "2M": (14_000, 8_000, 2_000_000),
     "200k": (3_000, 2_000, 200_000),

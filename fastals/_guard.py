@@ -137,6 +137,19 @@ def check_blowup(model, sample, X, Y, epoch):
             f"entries up to {scale:.3g}); {_advice(model)}")
 
 
+def dot64(a, b=None, c=None, block=1 << 20):
+    """``sum(a * b * c)`` (missing factors: 1) in float64, block by block
+    (no float64 copy of the whole arrays)."""
+    total = 0.0
+    for s in range(0, a.size, block):
+        t = a[s:s + block].astype(np.float64)
+        for f in (b, c):
+            if f is not None:
+                t *= f[s:s + block]
+        total += float(t.sum())
+    return total
+
+
 class Watch:
     """The checks of one fit: sample, scale and solver counts."""
 
@@ -144,8 +157,7 @@ class Watch:
         self.model = model
         self.sample = probe(users)
         # The loss of all-zero factors: the scale of the objective.
-        self.zero_loss = float(np.dot(users.conf.astype(np.float64),
-                                      users.target.astype(np.float64) ** 2)) / norm
+        self.zero_loss = dot64(users.conf, users.target, users.target) / norm
         self.counts = {"epochs": 0, "ridge_fallback_rows": 0, "nnls_capped_rows": 0}
 
     def count(self, result, epoch=False):

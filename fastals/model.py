@@ -409,7 +409,7 @@ class FastALS(ParamsMixin, RecommenderMixin):
             csr, user_ids, item_ids = to_csr(
                 X, self.duplicates, implicit=self.objective == "implicit",
                 columns=columns)
-            big = np.abs(csr.data).max()
+            big = max(-csr.data.min(), csr.data.max())  # no |data| temporary
             if big > np.finfo(dtype).max:
                 raise InputError(f"a value ({big:g}) does not fit in {dtype.name}; "
                                  "rescale the values or use dtype=float64")
@@ -579,6 +579,8 @@ class FastALS(ParamsMixin, RecommenderMixin):
         if e == 1 or not self.weighted_regularization:
             return conf
         scale = np.maximum(counts, 1).astype(np.float64) ** (1.0 - e)
+        if self.objective != "implicit":  # conf is all ones: no float64 temporaries
+            return np.repeat(scale.astype(conf.dtype), counts)
         return (conf * np.repeat(scale, counts)).astype(conf.dtype)
 
     def _fused_dense(self):
@@ -663,8 +665,8 @@ class FastALS(ParamsMixin, RecommenderMixin):
         elif self.objective == "dense":
             norm = float(m) * n
         else:
-            conf = users.conf.astype(np.float64)
-            norm = conf.sum() + self.unobserved_weight * (float(m) * n - users.indptr[-1])
+            norm = _guard.dot64(users.conf) + \
+                self.unobserved_weight * (float(m) * n - users.indptr[-1])
         return max(norm, 1e-300)
 
     # ------------------------------------------------------------- persist
