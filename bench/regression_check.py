@@ -111,6 +111,32 @@ def reference_topk(U, V, n, out):
             scores[best] = -np.inf
 
 
+@njit(cache=True)
+def reference_dense(indptr, indices, data, Y, M, X, G):
+    """Naive dense half-step: ``w = r_u Y`` row by row, ``x_u = w M`` by
+    dot products, then ``G = X^T X`` entry by entry (float64)."""
+    k = Y.shape[1]
+    w = np.empty(k, np.float32)
+    for u in range(indptr.size - 1):
+        for i in range(k):
+            w[i] = 0
+        for p in range(indptr[u], indptr[u + 1]):
+            y = Y[indices[p]]
+            for i in range(k):
+                w[i] += data[p] * y[i]
+        for j in range(k):
+            s = np.float32(0.0)
+            for a in range(k):
+                s += w[a] * M[a, j]
+            X[u, j] = s
+    for i in range(k):
+        for j in range(k):
+            s = 0.0
+            for u in range(X.shape[0]):
+                s += X[u, i] * X[u, j]
+            G[i, j] = s
+
+
 def problem():
     R = synthetic_implicit(2_000, 1_500, 60_000, seed=1)
     k = K_FACTORS
@@ -136,6 +162,16 @@ def measure(slowdown=1, repeats=REPEATS):
     rows = np.arange(U.shape[0])
     top_ref = np.empty((U.shape[0], 10), np.int64)
 
+    # the dense objective's fused half-step (M: a well-conditioned inverse)
+    k = Y.shape[1]
+    M = np.linalg.inv(Y.astype(np.float64).T @ Y + np.eye(k)).astype(np.float32)
+    dbounds = K.dense_bounds(side.indptr, k)
+    X_dense, X_dref = np.zeros_like(X), np.zeros_like(X)
+    G_dref = np.empty((k, k))
+
+    def reference_d():
+        reference_dense(side.indptr, side.indices, conf, Y, M, X_dref, G_dref)
+
     def reference():
         reference_solve(side.indptr, side.indices, conf, target, Y, G, 0.1, 1.0, X_ref)
 
@@ -144,6 +180,8 @@ def measure(slowdown=1, repeats=REPEATS):
         "solve_cholesky": (lambda: K.solve_cholesky(*args), reference),
         "solve_cg": (lambda: K.solve_cg(*args, 3), reference),
         "topk": (lambda: _topk.topk(U, rows, Y, 10), lambda: reference_topk(U, Y, 10, top_ref)),
+        "dense_step": (lambda: K.dense_step(side.indptr, side.indices, conf, Y, M, X_dense,
+                                            dbounds), reference_d),
     }
 
     for fn, ref in kernels.values():  # compile / load from cache
@@ -153,6 +191,10 @@ def measure(slowdown=1, repeats=REPEATS):
     err = np.abs(X - X_ref).max() / max(np.abs(X_ref).max(), 1e-30)
     if not err < 1e-3:
         raise SystemExit(f"regression check: fastals and the reference disagree (rel. err {err:.2e})")
+    G_dense, _ = K.dense_step(side.indptr, side.indices, conf, Y, M, X_dense, dbounds)
+    err = np.abs(X_dense - X_dref).max() / max(np.abs(X_dref).max(), 1e-30)
+    if not (err < 1e-3 and np.allclose(G_dense, G_dref, rtol=1e-3)):
+        raise SystemExit("regression check: fastals and the reference dense step disagree")
     ids, _ = _topk.topk(U, rows, Y, 10)
     if (ids != top_ref).mean() > 1e-3:   # float32 near-ties may swap
         raise SystemExit("regression check: fastals and the reference top-k disagree")
@@ -193,7 +235,11 @@ def main(argv=None):
     margin = args.margin or base.get("margin", 1.6)
     failed = []
     for name, ratio in ratios.items():
-        ref = base["ratios"][name]
+        ref = base["ratios"].get(name)
+        if ref is None:
+            print(f"{name:16s} fastals/reference = {ratio:.4f}  (no baseline yet: "
+                  "--update-baseline stores one)")
+            continue
         verdict = "ok" if ratio <= margin * ref else "SLOWER"
         print(f"{name:16s} fastals/reference = {ratio:.4f}  (baseline {ref:.4f}, "
               f"limit {margin * ref:.4f})  {verdict}")

@@ -35,8 +35,11 @@ REFERENCES = {
     "fastals.kernels.loss": ("test_kernel_paths.py::test_loss_terms_every_route; "
                              "test_als.py (naive.objective)", "bench_als.py (training loss)"),
     "fastals.kernels.dense": ("test_kernel_paths.py::test_gram_and_right_multiply; "
+                              "test_dense_step.py (naive.update_rows); "
                               "test_als.py dense objective (naive.update_rows)",
-                              "bench_als.py (objective=dense); dense_ml100k.py"),
+                              "bench_als.py (objective=dense); dense_ml100k.py; "
+                              "regression_check.py dense_step"),
+    "fastals.kernels.sparse": ("test_transpose.py (SciPy's transpose)", "setup_time.py"),
     "fastals.kernels.topk": ("test_kernel_paths.py::test_topk_blocks_against_sort; "
                              "test_evaluation.py (naive_metrics.auc)",
                              "bench_recommend.py; regression_check.py topk"),
@@ -56,6 +59,8 @@ REFERENCES = {
     "fastals.persist": ("test_persist.py", "-"),
     "fastals.cli": ("test_cli.py", "-"),
     "fastals._input": ("test_validation.py; test_inputs.py; test_properties_contracts.py (duplicates on every path)", "-"),
+    "fastals._dense": ("test_dense_step.py; test_als.py dense objective (naive.update_rows)",
+                       "dense_ml100k.py"),
     "fastals._dense_wr": ("test_defects.py::test_dense_objective_honours_weighted_regularization (naive.update_rows)", "-"),
     "fastals._guard": ("test_defects.py (divergence on ML-100k, rises, solver_report)", "-"),
     "fastals._splice": ("test_properties_contracts.py; test_defects.py (partial fit)", "-"),
