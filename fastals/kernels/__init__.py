@@ -13,7 +13,9 @@ Modules
 * :mod:`.nnls` -- non-negative row solves, :func:`solve_nnls`.
 * :mod:`.loss` -- the per-entry loss of a chunk of rows (:func:`loss_terms`,
   defined here, runs it in the kernel of :mod:`.loss`, :mod:`.rows` or :mod:`.cg`).
-* :mod:`.dense` -- Gram matrix, SPD inverse, right multiply, sparse x dense.
+* :mod:`.dense` -- Gram matrix, SPD inverse, right multiply, sparse x dense,
+  and the dense objective's fused half-step (:func:`dense_step`).
+* :mod:`.sparse` -- the parallel CSR transpose of ``fit``'s set-up.
 * :mod:`.topk` -- top-k scoring and AUC.
 * :mod:`.chunks` -- row chunks of similar cost, serial cutoff.
 * :mod:`.blas` -- BLAS/LAPACK bindings and per-thread thread control.
@@ -44,7 +46,7 @@ with ``G = Y^T Y`` and ``t_ui = target - offset[i]``.  ``w0 = 0`` and
 ``c = 1`` is explicit-feedback ALS, ``w0 = 1, c = 1 + alpha r, t = 1`` is
 Hu, Koren & Volinsky's implicit ALS, and the dense objective (every cell
 counts, missing cells are 0) is ``w0 = 1, c = 1`` where the per-row term
-vanishes and every row shares ``G + lam I`` (see :func:`sparse_times_dense`).
+vanishes and every row shares ``G + lam I`` (see :func:`dense_step`).
 """
 
 import numpy as np

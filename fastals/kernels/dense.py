@@ -1,5 +1,6 @@
 """Dense building blocks: the Gram matrix ``Y^T Y``, the small SPD inverse,
-the right multiply ``Y M`` and the dense objective's sparse x dense step."""
+the right multiply ``Y M``, the sparse x dense product, and the dense
+objective's half-step fused into one pass (:func:`dense_step`)."""
 
 import numpy as np
 import scipy.linalg.lapack as _lapack
