@@ -468,7 +468,8 @@ class FastALS(ParamsMixin, RecommenderMixin):
         rng = np.random.default_rng(self.random_state)
         self.global_mean = float(csr.data.mean()) if self.use_bias else 0.0
         users = _Side(csr, k, dtype)
-        items = _Side(transpose_csr(csr), k, dtype)
+        with threads(self.num_threads):  # the transpose is parallel
+            items = _Side(transpose_csr(csr), k, dtype)
         for side in (users, items):
             side.conf, side.target = self._conf_target(side.data, dtype)
             side.solve_conf = self._row_conf(side.conf, side.counts)
