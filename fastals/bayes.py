@@ -490,7 +490,7 @@ def _draw(side, offset, D, O, alpha, P, Pm, seed, sweep, which, X, means,
     failed = gibbs.sample_rows(side.indptr, side.indices, side.target, offset, D,
                                O, float(alpha), P, Pm, key, X, means, side.bounds,
                                *residuals)
-    if failed or not np.isfinite(X).all():
+    if failed:  # counts non-finite draws too
         raise NumericalError(
             "sampling diverged: a row's posterior precision is not positive "
             "definite or a factor is not finite; try dtype=float64")

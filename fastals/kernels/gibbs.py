@@ -217,7 +217,7 @@ def sample_rows(indptr, indices, target, offset, D, O, alpha, P, Pm, key, X,
     -------
     int
         Number of rows whose precision was not numerically positive
-        definite (those rows are set to NaN).
+        definite (those rows are set to NaN) or whose draw is not finite.
     """
     w = X.shape[1]
     wp = D.shape[1]
@@ -274,8 +274,13 @@ def sample_rows(indptr, indices, target, offset, D, O, alpha, P, Pm, key, X,
             for l in range(nb):
                 u = u0 + l
                 if bad[l] == 0.0:
+                    finite = True
                     for i in range(w):
-                        X[u, i] = b[i, l] + Z[i, l]
+                        v = b[i, l] + Z[i, l]
+                        X[u, i] = v
+                        finite &= np.isfinite(v)
+                    if not finite:
+                        failed[c] += 1
                     if means.shape[0]:
                         for i in range(w):
                             means[u, i] = b[i, l]
@@ -356,14 +361,12 @@ def row_moments(F, s, G):
         s[i] = 0.0
         for j in range(w):
             G[i, j] = 0.0
-    for r in range(n):
-        f = F[r]
+    for r in range(n):             # 2-D indexing: a row view costs a refcount
         for i in range(w):
-            a = np.float64(f[i])
+            a = np.float64(F[r, i])
             s[i] += a
-            Gi = G[i]
             for j in range(i, w):
-                Gi[j] += a * np.float64(f[j])
+                G[i, j] += a * np.float64(F[r, j])
     for i in range(w):
         for j in range(i):
             G[i, j] = G[j, i]
@@ -378,12 +381,10 @@ def design(F, mu, D, offset):
     one = D.dtype.type(1)
     m = F.dtype.type(mu)
     for r in range(n):
-        f = F[r]
-        d = D[r]
         for j in range(w - 1):
-            d[j] = f[j]
-        d[w - 1] = one
-        offset[r] = f[w - 1] + m
+            D[r, j] = F[r, j]
+        D[r, w - 1] = one
+        offset[r] = F[r, w - 1] + m
     return
 
 
@@ -397,21 +398,15 @@ def keep_sample(kept, M, U, D, offset, mu, Us, Ur, Vs, ub, ub_mean, ib):
     k = w - 1
     c = kept * k
     for r in range(m):
-        mr = M[r]
-        ur = U[r]
-        us = Us[r]
-        uq = Ur[r]
         for j in range(k):
-            us[c + j] = mr[j]
-            uq[c + j] = ur[j]
-        ub[r, kept] = ur[k]
-        ub_mean[r] += mr[k]
+            Us[r, c + j] = M[r, j]
+            Ur[r, c + j] = U[r, j]
+        ub[r, kept] = U[r, k]
+        ub_mean[r] += M[r, k]
     mf = offset.dtype.type(mu)
     for r in range(D.shape[0]):
-        d = D[r]
-        vs = Vs[r]
         for j in range(k):
-            vs[c + j] = d[j]
+            Vs[r, c + j] = D[r, j]
         ib[r, kept] = offset[r] - mf
 
 
