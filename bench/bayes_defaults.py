@@ -8,7 +8,10 @@ Usage::
 
 Each ``CONFIG`` is a comma-separated list of ``BayesianALS`` keyword
 arguments, for instance ``"iterations=100"`` or ``"factors=16,burn_in=10"``
-(``""``: the defaults).  For each split its ``.base`` file is split again:
+(``""``: the defaults), and of the Normal-Wishart hyperprior's constants,
+which are not options: ``wishart_scale`` (``W0 = scale * I``, default 1),
+``wishart_dof`` (``nu0 = w + dof``, default 0) and ``beta0`` (default 2),
+patched into ``fastals.bayes`` for that config only.  For each split its ``.base`` file is split again:
 ``ua``: 10 ratings per user held out (as ``ua.test`` was made from
 ``u.data``), ``u1``-``u5``: 20 % of the ratings held out at random (as
 ``u*.test``); the split is seeded by the split name only, so every config
@@ -24,8 +27,39 @@ from pathlib import Path
 
 import numpy as np
 
+import fastals.bayes
 from bayes_vs_myfm import default_root, load, rmse
 from fastals import BayesianALS
+
+HYPER = ("wishart_scale", "wishart_dof", "beta0")
+_ORIGINAL = fastals.bayes._normal_wishart_moments
+
+
+def wishart_draw(scale=1.0, dof=0, beta0=2.0):
+    """A Normal-Wishart draw as ``fastals.bayes._normal_wishart_moments``,
+    with prior ``Lambda ~ W(scale * I, w + dof)``, ``m ~ N(0, (beta0
+    Lambda)^-1)`` (the same random numbers in the same order)."""
+    if (scale, dof, beta0) == (1.0, 0, 2.0):
+        return _ORIGINAL
+
+    def draw(N, s, G, rng):
+        w = s.size
+        chi = rng.chisquare(w + dof + N - np.arange(w))
+        zl = rng.standard_normal(w * (w - 1) // 2)
+        zm = rng.standard_normal(w)
+        xbar = s / N
+        beta = beta0 + N
+        Winv = (G - N * np.outer(xbar, xbar) + (beta0 * N / beta) * np.outer(xbar, xbar)
+                + np.eye(w) / scale)
+        W = np.linalg.inv(Winv)
+        L = np.linalg.cholesky(0.5 * (W + W.T))
+        A = np.zeros((w, w))
+        A[np.diag_indices(w)] = np.sqrt(chi)
+        A[np.tril_indices(w, -1)] = zl
+        Lam = (L @ A) @ (L @ A).T
+        m = N * xbar / beta + np.linalg.solve(np.linalg.cholesky(Lam).T, zm) / np.sqrt(beta)
+        return Lam, Lam @ m
+    return draw
 
 
 def carve(name, train):
@@ -71,6 +105,9 @@ def main():
     print("|---" * (len(splits) + 3) + "|")
     for config in args.configs:
         kw = parse(config)
+        fastals.bayes._normal_wishart_moments = wishart_draw(
+            float(kw.pop("wishart_scale", 1.0)), int(kw.pop("wishart_dof", 0)),
+            float(kw.pop("beta0", 2.0)))
         cells, secs = [], 0.0
         for s in splits:
             (fit, val) = data[s]
