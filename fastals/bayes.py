@@ -40,7 +40,7 @@ from .exceptions import FastALSError, InputError, NumericalError
 from .kernels import gibbs
 from .kernels.chunks import chunk_bounds
 from ._params import ParamsMixin, float_dtype
-from .model import MODEL_CLASSES, _n_chunks, load_model, save_model, threads
+from .model import MODEL_CLASSES, load_model, save_model, threads
 from .recommend import RecommenderMixin
 
 PRIORS = ("wishart", "gamma")
@@ -251,7 +251,7 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
         M = np.empty((m, w), dtype)
         no_means = np.empty((0, w), dtype)
         # the design of each side, rewritten in place every sweep
-        wp = -(-w // 8) * 8            # padded: see gibbs.sample_rows
+        wp = -(-w // gibbs.LANES) * gibbs.LANES   # padded: see gibbs.sample_rows
         Du, ou = np.zeros((m, wp), dtype), np.empty(m, dtype)
         Dv, ov = np.zeros((n, wp), dtype), np.empty(n, dtype)
         Ou, Ov = _outer_table(m, w, dtype), _outer_table(n, w, dtype)
