@@ -207,7 +207,8 @@ def sample_rows(indptr, indices, target, offset, D, O, alpha, P, Pm, key, X,
     bounds : int64
         Chunk boundaries; one scratch set per chunk.  Within a chunk,
         ``LANES`` rows at a time are factored and solved side by side
-        (:mod:`.lanes`).
+        (:mod:`.lanes`); boundaries on multiples of ``LANES`` put row ``u``
+        in lane ``u % LANES`` whatever the chunks.
     pred_sum, n_kept, keep, stats :
         Unless ``stats`` is empty, the residuals of the new rows are summed
         as by :func:`residual_pass` (same arguments) while the row's entries

@@ -9,16 +9,21 @@ and logarithms.  Here ``LANES`` rows go through the same instructions side
 by side: every array is laid out with the lane as its last, contiguous
 axis (``A[i, j, l]`` is entry ``(i, j)`` of lane ``l``'s matrix) and every
 innermost loop runs over the ``LANES`` lanes, which LLVM turns into whole
-vector instructions.  Lanes never mix: a row's result does not depend on
-which lane, batch or thread computes it.
+vector instructions.  Lanes never mix: a lane's result depends on its own
+inputs only, never on the other rows of its batch or on the thread that
+runs it.  (The normals' flat loop may leave its last few iterations to a
+scalar remainder, so which lane a row occupies could matter in the last
+bit; :class:`fastals.BayesianALS` gives :func:`.gibbs.sample_rows` chunks
+that start on multiples of ``LANES``, so row ``u`` is always in lane
+``u % LANES``.)
 
 Random numbers
 --------------
 The ``j``-th 64-bit word of the stream ``rk`` is ``mix(rk + (j + 1) *
 GOLDEN)``, with ``mix`` the SplitMix64 finalizer (Steele, Lea & Flood
 2014); word ``j`` gives the uniform ``((word >> 11) + 0.5) / 2^53`` in
-(0, 1] (1 only by rounding).  Uniforms ``2p`` and ``2p + 1`` give normals ``2p`` and ``2p + 1``
-by Box-Muller, ``sqrt(-2 log u1) (cos, sin)(2 pi u2)``, with ``log`` and
+(0, 1] (1 only by rounding).  Uniforms ``2p`` and ``2p + 1`` give
+normals ``2p`` and ``2p + 1`` by Box-Muller, ``sqrt(-2 log u1) (cos, sin)(2 pi u2)``, with ``log`` and
 ``cos``/``sin`` evaluated by polynomials that vectorize (no libm call): a
 few units in the last place from the libm values.
 """
