@@ -40,7 +40,7 @@ from .exceptions import FastALSError, InputError, NumericalError
 from .kernels import gibbs
 from .kernels.chunks import chunk_bounds
 from ._params import ParamsMixin, float_dtype
-from .model import MODEL_CLASSES, _n_chunks, load_model, save_model, threads
+from .model import MODEL_CLASSES, load_model, save_model, threads
 from .recommend import RecommenderMixin
 
 PRIORS = ("wishart", "gamma")
@@ -251,9 +251,10 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
         M = np.empty((m, w), dtype)
         no_means = np.empty((0, w), dtype)
         # the design of each side, rewritten in place every sweep
-        wp = -(-w // 8) * 8            # padded: see gibbs.sample_rows
+        wp = -(-w // gibbs.LANES) * gibbs.LANES   # padded: see gibbs.sample_rows
         Du, ou = np.zeros((m, wp), dtype), np.empty(m, dtype)
         Dv, ov = np.zeros((n, wp), dtype), np.empty(n, dtype)
+        Ou, Ov = _outer_table(m, w, dtype), _outer_table(n, w, dtype)
         moments = (np.empty(w), np.empty((w, w)))
         self.loss_history = []
         self.noise_history = []
@@ -269,7 +270,7 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
                 mu, alpha = _sample_mean_noise(stats, nnz, mu, alpha, hr)
                 P, Pm = self._hyper(U, hr, moments)
                 gibbs.design(V, mu, Dv, ov)
-                _draw(users, ov, Dv, alpha, P, Pm, seed, sweep, 0, U, M)
+                _draw(users, ov, Dv, Ov, alpha, P, Pm, seed, sweep, 0, U, M)
                 keep = sweep >= self.burn_in
                 if keep:
                     # Rao-Blackwellized: the users' conditional means given
@@ -282,7 +283,7 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
                 P, Pm = self._hyper(V, hr, moments)
                 gibbs.design(U, mu, Du, ou)
                 # the items' draw also sums the residuals of the new sample
-                _draw(items, ou, Du, alpha, P, Pm, seed, sweep, 1, V, no_means,
+                _draw(items, ou, Du, Ou, alpha, P, Pm, seed, sweep, 1, V, no_means,
                       (pred_sum, kept, keep, stats))
                 col = 2 if kept else 1
                 rmse = float(np.sqrt(stats[:, col].sum() / nnz))
@@ -449,18 +450,47 @@ class _Side:
         self.n_rows = csr.shape[0]
         self.indptr, self.indices = kernel_arrays(csr)
         self.target = csr.data.astype(dtype)
-        self.bounds = chunk_bounds(self.indptr, w, _n_chunks(self.n_rows))
+        self.bounds = _lane_bounds(self.indptr, w)
 
 
-def _draw(side, offset, D, alpha, P, Pm, seed, sweep, which, X, means,
+def _lane_bounds(indptr, w):
+    """Chunks of similar cost for :func:`gibbs.sample_rows`, with boundaries
+    on multiples of ``gibbs.LANES`` (rows are drawn ``LANES`` at a time) and
+    about ``8 * LANES`` rows each, at most 256 (fixed by the data, not the
+    thread count: each row's draw does not depend on the chunks anyway)."""
+    n = indptr.size - 1
+    n_chunks = max(1, min(256, n // (8 * gibbs.LANES)))
+    b = chunk_bounds(indptr, w, n_chunks)
+    b = np.minimum(-(-b // gibbs.LANES) * gibbs.LANES, n)
+    return np.unique(b)
+
+
+#: Largest table of packed outer products (bytes) that the row draws use;
+#: beyond it (large ``factors`` times many rows) the table would stream from
+#: memory, and the row systems are built from the design rows directly.
+OUTER_TABLE_BYTES = 32 << 20
+
+
+def _outer_table(n, w, dtype):
+    """Scratch for :func:`gibbs.outer_products` of ``n`` design rows, or an
+    empty table when it would exceed ``OUTER_TABLE_BYTES``."""
+    nq = gibbs.packed_size(w)
+    if n * nq * np.dtype(dtype).itemsize > OUTER_TABLE_BYTES:
+        return np.zeros((0, 0), dtype)
+    return np.zeros((n, nq), dtype)
+
+
+def _draw(side, offset, D, O, alpha, P, Pm, seed, sweep, which, X, means,
           residuals=None):
     key = np.uint64(gibbs.stream_key(seed, sweep, which))
     if residuals is None:
         residuals = (np.empty(0), 0, False, np.empty((0, 3)))
+    if O.shape[0]:
+        gibbs.outer_products(D, X.shape[1], O)
     failed = gibbs.sample_rows(side.indptr, side.indices, side.target, offset, D,
-                               float(alpha), P, Pm, key, X, means, side.bounds,
+                               O, float(alpha), P, Pm, key, X, means, side.bounds,
                                *residuals)
-    if failed or not np.isfinite(X).all():
+    if failed:  # counts non-finite draws too
         raise NumericalError(
             "sampling diverged: a row's posterior precision is not positive "
             "definite or a factor is not finite; try dtype=float64")

@@ -7,6 +7,7 @@ Tolerances: float64 sums agree to 1e-12 relative; copies are exact.
 """
 
 import numpy as np
+import pytest
 
 from fastals.bayes import (_BETA0, _normal_gamma, _normal_gamma_moments,
                            _normal_wishart, _normal_wishart_moments)
@@ -91,3 +92,31 @@ def test_hyperparameter_draws_from_moments_follow_the_same_stream():
     assert np.allclose(np.diag(_normal_gamma_moments(N, s, G, np.random.default_rng(6))[0]),
                        lam, rtol=1e-10)
     assert _normal_wishart_moments(N, s, G, np.random.default_rng(0))[0].shape == (4, 4)
+
+
+def test_lane_bounds_cover_the_rows_on_lane_multiples():
+    from fastals.bayes import _lane_bounds
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 7, 8, 100, 943, 5000):
+        indptr = np.r_[0, np.cumsum(rng.integers(0, 50, n))].astype(np.int64)
+        b = _lane_bounds(indptr, 13)
+        assert b[0] == 0 and b[-1] == n and np.all(np.diff(b) > 0)
+        assert np.all(b[1:-1] % gibbs.LANES == 0)
+        assert b.size - 1 <= 256
+
+
+def test_direct_row_systems_match_the_outer_product_table(monkeypatch):
+    """Above OUTER_TABLE_BYTES the rows are built from the design directly:
+    the same draws up to rounding (float64, a few sweeps)."""
+    import fastals.bayes as B
+    rng = np.random.default_rng(4)
+    u, i = rng.integers(0, 40, 600), rng.integers(0, 30, 600)
+    r = rng.integers(1, 6, 600).astype(float)
+    kw = dict(factors=4, iterations=4, burn_in=1, random_state=3, dtype=np.float64)
+    packed = B.BayesianALS(**kw).fit((u, i, r))
+    monkeypatch.setattr(B, "OUTER_TABLE_BYTES", 0)
+    assert B._outer_table(30, 5, np.float64).shape == (0, 0)
+    direct = B.BayesianALS(**kw).fit((u, i, r))
+    assert np.allclose(packed.user_factors, direct.user_factors, rtol=1e-8, atol=1e-10)
+    assert np.allclose(packed.item_factors, direct.item_factors, rtol=1e-8, atol=1e-10)
+    assert packed.loss_history == pytest.approx(direct.loss_history, rel=1e-9)

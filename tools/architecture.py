@@ -50,6 +50,8 @@ REFERENCES = {
                              "compile_time.py"),
     "fastals.kernels.gibbs": ("test_bayes.py (exact Gaussian conditionals, numpy residuals)",
                               "bayes_vs_myfm.py"),
+    "fastals.kernels.lanes": ("test_bayes_lanes.py (numpy Cholesky, solves, libm Box-Muller)",
+                              "bayes_vs_myfm.py"),
     "fastals.kernels": ("test_kernel_paths.py", "regression_check.py"),
     "fastals.model": ("test_als.py (naive.py); test_properties.py", "bench_als.py; bench_vs_implicit.py"),
     "fastals.bayes": ("test_bayes.py (conjugate posteriors)", "bayes_vs_myfm.py"),

@@ -20,6 +20,8 @@ Modules
 * :mod:`.chunks` -- row chunks of similar cost, serial cutoff.
 * :mod:`.blas` -- BLAS/LAPACK bindings and per-thread thread control.
 * :mod:`.llvm` -- fast-math flags, intrinsics, the C-callback machinery.
+* :mod:`.gibbs` -- Gibbs row draws and bookkeeping of :class:`fastals.BayesianALS`.
+* :mod:`.lanes` -- eight rows per SIMD lane set: normals, tiny Cholesky and solves.
 
 Conventions
 -----------

@@ -9,7 +9,8 @@ depend on which thread draws it or in what order: the ``j``-th 64-bit word
 of row ``u`` in a sweep is ``mix(row_key(key, u) + (j + 1) * GOLDEN)``, with
 ``mix`` the SplitMix64 finalizer (Steele, Lea & Flood 2014) and ``key``
 derived from ``(seed, sweep, side)`` by :func:`stream_key`.  Two words give
-two uniforms in (0, 1) and, by Box-Muller, two standard normals.
+two uniforms in (0, 1] and, by Box-Muller, two standard normals
+(:mod:`.lanes`).
 
 Row update
 ----------
@@ -23,8 +24,7 @@ is Gaussian with::
     mean = A_u^{-1} b_u
 
 A draw is ``mean + U^{-1} z``, ``A_u = U^T U`` (Cholesky, ``U`` upper,
-factored and solved by the ALS row solver's :func:`.rows._factor_upper`
-and :func:`.rows._solve_upper`),
+``LANES`` rows factored and solved side by side by :mod:`.lanes`),
 ``z ~ N(0, I)``: its covariance is ``U^{-1} U^{-T} = A_u^{-1}``.  This is the
 explicit ALS row system (``lam I`` replaced by the prior precision) plus
 noise; Salakhutdinov & Mnih (2008), "Bayesian probabilistic matrix
@@ -34,132 +34,147 @@ factorization using Markov chain Monte Carlo".
 import numpy as np
 from numba import njit, prange
 
+from .lanes import (GOLDEN, LANES, lane_factor, lane_normals, lane_sample, mix,
+                    v_axpy4, v_dot)
 from .llvm import FASTMATH
-from .rows import _factor_upper, _solve_upper  # the ALS row solve's Cholesky
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_TWO_PI = 2.0 * np.pi
-
-
-@njit(cache=True, inline="always")
-def _mix(z):
-    """SplitMix64 finalizer: a bijection of uint64 with full avalanche."""
-    z = (z ^ (z >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
-    return z ^ (z >> np.uint64(31))
 
 
 @njit(cache=True)
 def stream_key(seed, sweep, side):
     """Key of one half-sweep's streams from ``(seed, sweep, side)``."""
-    k = _mix(np.uint64(seed) + _GOLDEN)
-    k = _mix(k ^ _mix(np.uint64(sweep) * np.uint64(4) + np.uint64(side)))
+    k = mix(np.uint64(seed) + GOLDEN)
+    k = mix(k ^ mix(np.uint64(sweep) * np.uint64(4) + np.uint64(side)))
     return k
 
 
 @njit(cache=True, inline="always")
 def _row_key(key, row):
-    return _mix(key ^ _mix(np.uint64(row) + _GOLDEN))
-
-
-@njit(cache=True, inline="always")
-def _uniform(rk, j):
-    """The ``j``-th uniform in (0, 1) of the stream ``rk`` (53 random bits)."""
-    h = _mix(rk + (np.uint64(j) + np.uint64(1)) * _GOLDEN)
-    return (np.float64(h >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
-
-
-@njit(cache=True)
-def _normals(rk, z):
-    """Fill ``z`` with standard normals from the row stream ``rk`` (Box-Muller)."""
-    n = z.size
-    for p in range((n + 1) // 2):
-        u1 = _uniform(rk, 2 * p)
-        u2 = _uniform(rk, 2 * p + 1)
-        r = np.sqrt(-2.0 * np.log(u1))
-        z[2 * p] = r * np.cos(_TWO_PI * u2)
-        if 2 * p + 1 < n:
-            z[2 * p + 1] = r * np.sin(_TWO_PI * u2)
+    return mix(key ^ mix(np.uint64(row) + GOLDEN))
 
 
 @njit(cache=True)
 def row_normals(key, row, n):
     """The ``n`` standard normals that row ``row`` draws under ``key`` (for tests)."""
-    z = np.empty(n, np.float64)
-    _normals(_row_key(key, row), z)
-    return z
+    rk = np.zeros(LANES, np.uint64)
+    rk[0] = _row_key(key, row)
+    Z = np.empty((n + (n & 1), LANES))
+    lane_normals(rk, Z, n, np.empty(LANES * n, np.uint64), np.empty((2, LANES * n)))
+    return Z[:n, 0].copy()
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _sample_row(A, b, z, w, x):
-    """``x = A^{-1} b + U^{-1} z`` for ``A = U^T U`` already factored.
-
-    ``b`` is overwritten by the mean ``A^{-1} b``, ``z`` by ``U^{-1} z``.
-    """
-    _solve_upper(A, b, w)
-    for i in range(w - 1, -1, -1):  # U s = z, by row dot products
-        sz = z[i]
-        for l in range(i + 1, w):
-            sz -= A[i, l] * z[l]
-        z[i] = sz / A[i, i]
-    for i in range(w):
-        x[i] = b[i] + z[i]
-
-
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def _gram_row(start, end, indices, target, offset, D, S, s, w):
-    """``S = sum d_i d_i^T`` and ``s = sum (t - o_i) d_i`` over entries
-    ``start:end``, four entries per pass, in the dtype of ``D``.
+    """``S = sum d_i d_i^T`` (upper triangle, by ``LANES``-wide blocks) and
+    ``s = sum (t - o_i) d_i`` over entries ``start:end``, four entries per
+    pass, in the dtype of ``D``.
 
-    Rows ``0:w`` of ``S`` are filled, every column of ``D`` (zero padding
-    included: whole SIMD vectors, no remainder loop)."""
+    ``D`` is ``(n_cols, wp)`` with ``wp`` a multiple of ``LANES`` (columns
+    past ``w`` are zero), ``S`` is ``(w, wp)`` and ``s`` ``(wp,)``.  Row
+    ``i`` of ``S`` is filled from the block holding column ``i`` onwards
+    (whole vectors, :func:`.lanes.v_axpy4`); a last pass of fewer than
+    four entries repeats its first one with weight zero.
+    """
     wp = D.shape[1]
+    zero = D.dtype.type(0)
     for i in range(w):
-        Si = S[i]
         for j in range(wp):
-            Si[j] = 0
-        s[i] = 0
+            S[i, j] = zero
+    for j in range(wp):
+        s[j] = zero
+    for e in range(start, end, 4):
+        n = min(4, end - e)
+        i0 = indices[e]
+        i1 = indices[e + 1] if n > 1 else i0
+        i2 = indices[e + 2] if n > 2 else i0
+        i3 = indices[e + 3] if n > 3 else i0
+        t0 = target[e] - offset[i0]
+        t1 = target[e + 1] - offset[i1] if n > 1 else zero
+        t2 = target[e + 2] - offset[i2] if n > 2 else zero
+        t3 = target[e + 3] - offset[i3] if n > 3 else zero
+        o0 = i0 * wp
+        o1 = i1 * wp
+        o2 = i2 * wp
+        o3 = i3 * wp
+        for jb in range(0, wp, LANES):
+            v_axpy4(s, jb, D, o0 + jb, o1 + jb, o2 + jb, o3 + jb, t0, t1, t2, t3)
+        for i in range(w):
+            a0 = D[i0, i]
+            a1 = D[i1, i] if n > 1 else zero
+            a2 = D[i2, i] if n > 2 else zero
+            a3 = D[i3, i] if n > 3 else zero
+            for jb in range((i // LANES) * LANES, wp, LANES):
+                v_axpy4(S, i * wp + jb, D, o0 + jb, o1 + jb, o2 + jb, o3 + jb,
+                        a0, a1, a2, a3)
+
+
+def packed_size(w):
+    """Length of a packed upper triangle of a ``w x w`` matrix, rounded up
+    to whole ``LANES`` vectors."""
+    return -(-(w * (w + 1) // 2) // LANES) * LANES
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+def outer_products(D, w, O):
+    """``O[r]``: the upper triangle of ``D[r, :w] D[r, :w]^T``, packed row by
+    row (entry ``(i, j)``, ``i <= j``, at ``i w - i (i - 1) / 2 + j - i``),
+    then zeros."""
+    n, nq = O.shape
+    for r in prange(n):
+        q = 0
+        for i in range(w):
+            a = D[r, i]
+            for j in range(i, w):
+                O[r, q] = a * D[r, j]
+                q += 1
+        for t in range(q, nq):
+            O[r, t] = 0
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+def _gram_packed(start, end, indices, target, offset, D, O, S, s):
+    """``S = sum O[i]`` (the packed ``sum d_i d_i^T``, see
+    :func:`outer_products`) and ``s = sum (t - o_i) d_i`` over entries
+    ``start:end``, four at a time, in the dtype of ``D``.
+
+    Every user of item ``i`` adds the same ``d_i d_i^T``: computed once per
+    half-sweep, it turns the ``w^2 / 2`` multiply-adds per entry into as
+    many additions of contiguous memory, which vectorize without overhead.
+    """
+    nq = O.shape[1]
+    wp = D.shape[1]
+    zero = D.dtype.type(0)
+    for q in range(nq):
+        S[q] = zero
+    for j in range(wp):
+        s[j] = zero
     e = start
     while e + 4 <= end:
         i0 = indices[e]
         i1 = indices[e + 1]
         i2 = indices[e + 2]
         i3 = indices[e + 3]
-        d0 = D[i0]
-        d1 = D[i1]
-        d2 = D[i2]
-        d3 = D[i3]
         t0 = target[e] - offset[i0]
         t1 = target[e + 1] - offset[i1]
         t2 = target[e + 2] - offset[i2]
         t3 = target[e + 3] - offset[i3]
-        for i in range(w):
-            a0 = d0[i]
-            a1 = d1[i]
-            a2 = d2[i]
-            a3 = d3[i]
-            s[i] += (t0 * a0 + t1 * a1) + (t2 * a2 + t3 * a3)
-            Si = S[i]
-            for j in range(wp):
-                Si[j] += (a0 * d0[j] + a1 * d1[j]) + (a2 * d2[j] + a3 * d3[j])
+        for q in range(nq):
+            S[q] += (O[i0, q] + O[i1, q]) + (O[i2, q] + O[i3, q])
+        for jb in range(0, wp, LANES):
+            v_axpy4(s, jb, D, i0 * wp + jb, i1 * wp + jb, i2 * wp + jb,
+                    i3 * wp + jb, t0, t1, t2, t3)
         e += 4
     while e < end:
-        it = indices[e]
-        d = D[it]
-        t = target[e] - offset[it]
-        for i in range(w):
-            a = d[i]
-            s[i] += t * a
-            Si = S[i]
-            for j in range(wp):
-                Si[j] += a * d[j]
+        i0 = indices[e]
+        t0 = target[e] - offset[i0]
+        for q in range(nq):
+            S[q] += O[i0, q]
+        for j in range(wp):
+            s[j] += t0 * D[i0, j]
         e += 1
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
-def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, key, X,
+@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+def sample_rows(indptr, indices, target, offset, D, O, alpha, P, Pm, key, X,
                 means, bounds, pred_sum, n_kept, keep, stats):
     """Draw every row of ``X`` from its conditional posterior (see module doc).
 
@@ -172,8 +187,13 @@ def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, key, X,
     offset : (n_cols,) float
         Part of the prediction not multiplied by the row: ``o_i``.
     D : (n_cols, wp) float
-        Design rows of the other side, ``wp >= w`` (columns past ``w`` are
-        zero padding, for whole SIMD vectors).
+        Design rows of the other side, ``wp >= w`` a multiple of ``LANES``
+        (columns past ``w`` are zero padding, for whole SIMD vectors).
+    O : (n_cols, packed_size(w)) or (0, 0), dtype of ``D``
+        The packed outer products of the rows of ``D``
+        (:func:`outer_products`), or empty: the row systems are then built
+        from ``D`` directly (:func:`_gram_row`, for when the table would
+        not fit in cache).
     alpha : float
         Noise precision.
     P : (w, w) float64
@@ -185,7 +205,10 @@ def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, key, X,
     means : (n_rows, w) or (0, w)
         Output, unless empty: the conditional means ``A_u^{-1} b_u``.
     bounds : int64
-        Chunk boundaries; one scratch set per chunk.
+        Chunk boundaries; one scratch set per chunk.  Within a chunk,
+        ``LANES`` rows at a time are factored and solved side by side
+        (:mod:`.lanes`); boundaries on multiples of ``LANES`` put row ``u``
+        in lane ``u % LANES`` whatever the chunks.
     pred_sum, n_kept, keep, stats :
         Unless ``stats`` is empty, the residuals of the new rows are summed
         as by :func:`residual_pass` (same arguments) while the row's entries
@@ -195,58 +218,101 @@ def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, key, X,
     -------
     int
         Number of rows whose precision was not numerically positive
-        definite (those rows are set to NaN).
+        definite (those rows are set to NaN) or whose draw is not finite.
     """
     w = X.shape[1]
+    wp = D.shape[1]
+    packed = O.shape[0] > 0
     n_chunks = bounds.size - 1
     failed = np.zeros(n_chunks, np.int64)
     for c in prange(n_chunks):
-        S = np.empty((w, D.shape[1]), D.dtype)
-        s = np.empty(w, D.dtype)
-        A = np.empty((w, w), np.float64)
-        b = np.empty(w, np.float64)
-        z = np.empty(w, np.float64)
-        x = np.empty(w, np.float64)
-        for u in range(bounds[c], bounds[c + 1]):
-            _gram_row(indptr[u], indptr[u + 1], indices, target, offset, D, S, s, w)
-            for i in range(w):
-                b[i] = alpha * s[i] + Pm[i]
-                for j in range(i, w):
-                    A[i, j] = alpha * S[i, j] + P[i, j]
-            _normals(_row_key(key, u), z)
-            xu = X[u]
-            if _factor_upper(A, w, 1.0):
-                _sample_row(A, b, z, w, x)
-                for i in range(w):
-                    xu[i] = x[i]
-                if means.shape[0]:
-                    mu_ = means[u]
+        S = np.empty((w, wp), D.dtype)
+        Sp = np.empty(max(O.shape[1], 1), D.dtype)
+        s = np.empty(wp, D.dtype)
+        xp = np.zeros(wp, D.dtype)
+        A = np.empty((w, w, LANES))
+        b = np.empty((w, LANES))
+        Z = np.empty((w + (w & 1), LANES))
+        dinv = np.empty((w, LANES))
+        bad = np.empty(LANES)
+        rk = np.empty(LANES, np.uint64)
+        keys = np.empty(LANES * w, np.uint64)
+        T = np.empty((2, LANES * w))
+        hi = bounds[c + 1]
+        for u0 in range(bounds[c], hi, LANES):
+            nb = min(LANES, hi - u0)
+            for l in range(LANES):
+                bad[l] = 0.0
+                if l < nb:
+                    u = u0 + l
+                    if packed:
+                        _gram_packed(indptr[u], indptr[u + 1], indices, target,
+                                     offset, D, O, Sp, s)
+                        q = 0
+                        for i in range(w):
+                            b[i, l] = alpha * s[i] + Pm[i]
+                            for j in range(i, w):
+                                A[i, j, l] = alpha * Sp[q] + P[i, j]
+                                q += 1
+                    else:
+                        _gram_row(indptr[u], indptr[u + 1], indices, target,
+                                  offset, D, S, s, w)
+                        for i in range(w):
+                            b[i, l] = alpha * s[i] + Pm[i]
+                            for j in range(i, w):
+                                A[i, j, l] = alpha * S[i, j] + P[i, j]
+                    rk[l] = _row_key(key, u)
+                else:  # an idle lane solves the identity
                     for i in range(w):
-                        mu_[i] = b[i]
-                if stats.shape[0]:
-                    _row_residuals(u, indptr, indices, target, offset, xu, D,
-                                   pred_sum, n_kept, keep, stats)
-            else:
-                failed[c] += 1
-                for i in range(w):
-                    xu[i] = np.nan
+                        b[i, l] = 0.0
+                        for j in range(i, w):
+                            A[i, j, l] = 0.0
+                        A[i, i, l] = 1.0
+                    rk[l] = 0
+            lane_normals(rk, Z, w, keys, T)
+            lane_factor(A, w, dinv, bad)
+            lane_sample(A, dinv, b, Z, w)
+            for l in range(nb):
+                u = u0 + l
+                if bad[l] == 0.0:
+                    finite = True
+                    for i in range(w):
+                        v = b[i, l] + Z[i, l]
+                        X[u, i] = v
+                        finite &= np.isfinite(v)
+                    if not finite:
+                        failed[c] += 1
+                    if means.shape[0]:
+                        for i in range(w):
+                            means[u, i] = b[i, l]
+                    if stats.shape[0]:
+                        for i in range(w):
+                            xp[i] = X[u, i]
+                        _row_residuals(u, indptr, indices, target, offset, xp, D,
+                                       pred_sum, n_kept, keep, stats)
+                else:
+                    failed[c] += 1
+                    for i in range(w):
+                        X[u, i] = np.nan
     return failed.sum()
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _row_residuals(u, indptr, indices, target, offset, x, D, pred_sum, n_kept,
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+def _row_residuals(u, indptr, indices, target, offset, xp, D, pred_sum, n_kept,
                    keep, out):
-    """Residual sums of row ``u`` (row vector ``x``), see :func:`residual_pass`."""
-    w = x.size
+    """Residual sums of row ``u`` (row vector ``xp``, zero-padded to the
+    width of ``D``, dot products in that dtype), see :func:`residual_pass`."""
+    wp = D.shape[1]
     s = 0.0
     s2 = 0.0
     q2 = 0.0
+    zero = D.dtype.type(0)
     for e in range(indptr[u], indptr[u + 1]):
         it = indices[e]
-        d = D[it]
-        p = np.float64(offset[it])
-        for j in range(w):
-            p += np.float64(x[j]) * np.float64(d[j])
+        dot = zero
+        for jb in range(0, wp, LANES):
+            dot += v_dot(xp, jb, D, it * wp + jb)
+        p = np.float64(offset[it]) + np.float64(dot)
         r = target[e] - p
         s += r
         s2 += r * r
@@ -260,7 +326,7 @@ def _row_residuals(u, indptr, indices, target, offset, x, D, pred_sum, n_kept,
     out[u, 2] = q2
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
+@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 def residual_pass(indptr, indices, target, offset, X, D, pred_sum, n_kept,
                   keep, out):
     """Per-row sums over the ratings of the current sample's residuals.
@@ -272,9 +338,14 @@ def residual_pass(indptr, indices, target, offset, X, D, pred_sum, n_kept,
     ``keep``; 0 when ``n_kept`` is 0).
     """
     n = indptr.size - 1
-    for u in prange(n):
-        _row_residuals(u, indptr, indices, target, offset, X[u], D, pred_sum,
-                       n_kept, keep, out)
+    w = X.shape[1]
+    for c in prange((n + 63) // 64):     # 64 rows per scratch row vector
+        xp = np.zeros(D.shape[1], D.dtype)
+        for u in range(c * 64, min(n, (c + 1) * 64)):
+            for i in range(w):
+                xp[i] = X[u, i]
+            _row_residuals(u, indptr, indices, target, offset, xp, D, pred_sum,
+                           n_kept, keep, out)
 
 
 # ---------------------------------------------------------------------------
@@ -291,14 +362,12 @@ def row_moments(F, s, G):
         s[i] = 0.0
         for j in range(w):
             G[i, j] = 0.0
-    for r in range(n):
-        f = F[r]
+    for r in range(n):             # 2-D indexing: a row view costs a refcount
         for i in range(w):
-            a = np.float64(f[i])
+            a = np.float64(F[r, i])
             s[i] += a
-            Gi = G[i]
             for j in range(i, w):
-                Gi[j] += a * np.float64(f[j])
+                G[i, j] += a * np.float64(F[r, j])
     for i in range(w):
         for j in range(i):
             G[i, j] = G[j, i]
@@ -313,12 +382,10 @@ def design(F, mu, D, offset):
     one = D.dtype.type(1)
     m = F.dtype.type(mu)
     for r in range(n):
-        f = F[r]
-        d = D[r]
         for j in range(w - 1):
-            d[j] = f[j]
-        d[w - 1] = one
-        offset[r] = f[w - 1] + m
+            D[r, j] = F[r, j]
+        D[r, w - 1] = one
+        offset[r] = F[r, w - 1] + m
     return
 
 
@@ -332,21 +399,15 @@ def keep_sample(kept, M, U, D, offset, mu, Us, Ur, Vs, ub, ub_mean, ib):
     k = w - 1
     c = kept * k
     for r in range(m):
-        mr = M[r]
-        ur = U[r]
-        us = Us[r]
-        uq = Ur[r]
         for j in range(k):
-            us[c + j] = mr[j]
-            uq[c + j] = ur[j]
-        ub[r, kept] = ur[k]
-        ub_mean[r] += mr[k]
+            Us[r, c + j] = M[r, j]
+            Ur[r, c + j] = U[r, j]
+        ub[r, kept] = U[r, k]
+        ub_mean[r] += M[r, k]
     mf = offset.dtype.type(mu)
     for r in range(D.shape[0]):
-        d = D[r]
-        vs = Vs[r]
         for j in range(k):
-            vs[c + j] = d[j]
+            Vs[r, c + j] = D[r, j]
         ib[r, kept] = offset[r] - mf
 
 

@@ -1,0 +1,394 @@
+"""Eight rows at once: counter-based standard normals and the tiny
+Cholesky factorizations and triangular solves of the Gibbs row draws,
+each row in its own SIMD lane.
+
+A row draw of :mod:`.gibbs` factors a ``w x w`` matrix (``w`` about 10-30)
+and turns a few uniforms into normals: too little work per row to fill
+vector registers, and one long chain of dependent square roots, divisions
+and logarithms.  Here ``LANES`` rows go through the same instructions side
+by side: every array is laid out with the lane as its last, contiguous
+axis (``A[i, j, l]`` is entry ``(i, j)`` of lane ``l``'s matrix) and every
+innermost loop runs over the ``LANES`` lanes, which LLVM turns into whole
+vector instructions.  Lanes never mix: a lane's result depends on its own
+inputs only, never on the other rows of its batch or on the thread that
+runs it.  (The normals' flat loop may leave its last few iterations to a
+scalar remainder, so which lane a row occupies could matter in the last
+bit; :class:`fastals.BayesianALS` gives :func:`.gibbs.sample_rows` chunks
+that start on multiples of ``LANES``, so row ``u`` is always in lane
+``u % LANES``.)
+
+Random numbers
+--------------
+The ``j``-th 64-bit word of the stream ``rk`` is ``mix(rk + (j + 1) *
+GOLDEN)``, with ``mix`` the SplitMix64 finalizer (Steele, Lea & Flood
+2014); word ``j`` gives the uniform ``((word >> 11) + 0.5) / 2^53`` in
+(0, 1] (1 only by rounding).  Uniforms ``2p`` and ``2p + 1`` give
+normals ``2p`` and ``2p + 1`` by Box-Muller, ``sqrt(-2 log u1) (cos, sin)(2 pi u2)``, with ``log`` and
+``cos``/``sin`` evaluated by polynomials that vectorize (no libm call): a
+few units in the last place from the libm values.
+"""
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .llvm import FASTMATH
+
+#: Rows handled side by side (8 float64 = two AVX2 or one AVX-512 register).
+LANES = 8
+
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_LN2 = 0.6931471805599453
+_SQRT2 = 1.4142135623730951
+_HALF_PI = 0.5 * np.pi
+
+
+@intrinsic
+def _f64_to_bits(typingctx, x):
+    """The IEEE-754 bits of a float64, as an int64 (a bitcast)."""
+    if x != types.float64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _bits_to_f64(typingctx, x):
+    """The float64 whose IEEE-754 bits are the int64 ``x`` (a bitcast)."""
+    if x != types.int64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
+
+
+@njit(cache=True, inline="always")
+def mix(z):
+    """SplitMix64 finalizer: a bijection of uint64 with full avalanche."""
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, inline="always")
+def uniform(rk, j):
+    """The ``j``-th uniform in (0, 1] of the stream ``rk`` (53 random bits;
+    exactly 1 only by rounding, for the top 2^-54 of the words)."""
+    h = mix(rk + (np.uint64(j) + np.uint64(1)) * GOLDEN)
+    return (np.float64(h >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
+
+
+@njit(cache=True, inline="always", fastmath=FASTMATH, error_model="numpy")
+def _unit(h):
+    """``((h >> 11) + 0.5) / 2^53`` for a uint64 ``h``, the same double as
+    :func:`uniform` computes, without an integer-to-float conversion (which
+    AVX2 lacks for 64-bit integers): ``(h >> 12) / 2^52`` from the bits of
+    ``1 + (h >> 12) / 2^52``, then the last random bit and the half, with the
+    one rounding of the direct formula."""
+    v = _bits_to_f64(np.int64((h >> np.uint64(12)) | np.uint64(0x3FF0000000000000))) - 1.0
+    odd = (h >> np.uint64(11)) & np.uint64(1)
+    return v + (3.0 / 18014398509481984.0 if odd else 1.0 / 18014398509481984.0)
+
+
+@njit(cache=True, inline="always", fastmath=FASTMATH, error_model="numpy")
+def log_pos(x):
+    """Natural logarithm of a positive normal float64 (no libm call).
+
+    ``x = 2^e m`` with ``m`` in [sqrt(1/2), sqrt(2)), ``log m = 2 atanh(f)``,
+    ``f = (m - 1) / (m + 1)``, ``|f| <= 0.172``, by its series to ``f^17``
+    (truncation below 1e-16 relative).  The exponent goes through the bits
+    of ``2^52 + e + 1023``, not an integer-to-float conversion.
+    """
+    bits = _f64_to_bits(x)
+    e = _bits_to_f64((bits >> 52) | 0x4330000000000000) - 4503599627371519.0
+    m = _bits_to_f64((bits & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000)
+    big = m > _SQRT2
+    m = 0.5 * m if big else m
+    e = e + 1.0 if big else e
+    f = (m - 1.0) / (m + 1.0)
+    f2 = f * f
+    p = 1.0 / 17.0
+    p = p * f2 + 1.0 / 15.0
+    p = p * f2 + 1.0 / 13.0
+    p = p * f2 + 1.0 / 11.0
+    p = p * f2 + 1.0 / 9.0
+    p = p * f2 + 1.0 / 7.0
+    p = p * f2 + 1.0 / 5.0
+    p = p * f2 + 1.0 / 3.0
+    p = p * f2 + 1.0
+    return e * _LN2 + 2.0 * f * p
+
+
+@njit(cache=True, inline="always", fastmath=FASTMATH, error_model="numpy")
+def cos_sin_2pi(u):
+    """``(cos(2 pi u), sin(2 pi u))`` for ``u`` in [0, 1] (no libm call).
+
+    ``4u = q + g`` with ``q`` the nearest integer and ``|g| <= 1/2``: the
+    angle is ``q pi/2 + t``, ``|t| = |g| pi/2 <= pi/4``, where the Taylor
+    series of ``sin t`` to ``t^15`` and of ``cos t`` to ``t^16`` are exact
+    to below 1e-16; the quadrant ``q`` (0-4, as a float) swaps and negates
+    them.
+    """
+    s4 = 4.0 * u
+    q = np.floor(s4 + 0.5)
+    t = (s4 - q) * _HALF_PI
+    t2 = t * t
+    s = -1.0 / 1307674368000.0
+    s = s * t2 + 1.0 / 6227020800.0
+    s = s * t2 - 1.0 / 39916800.0
+    s = s * t2 + 1.0 / 362880.0
+    s = s * t2 - 1.0 / 5040.0
+    s = s * t2 + 1.0 / 120.0
+    s = s * t2 - 1.0 / 6.0
+    s = (s * t2) * t + t
+    c = 1.0 / 20922789888000.0
+    c = c * t2 - 1.0 / 87178291200.0
+    c = c * t2 + 1.0 / 479001600.0
+    c = c * t2 - 1.0 / 3628800.0
+    c = c * t2 + 1.0 / 40320.0
+    c = c * t2 - 1.0 / 720.0
+    c = c * t2 + 1.0 / 24.0
+    c = c * t2 - 0.5
+    c = c * t2 + 1.0
+    odd = (q == 1.0) | (q == 3.0)
+    x = s if odd else c
+    y = c if odd else s
+    x = -x if (q == 1.0) | (q == 2.0) else x
+    y = -y if (q == 2.0) | (q == 3.0) else y
+    return x, y
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+def lane_normals(rk, Z, n, keys, T):
+    """``Z[j, l]``, ``j < n``: the ``j``-th standard normal of stream ``rk[l]``.
+
+    ``Z`` has an even number of rows ``>= n`` (row ``n`` is written too
+    when ``n`` is odd: the pair's second normal).  ``keys`` (uint64) and
+    ``T`` (``(2, m)`` float64) are scratch of at least ``m = LANES *
+    ((n + 1) // 2)`` entries: the pairs of all lanes go through one flat
+    loop, which LLVM vectorizes.
+    """
+    npairs = (n + 1) // 2
+    m = LANES * npairs
+    for q in range(m):
+        l = q // npairs
+        keys[q] = rk[l] + np.uint64(2 * (q - l * npairs) + 1) * GOLDEN
+    T0 = T[0]
+    T1 = T[1]
+    for q in range(m):
+        c = keys[q]
+        h1 = mix(c)
+        h2 = mix(c + GOLDEN)
+        u1 = _unit(h1)
+        u2 = _unit(h2)
+        r = np.sqrt(-2.0 * log_pos(u1))
+        x, y = cos_sin_2pi(u2)
+        T0[q] = r * x
+        T1[q] = r * y
+    for l in range(LANES):
+        for p in range(npairs):
+            Z[2 * p, l] = T0[l * npairs + p]
+            Z[2 * p + 1, l] = T1[l * npairs + p]
+
+
+# ---------------------------------------------------------------------------
+# Whole-vector operations on 8 contiguous elements
+# ---------------------------------------------------------------------------
+# LLVM fully unrolls an 8-iteration loop before its vectorizers run, and
+# the SLP vectorizer then cannot reorder the loads of one lane past the
+# stores of the previous one without knowing that the views do not overlap
+# (Numba tells LLVM nothing about aliasing): the lane loops came out scalar.
+# These intrinsics load, compute and store whole ``<8 x T>`` vectors.
+# ``X`` and friends are C-contiguous float arrays (any number of
+# dimensions), ``ix`` a flat element offset.
+
+
+def _vector_ptr(context, builder, aty, ary, ity, idx):
+    a = context.make_array(aty)(context, builder, ary)
+    i = context.cast(builder, idx, ity, types.intp)
+    et = context.get_data_type(aty.dtype)
+    return builder.bitcast(builder.gep(a.data, [i]),
+                           ir.VectorType(et, LANES).as_pointer())
+
+
+def _float_arrays(*tys):
+    return all(isinstance(t, types.Array) and t.layout == "C"
+               and t.dtype in (types.float32, types.float64)
+               and t.dtype == tys[0].dtype for t in tys)
+
+
+def _vector_intrinsic(builder, name, vt, n_args):
+    """``llvm.<name>.v<N>f<bits>`` (llvmlite cannot name vector overloads)."""
+    bits = 64 if isinstance(vt.element, ir.DoubleType) else 32
+    fnty = ir.FunctionType(vt, [vt] * n_args)
+    return cgutils.get_or_insert_function(
+        builder.module, fnty, f"llvm.{name}.v{vt.count}f{bits}")
+
+
+def _fmuladd(builder, a, b, c):
+    return builder.call(_vector_intrinsic(builder, "fmuladd", a.type, 3), [a, b, c])
+
+
+@intrinsic
+def v_fnma(typingctx, X, ix, Y, iy, Z, iz):
+    """``X[ix:ix+8] -= Y[iy:iy+8] * Z[iz:iz+8]`` (flat offsets)."""
+    if not _float_arrays(X, Y, Z):
+        return None
+
+    def codegen(context, builder, sig, args):
+        t = sig.args
+        px = _vector_ptr(context, builder, t[0], args[0], t[1], args[1])
+        py = _vector_ptr(context, builder, t[2], args[2], t[3], args[3])
+        pz = _vector_ptr(context, builder, t[4], args[4], t[5], args[5])
+        al = t[0].dtype.bitwidth // 8
+        x = builder.load(px, align=al)
+        y = builder.load(py, align=al)
+        z = builder.load(pz, align=al)
+        builder.store(_fmuladd(builder, builder.fneg(y), z, x), px, align=al)
+        return context.get_dummy_value()
+    return types.void(X, ix, Y, iy, Z, iz), codegen
+
+
+@intrinsic
+def v_mul(typingctx, X, ix, Y, iy):
+    """``X[ix:ix+8] *= Y[iy:iy+8]`` (flat offsets)."""
+    if not _float_arrays(X, Y):
+        return None
+
+    def codegen(context, builder, sig, args):
+        t = sig.args
+        px = _vector_ptr(context, builder, t[0], args[0], t[1], args[1])
+        py = _vector_ptr(context, builder, t[2], args[2], t[3], args[3])
+        al = t[0].dtype.bitwidth // 8
+        x = builder.load(px, align=al)
+        y = builder.load(py, align=al)
+        builder.store(builder.fmul(x, y), px, align=al)
+        return context.get_dummy_value()
+    return types.void(X, ix, Y, iy), codegen
+
+
+@intrinsic
+def v_axpy4(typingctx, X, ix, Y, i0, i1, i2, i3, c0, c1, c2, c3):
+    """``X[ix:ix+8] += c0 Y[i0:i0+8] + c1 Y[i1:i1+8] + c2 Y[i2:i2+8] +
+    c3 Y[i3:i3+8]`` (flat offsets, the ``c`` scalars of ``X``'s dtype),
+    summed in that order."""
+    if not _float_arrays(X, Y) or not all(c == X.dtype for c in (c0, c1, c2, c3)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        t = sig.args
+        px = _vector_ptr(context, builder, t[0], args[0], t[1], args[1])
+        al = t[0].dtype.bitwidth // 8
+        acc = builder.load(px, align=al)
+        vt = acc.type
+        for q in range(4):
+            py = _vector_ptr(context, builder, t[2], args[2], t[3 + q], args[3 + q])
+            y = builder.load(py, align=al)
+            c = builder.insert_element(ir.Constant(vt, ir.Undefined), args[7 + q],
+                                       ir.IntType(32)(0))
+            c = builder.shuffle_vector(c, ir.Constant(vt, ir.Undefined),
+                                       ir.Constant(ir.VectorType(ir.IntType(32), LANES),
+                                                   [0] * LANES))
+            acc = _fmuladd(builder, c, y, acc)
+        builder.store(acc, px, align=al)
+        return context.get_dummy_value()
+    return types.void(X, ix, Y, i0, i1, i2, i3, c0, c1, c2, c3), codegen
+
+
+@intrinsic
+def v_dot(typingctx, X, ix, Y, iy):
+    """``sum(X[ix:ix+8] * Y[iy:iy+8])`` (flat offsets), in their dtype."""
+    if not _float_arrays(X, Y):
+        return None
+
+    def codegen(context, builder, sig, args):
+        t = sig.args
+        px = _vector_ptr(context, builder, t[0], args[0], t[1], args[1])
+        py = _vector_ptr(context, builder, t[2], args[2], t[3], args[3])
+        al = t[0].dtype.bitwidth // 8
+        p = builder.fmul(builder.load(px, align=al), builder.load(py, align=al))
+        n = LANES
+        while n > 1:  # pairwise halving: a fixed order of additions
+            n //= 2
+            lo = builder.shuffle_vector(p, p, ir.Constant(
+                ir.VectorType(ir.IntType(32), n), list(range(n))))
+            hi = builder.shuffle_vector(p, p, ir.Constant(
+                ir.VectorType(ir.IntType(32), n), list(range(n, 2 * n))))
+            p = builder.fadd(lo, hi)
+        return builder.extract_element(p, ir.IntType(32)(0))
+    return X.dtype(X, ix, Y, iy), codegen
+
+
+@intrinsic
+def v_root(typingctx, A, ia, R, ir_, bad):
+    """Cholesky pivots of 8 lanes: ``A[ia:ia+8] <- sqrt(A[ia:ia+8])`` and
+    ``R[ir:ir+8] <- 1 / that``; where a pivot is not > 0 (or NaN) it is
+    taken as 1 and ``bad[0:8]`` grows by 1."""
+    if not _float_arrays(A, R, bad) or A.dtype != types.float64:
+        return None
+
+    def codegen(context, builder, sig, args):
+        t = sig.args
+        pa = _vector_ptr(context, builder, t[0], args[0], t[1], args[1])
+        pr = _vector_ptr(context, builder, t[2], args[2], t[3], args[3])
+        pb = _vector_ptr(context, builder, t[4], args[4], types.intp,
+                         context.get_constant(types.intp, 0))
+        a = builder.load(pa, align=8)
+        vt = a.type
+        zero = ir.Constant(vt, [0.0] * LANES)
+        one = ir.Constant(vt, [1.0] * LANES)
+        ok = builder.fcmp_ordered(">", a, zero)
+        a = builder.select(ok, a, one)
+        r = builder.call(_vector_intrinsic(builder, "sqrt", vt, 1), [a])
+        builder.store(r, pa, align=8)
+        builder.store(builder.fdiv(one, r), pr, align=8)
+        b = builder.load(pb, align=8)
+        builder.store(builder.fadd(b, builder.select(ok, zero, one)), pb, align=8)
+        return context.get_dummy_value()
+    return types.void(A, ia, R, ir_, bad), codegen
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def lane_factor(A, w, dinv, bad):
+    """Cholesky ``A = U^T U`` of every lane's upper triangle, in place.
+
+    ``A`` is ``(w, w, LANES)`` float64; its upper triangle ``i <= j``
+    is read and overwritten by ``U``.  ``dinv[i, l] = 1 / U[i, i]``.
+    ``bad[l]`` (float64) grows where lane ``l``'s matrix is not numerically
+    positive definite (its ``U`` is then meaningless but finite).
+    """
+    L = LANES
+    for r in range(w):
+        rr = (r * w + r) * L
+        v_root(A, rr, dinv, r * L, bad)
+        for j in range(r + 1, w):
+            v_mul(A, (r * w + j) * L, dinv, r * L)
+        for i in range(r + 1, w):
+            ri = (r * w + i) * L
+            for j in range(i, w):
+                v_fnma(A, (i * w + j) * L, A, ri, A, (r * w + j) * L)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def lane_sample(A, dinv, b, Z, w):
+    """With ``A`` factored by :func:`lane_factor`: ``b <- A^{-1} b`` (the
+    mean) and ``Z <- U^{-1} Z`` (the noise, covariance ``A^{-1}``), per lane."""
+    L = LANES
+    for i in range(w):                    # U^T y = b, column sweeps
+        v_mul(b, i * L, dinv, i * L)
+        for j in range(i + 1, w):
+            v_fnma(b, j * L, b, i * L, A, (i * w + j) * L)
+    for i in range(w - 1, -1, -1):        # U x = y and U s = z, row dots
+        for j in range(i + 1, w):
+            a = (i * w + j) * L
+            v_fnma(b, i * L, A, a, b, j * L)
+            v_fnma(Z, i * L, A, a, Z, j * L)
+        v_mul(b, i * L, dinv, i * L)
+        v_mul(Z, i * L, dinv, i * L)
