@@ -104,12 +104,13 @@ def test_ml100k_equals_single_machine(client, ml100k, objective):
 
 @pytest.mark.parametrize("params", [
     dict(objective="dense"),
+    dict(objective="dense", weighted_regularization=True),
     dict(objective="explicit", use_bias=True, weighted_regularization=True,
          regularization_exponent=0.5),
     dict(objective="implicit", solver="cg", weighted_regularization=True,
          confidence="log"),
     dict(objective="explicit", nonnegative=True),
-], ids=["dense", "bias-wr", "implicit-cg", "nonnegative"])
+], ids=["dense", "dense-wr", "bias-wr", "implicit-cg", "nonnegative"])
 def test_every_option_equals_single_machine(client, params):
     # Local (scattered) input, three blocks per side on two workers.
     X = _synthetic(params["objective"] == "implicit", n=(150, 90, 2000))
@@ -179,23 +180,47 @@ def test_unreachable_scheduler():
             pass
 
 
-def test_worker_lost_mid_fit(client):
-    """A worker that dies mid-fit holding scattered blocks: one clear error."""
-    X = _synthetic(n=(150, 90, 2000))
+def _killer(client, at_epoch):
+    """A callback that kills a worker process at ``at_epoch``, and the worker."""
     victim = sorted(client.scheduler_info()["workers"])[1]
-
     pid = client.run(os.getpid, workers=[victim])[victim]
 
     def kill(epoch, loss, seconds):
-        if epoch == 2:
+        if epoch == at_epoch:
             os.kill(pid, signal.SIGKILL)
         return False
+    return kill, victim
 
+
+def test_worker_lost_mid_fit_restarts(client):
+    """A worker killed mid-fit: the fit restarts on the blocks rebuilt from
+    the client's copy, and gives the model of one machine."""
+    X = _synthetic(n=(150, 90, 2000))
+    kill, victim = _killer(client, 2)
+    one = FastALS(factors=4, iterations=4, random_state=0, dtype=np.float64).fit(X)
+    seen = []
+    two = FastALS(factors=4, iterations=4, random_state=0, dtype=np.float64,
+                  callback=lambda e, l, s: seen.append(e) or kill(e, l, s))
+    with pytest.warns(RuntimeWarning, match=f"worker {victim} was lost.*restarting"):
+        two.fit(X, client=client)
+    assert seen == [1, 2, 3, 4]  # each epoch reported once
+    assert two.cluster_stats_["restarts"] == 1
+    _assert_same(one, two)
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_worker_lost_mid_fit_error(client, monkeypatch):
+    """No restart left: one line naming the worker; the model is untouched."""
+    import fastals.distributed as fd
+    monkeypatch.setattr(fd, "RETRIES", 0)
+    X = _synthetic(n=(150, 90, 2000))
+    kill, victim = _killer(client, 2)
     model = FastALS(factors=4, iterations=30, random_state=0, callback=kill,
                     dtype=np.float64)
-    with pytest.raises(FastALSError, match="lost") as err:
+    with pytest.raises(FastALSError, match=f"Dask worker {victim} was lost mid-fit") as err:
         model.fit(X, client=client)
     assert "\n" not in str(err.value)
+    assert not hasattr(model, "user_factors")  # all or nothing
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it
 
 
@@ -244,15 +269,6 @@ def test_pandas_table_with_client_equals_single_machine(client):
     plain = FastALS(factors=8, iterations=3, dtype=np.float64, random_state=3,
                     regularization=0.1).fit(frame, columns=("userId", "movieId", "stars"))
     assert np.array_equal(plain.user_factors, one.user_factors)
-
-
-def test_dense_weighted_regularization_is_refused(client):
-    """One machine honours it exactly; the cluster's shared-inverse dense
-    half-step cannot, so it says so instead of ignoring the penalty."""
-    users, items, values = _synthetic(n=(60, 40, 500))
-    with pytest.raises(InputError, match="weighted_regularization"):
-        FastALS(objective="dense", weighted_regularization=True, factors=4,
-                iterations=1).fit((users, items, values), client=client)
 
 
 def test_connect_local_leaves_the_environment_as_it_was():
