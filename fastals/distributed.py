@@ -100,6 +100,21 @@ class _Cluster:
             kw.update(workers=[worker], allow_other_workers=True)
         return self.client.submit(fn, *args, **kw)
 
+    def place(self, data, workers):
+        """Scatter ``data[j]`` to ``workers[j]`` (one call per worker);
+        the futures, in order."""
+        out = [None] * len(data)
+        for w in dict.fromkeys(workers):
+            idx = [j for j, x in enumerate(workers) if x == w]
+            try:
+                got = self.client.scatter([data[j] for j in idx], workers=[w],
+                                          hash=False)
+            except Exception as exc:
+                raise self.failure(exc) from None
+            for j, f in zip(idx, got):
+                out[j] = f
+        return out
+
     def gather(self, futures):
         """``client.gather`` that fails fast, naming the worker, when a
         worker is lost and with it blocks of the fit (:attr:`held`): Dask
@@ -324,7 +339,7 @@ class _Run:
 def _train(model, cl, spec, parts, run):
     """One attempt at the fit, on the blocks ``parts`` (see :func:`_partition_local`)."""
     uraw, iraw, ub, ib, user_ids, item_ids, csr = parts
-    k, dtype, client = spec.k, spec.dtype, cl.client
+    k, dtype = spec.k, spec.dtype
     m, n = int(ub[-1]), int(ib[-1])
     stats = cl.gather([cl.submit(T._stats, r) for r in uraw])
     nnz = sum(s[0] for s in stats)
@@ -359,8 +374,17 @@ def _train(model, cl, spec, parts, run):
 
     need_u = needs(ublocks, uw, ib, iw)   # user block b <- item factor block c
     need_i = needs(iblocks, iw, ub, uw)   # item block c <- user factor block b
-    sizes_u = cl.gather([[cl.submit(len, f) for f in row] for row in need_u])
-    sizes_i = cl.gather([[cl.submit(len, f) for f in row] for row in need_i])
+    # The divergence guard of one machine (_guard.Watch): the same sampled
+    # entries (positions in the users' CSR), each checked on its item block.
+    pos = _guard.sample_positions(nnz)
+    starts = np.cumsum([0] + [s[0] for s in stats])
+    cuts = np.searchsorted(pos, starts)
+    sizes_u, sizes_i, sums, got = cl.gather([
+        [[cl.submit(len, f) for f in row] for row in need_u],
+        [[cl.submit(len, f) for f in row] for row in need_i],
+        [cl.submit(T._sums, b) for b in ublocks],
+        [cl.submit(T._sample, blk, pos[cuts[b]:cuts[b + 1]] - starts[b])
+         for b, blk in enumerate(ublocks)]])
     # From now on these stay in memory; one that does not was lost.
     cl.held = [(f, w, True) for f, w in zip(ublocks + iblocks, uw + iw)] + [
         (f, w, False) for need, wf in ((need_u, iw), (need_i, uw))
@@ -372,22 +396,11 @@ def _train(model, cl, spec, parts, run):
                    for b, s in enumerate(row) if iw[c] != uw[b])
     touched_rows = sum(map(sum, sizes_u)) + sum(map(sum, sizes_i))
 
-    # The divergence guard of one machine (_guard.Watch): the same sampled
-    # entries (positions in the users' CSR), each checked on its item block.
-    sums = cl.gather([cl.submit(T._sums, b) for b in ublocks])
-    pos = _guard.sample_positions(nnz)
-    starts = np.cumsum([0] + [s[0] for s in stats])
-    cuts = np.searchsorted(pos, starts)
-    got = cl.gather([cl.submit(T._sample, blk, pos[cuts[b]:cuts[b + 1]] - starts[b])
-                     for b, blk in enumerate(ublocks)])
     su, si, st, sc = (np.concatenate([g[j] for g in got]) for j in range(4))
     base, t_max = float(np.sum(sc * (st * st + 1.0))), float(np.abs(st).max(initial=0))
     where = np.searchsorted(ib, si, side="right") - 1
-    samples = []
-    for c, w in enumerate(iw):
-        sel = where == c
-        samples.append(client.scatter([(su[sel], si[sel] - ib[c], st[sel], sc[sel])],
-                                      workers=[w], hash=False)[0])
+    samples = [(su[where == c], si[where == c] - ib[c], st[where == c], sc[where == c])
+               for c in range(len(iw))]
 
     rng = np.random.default_rng(model.random_state)
     X0 = model._init_factors(m, spec.width, dtype, rng)
@@ -396,11 +409,11 @@ def _train(model, cl, spec, parts, run):
         X0[:, k] = 0
         Y0[:, k] = 0
     none = (None, 0)  # a factor block is (factors, solver report)
-    Xf = [client.scatter([(X0[ub[b]:ub[b + 1]], none)], workers=[w], hash=False)[0]
-          for b, w in enumerate(uw)]
-    Yf = [client.scatter([(Y0[ib[c]:ib[c + 1]], none)], workers=[w], hash=False)[0]
-          for c, w in enumerate(iw)]
-    del X0, Y0
+    got = cl.place([(X0[ub[b]:ub[b + 1]], none) for b in range(len(uw))]
+                   + [(Y0[ib[c]:ib[c + 1]], none) for c in range(len(iw))]
+                   + samples, uw + iw + iw)
+    Xf, Yf, samples = got[:len(uw)], got[len(uw):len(uw) + len(iw)], got[len(uw) + len(iw):]
+    del X0, Y0, got
 
     w0 = model._w0()
     lam = model.regularization
@@ -475,10 +488,10 @@ def _train(model, cl, spec, parts, run):
                 stop = True
         if stop:
             break
-    X = np.concatenate([f[0] for f in cl.gather(Xf)]) if Xf \
-        else np.zeros((0, spec.width), dtype)
-    Y = np.concatenate([f[0] for f in cl.gather(Yf)]) if Yf \
-        else np.zeros((0, spec.width), dtype)
+    Xg, Yg = cl.gather([Xf, Yf])
+    X = np.concatenate([f[0] for f in Xg]) if Xg else np.zeros((0, spec.width), dtype)
+    Y = np.concatenate([f[0] for f in Yg]) if Yg else np.zeros((0, spec.width), dtype)
+    del Xg, Yg
     cl.held = ()
     model._store(X, Y, k)
     if csr is not None:
@@ -523,17 +536,20 @@ def _partition_local(cl, csr, user_ids, item_ids, k, n_blocks):
     ib = _block_bounds(np.diff(csc.indptr), n, k, n_blocks)
     W = cl.workers
 
-    def scatter(mat, bounds):
+    def raw(mat, bounds):
         out = []
         for b in range(bounds.size - 1):
             s, e = int(bounds[b]), int(bounds[b + 1])
             p0, p1 = int(mat.indptr[s]), int(mat.indptr[e])
-            raw = T._RawBlock(s, mat.indptr[s:e + 1] - p0, mat.indices[p0:p1],
-                              mat.data[p0:p1])
-            out.append(cl.client.scatter(raw, workers=[W[b % len(W)]], hash=False))
+            out.append(T._RawBlock(s, mat.indptr[s:e + 1] - p0, mat.indices[p0:p1],
+                                   mat.data[p0:p1]))
         return out
 
-    return (scatter(csr, ub), scatter(csc, ib), ub, ib, user_ids, item_ids, csr)
+    blocks = cl.place(raw(csr, ub) + raw(csc, ib),
+                      [W[b % len(W)] for b in range(ub.size - 1)]
+                      + [W[c % len(W)] for c in range(ib.size - 1)])
+    del csc
+    return (blocks[:ub.size - 1], blocks[ub.size - 1:], ub, ib, user_ids, item_ids, csr)
 
 
 def _partition_dataframe(cl, X, columns, k, n_blocks, duplicates):
