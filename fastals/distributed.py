@@ -12,6 +12,9 @@ solved by the same kernel calls as :meth:`fastals.FastALS._half_step`, on
 its own CSR rows and the compact matrix of touched rows.  Factor blocks
 stay on the worker that solved them; only the final factors come back to
 the client, which then holds an ordinary fitted :class:`fastals.FastALS`.
+The tasks that run on the workers are in :mod:`fastals._dask_tasks`; this
+module drives them, restarts a fit that lost a worker (:data:`RETRIES`)
+and connects to clusters (:class:`connect`).
 
 Nothing here imports Dask at ``import fastals`` time; :func:`fit_on_cluster`
 imports ``dask.distributed`` when called (extra ``fastals[dask]``).
