@@ -64,7 +64,7 @@ def task_seconds(stream, n_epochs):
     by_name, solves = {}, []
     for t in stream:
         name = t["key"][0] if isinstance(t["key"], tuple) else t["key"]
-        name = name.rsplit("-", 1)[0]
+        name = name.split("-", 1)[0]  # "_solve-<uuid>": impure tasks
         for s in t["startstops"]:
             if s["action"] == "compute":
                 d = s["stop"] - s["start"]
