@@ -122,7 +122,8 @@ def main():
         # docs/distributed.md's closed form: every block touches every row
         # of the other side, blocks spread evenly over the W workers.
         W, bu, bi = st["workers"], st["user_blocks"], st["item_blocks"]
-        formula = model.user_factors.dtype.itemsize * a.factors * (W - 1) / W * (
+        w = a.factors + 1 if model.use_bias else a.factors  # solved width
+        formula = model.user_factors.dtype.itemsize * w * (W - 1) / W * (
             bu * n + bi * m)
         print(f"repeat {rep + 1}: per iteration single {single:.3f} s, cluster "
               f"{dask_s:.3f} s, ratio {dask_s / single:.2f}; whole fit {t_single:.1f} s "
