@@ -95,10 +95,14 @@ def check_monotone(model, dtype, epoch, zero_loss):
     raise NumericalError(f"training diverged: {what}; {_advice(model)}")
 
 
+def sample_positions(nnz):
+    """Positions, in the users' CSR order, of the sampled entries."""
+    return np.unique(np.linspace(0, max(nnz - 1, 0), min(nnz, SAMPLE)).astype(np.int64))
+
+
 def probe(side):
     """A fixed sample of observed entries: ``(rows, cols, target, conf, base)``."""
-    nnz = int(side.indptr[-1])
-    pos = np.unique(np.linspace(0, max(nnz - 1, 0), min(nnz, SAMPLE)).astype(np.int64))
+    pos = sample_positions(int(side.indptr[-1]))
     rows = np.searchsorted(side.indptr, pos, side="right") - 1
     cols = side.indices[pos]
     t = side.target[pos].astype(np.float64)
@@ -106,35 +110,50 @@ def probe(side):
     return rows, cols, t, c, float(np.sum(c * (t * t + 1.0)))
 
 
+def sample_error(model, Xr, Yr, t, c):
+    """Weighted squared error of sampled entries, given their factor rows
+    ``Xr`` (user side) and ``Yr`` (item side), targets ``t`` and weights ``c``."""
+    Yc = Yr.astype(np.float64)
+    offset = 0.0
+    if model.use_bias:  # as the solves see it: bias column 1, bias to offset
+        offset = Yc[:, -1].copy()
+        Yc[:, -1] = 1.0
+    pred = np.einsum("ij,ij->i", Xr.astype(np.float64), Yc) + offset
+    return float(np.sum(c * (t - pred) ** 2))
+
+
 def check_blowup(model, sample, X, Y, epoch):
     """Raise if the sampled training error shows factors that exploded."""
     rows, cols, t, c, base = sample
     if rows.size == 0:
         return
-    Yc = Y[cols].astype(np.float64)
-    offset = 0.0
-    if model.use_bias:  # as the solves see it: bias column 1, bias to offset
-        offset = Yc[:, -1].copy()
-        Yc[:, -1] = 1.0
-    pred = np.einsum("ij,ij->i", X[rows].astype(np.float64), Yc) + offset
-    err = float(np.sum(c * (t - pred) ** 2))
+    err = sample_error(model, X[rows], Y[cols], t, c)
+    norms = (_max_norm(X), _max_norm(Y)) if model.regularization == 0 else (0.0, 0.0)
+    judge_blowup(model, err, base, float(np.abs(t).max()), *norms,
+                 lambda: max(float(np.abs(X).max()), float(np.abs(Y).max())), epoch)
+
+
+def judge_blowup(model, err, base, t_max, norm_x, norm_y, entry_max, epoch):
+    """The decision of :func:`check_blowup` from its numbers: sampled error
+    ``err`` against ``base``, largest target ``t_max``, largest factor row
+    norms (used only with ``regularization=0``), and ``entry_max()`` the
+    largest factor entry (for the message)."""
     # Largest score the factors can produce, against the targets' scale:
     # exploding rows (often items with one or two ratings) show here even
     # when the sampled entries still fit.
     # (Only without regularization: with it the systems are definite and
     # the scale of X against Y is free, which makes this bound loose.)
-    reach = _max_norm(X) * _max_norm(Y) if model.regularization == 0 else 0.0
-    if not reach <= SCORE_BLOWUP * (float(np.abs(t).max()) + 1.0):
+    reach = norm_x * norm_y if model.regularization == 0 else 0.0
+    if not reach <= SCORE_BLOWUP * (t_max + 1.0):
         raise NumericalError(
             f"training diverged at epoch {epoch}: factor rows grew to norms "
-            f"{_max_norm(X):.3g} and {_max_norm(Y):.3g}, scores up to {reach:.3g} "
-            f"for targets of size {float(np.abs(t).max()):.3g}; {_advice(model)}")
+            f"{norm_x:.3g} and {norm_y:.3g}, scores up to {reach:.3g} "
+            f"for targets of size {t_max:.3g}; {_advice(model)}")
     if not err <= BLOWUP * base:
-        scale = max(float(np.abs(X).max()), float(np.abs(Y).max()))
         raise NumericalError(
             f"training diverged at epoch {epoch}: the error on the training "
             f"ratings is {err / base:.3g} times that of predicting 0 (factor "
-            f"entries up to {scale:.3g}); {_advice(model)}")
+            f"entries up to {entry_max():.3g}); {_advice(model)}")
 
 
 def dot64(a, b=None, c=None, block=1 << 20):

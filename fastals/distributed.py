@@ -12,6 +12,9 @@ solved by the same kernel calls as :meth:`fastals.FastALS._half_step`, on
 its own CSR rows and the compact matrix of touched rows.  Factor blocks
 stay on the worker that solved them; only the final factors come back to
 the client, which then holds an ordinary fitted :class:`fastals.FastALS`.
+The tasks that run on the workers are in :mod:`fastals._dask_tasks`; this
+module drives them, restarts a fit that lost a worker (:data:`RETRIES`)
+and connects to clusters (:class:`connect`).
 
 Nothing here imports Dask at ``import fastals`` time; :func:`fit_on_cluster`
 imports ``dask.distributed`` when called (extra ``fastals[dask]``).
@@ -30,296 +33,31 @@ between blocks on the same worker do not cross the network.
 import contextlib
 import os
 import time
+import warnings
 
 import numpy as np
 
-from . import kernels as K
-from .kernels.chunks import even_bounds, n_chunks, threads
-from ._input import _check_finite, combine_duplicates, encode_ids, \
-    resolve_duplicates, to_csr, transpose_csr
+from . import _dask_tasks as T, _guard
+from ._input import resolve_duplicates, to_csr, transpose_csr
 from .data.tables import from_table, is_table
 from .exceptions import FastALSError, InputError, NumericalError
 
 DEFAULT_COLUMNS = ("user", "item", "rating")
 
+#: Restarts of a fit after lost workers before it gives up.
+RETRIES = 2
 
-# ----------------------------------------------------------------- blocks
-class _RawBlock:
-    """Rows ``start:start + n_rows`` of one side, CSR with global column ids."""
-
-    def __init__(self, start, indptr, cols, values):
-        self.start = int(start)
-        self.indptr = np.ascontiguousarray(indptr, np.int64)
-        self.cols = np.ascontiguousarray(cols, np.int64)
-        self.values = np.ascontiguousarray(values, np.float64)
-
-    @property
-    def n_rows(self):
-        return self.indptr.size - 1
+#: Seconds a restart waits for the cluster to get its workers back (it goes
+#: on with fewer, if at least one is there).
+RESTART_WAIT = 30
 
 
-class _Block:
-    """A prepared block: kernel-ready CSR over the touched columns only.
+class WorkerLost(FastALSError):
+    """A worker holding blocks of the fit was lost."""
 
-    ``indices`` are positions in ``touched`` (the sorted global ids of the
-    other side's rows that the block's ratings reference), so the solver
-    runs on the compact matrix ``F[touched]`` instead of all of ``F``.
-    """
-
-
-class _Spec:
-    """What every task needs to know about the model (picklable, small)."""
-
-    def __init__(self, model, k, dtype):
-        params = {p: v for p, v in model.get_params().items() if p != "callback"}
-        self.model = type(model)(**params)
-        self.model.global_mean = 0.0
-        self.k = k
-        self.dtype = np.dtype(dtype)
-        self.width = k + 1 if model.use_bias else k
-        self.threads = int(model.num_threads)
-
-
-def _threads(spec):
-    """Numba threads for a task: ``num_threads``, else the worker's threads."""
-    n = spec.threads
-    if not n:
-        try:
-            from distributed import get_worker
-            n = int(get_worker().state.nthreads)
-        except Exception:  # not on a worker (tests calling tasks directly)
-            n = 0
-    return threads(n)
-
-
-def _prepare(raw, spec):
-    b = _Block()
-    b.start, b.n_rows = raw.start, raw.n_rows
-    b.indptr = raw.indptr
-    if raw.cols.size:
-        codes, b.touched = encode_ids(raw.cols, "columns")
-    else:
-        codes, b.touched = raw.cols, raw.cols
-    b.touched = np.ascontiguousarray(b.touched, np.int64)
-    b.indices = np.ascontiguousarray(codes, np.int32)
-    b.counts = np.diff(b.indptr)
-    m = spec.model
-    b.conf, b.target = m._conf_target(raw.values, spec.dtype)
-    b.solve_conf = m._row_conf(b.conf, b.counts)
-    b.bounds = K.chunk_bounds(b.indptr, spec.k, n_chunks(b.n_rows))
-    b.conf_sum = float(b.conf.sum(dtype=np.float64))
-    return b
-
-
-def _stats(raw):
-    v = raw.values
-    if not v.size:
-        return 0, 0.0, np.inf, -np.inf
-    return int(v.size), float(v.sum()), float(v.min()), float(v.max())
-
-
-def _need(block, lo, hi):
-    """Positions, in the factor block of rows ``lo:hi``, that ``block`` touches."""
-    t = block.touched
-    a, b = np.searchsorted(t, [lo, hi])
-    return np.ascontiguousarray(t[a:b] - lo)
-
-
-def _copy(a):
-    return np.array(a, copy=True)
-
-
-def _take(F, need):
-    return F[need]
-
-
-def _nbytes(a):
-    return a.nbytes
-
-
-def _block_of(block, name):
-    return getattr(block, name)
-
-
-# ------------------------------------------------------------- half-steps
-def _solve(block, slices, G, F_prev, spec):
-    """New factors of ``block``'s rows given the touched rows of the other side.
-
-    ``slices`` are the touched rows, one array per factor block of the other
-    side, in order; ``G`` is the other side's Gram matrix (implicit), the
-    inverse ``(G + lam I)^-1`` (dense), or None (explicit).  The kernel
-    calls are those of :meth:`fastals.FastALS._half_step`.
-    """
-    m, dtype = spec.model, spec.dtype
-    Y = np.concatenate(slices) if len(slices) != 1 else slices[0]
-    if Y.shape[0] == 0:  # rows without ratings only: any design gives zeros
-        Y = np.zeros((1, spec.width), dtype)
-    Y = np.ascontiguousarray(Y)
-    X = np.array(F_prev, dtype, copy=True, order="C")
-    lam = dtype.type(m.regularization)
-    D, offset = m._design(Y)
-    with _threads(spec):
-        if m.objective == "dense":
-            Z = K.right_multiply(D, G.astype(dtype), even_bounds(D.shape[0]))
-            K.sparse_times_dense(block.indptr, block.indices, block.target, Z, X,
-                                 block.bounds)
-        else:
-            w0 = m._w0()
-            Gd = (G if w0 else np.zeros((D.shape[1],) * 2)).astype(dtype)
-            args = (block.indptr, block.indices, block.solve_conf, block.target,
-                    offset, D, Gd, lam, bool(m.weighted_regularization),
-                    dtype.type(w0), X, block.bounds)
-            K.solve_rows(args, "nnls" if m.nonnegative else m.solver, m.cg_steps)
-    if not np.isfinite(X).all():
-        raise NumericalError(
-            "training diverged: a factor became NaN or infinite; raise "
-            "regularization, lower alpha, or use dtype=float64")
-    return X
-
-
-def _gram(F, spec):
-    with _threads(spec):
-        return K.gram(F, even_bounds(F.shape[0]))
-
-
-def _sum(*parts):
-    total = parts[0].copy()
-    for p in parts[1:]:  # fixed order
-        total += p
-    return total
-
-
-def _dense_inverse(G, spec):
-    A = G.copy()
-    A[np.diag_indices_from(A)] += spec.model.regularization
-    return K.spd_inverse(A)
-
-
-def _loss(block, slices, F, spec):
-    """Per-entry loss terms of ``block`` (rows ``F``, columns the slices)."""
-    m, dtype = spec.model, spec.dtype
-    Y = np.concatenate(slices) if len(slices) != 1 else slices[0]
-    if Y.shape[0] == 0:
-        Y = np.zeros((1, spec.width), dtype)
-    D, offset = m._design(np.ascontiguousarray(Y))
-    w0 = float(dtype.type(m._w0()))
-    solver = None if m.objective == "dense" or m.nonnegative else m.solver
-    with _threads(spec):
-        return float(K.loss_terms(block.indptr, block.indices, block.conf,
-                                  block.target, offset, F, D, w0, block.bounds,
-                                  solver))
-
-
-def _reg(block, F, spec):
-    m = spec.model
-    norms = np.einsum("ij,ij->i", F, F, dtype=np.float64)
-    if m.weighted_regularization:
-        norms = norms * block.counts ** float(m.regularization_exponent)
-    return float(norms.sum())
-
-
-# ------------------------------------------------------- dataframe input
-def _normalize_ids(raw, what):
-    """The id normalization of :func:`fastals._input.encode_ids`, plus a
-    check that an object column does not mix strings and numbers."""
-    if raw.dtype.kind == "O":
-        import pandas as pd
-        kind = pd.api.types.infer_dtype(raw, skipna=False)
-        if kind not in ("string", "empty"):
-            types = sorted({type(v).__name__ for v in raw[:100000]})
-            raise InputError(f"{what} mixes id types ({', '.join(types)}); use "
-                             "one type for every id (all integers or all strings)")
-        return raw.astype(str)
-    if raw.dtype.kind == "f":
-        _check_finite(raw, what)
-        if not np.all(raw == np.round(raw)):
-            pos = int(np.flatnonzero(raw != np.round(raw))[0])
-            raise InputError(f"{what} must be integers or strings; "
-                             f"position {pos} holds {raw[pos]!r}")
-        return raw.astype(np.int64)
-    if raw.dtype.kind == "b":
-        return raw.astype(np.int64)
-    if raw.dtype.kind not in "iuU":
-        raise InputError(f"{what} must hold integers or strings, got dtype {raw.dtype}")
-    return raw
-
-
-def _read_partition(df, columns):
-    ucol, icol, vcol = columns
-    users = _normalize_ids(np.asarray(df[ucol].to_numpy()), f"column {ucol!r}")
-    items = _normalize_ids(np.asarray(df[icol].to_numpy()), f"column {icol!r}")
-    try:
-        values = np.asarray(df[vcol].to_numpy(), dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputError(f"column {vcol!r} must be numeric") from None
-    _check_finite(values, f"column {vcol!r}")
-    return users, items, values
-
-
-def _uniques(part, j):
-    return np.unique(part[j])
-
-
-def _merge_uniques(what, *parts):
-    kinds = {p.dtype.kind for p in parts if p.size}
-    if len(kinds & {"U"}) and len(kinds - {"U"}):
-        raise InputError(f"{what} mixes id types across partitions (strings in "
-                         "some, integers in others); use one type for every id")
-    nonempty = [p for p in parts if p.size] or list(parts[:1])
-    return np.unique(np.concatenate(nonempty))
-
-
-def _encode(part, user_ids, item_ids):
-    users, items, values = part
-    return (np.searchsorted(user_ids, users), np.searchsorted(item_ids, items),
-            values)
-
-
-def _histogram(part, j, n, bins):
-    return np.bincount(part[j] * bins // max(n, 1), minlength=bins)
-
-
-def _split(part, j, bounds):
-    """Split triplets by block of column ``j``, keeping the input order."""
-    block = np.searchsorted(bounds, part[j], side="right") - 1
-    order = np.argsort(block, kind="stable")
-    cuts = np.searchsorted(block[order], np.arange(bounds.size))
-    out = []
-    for b in range(bounds.size - 1):
-        sel = order[cuts[b]:cuts[b + 1]]
-        out.append(tuple(a[sel] for a in part))
-    return out
-
-
-def _getitem(seq, i):
-    return seq[i]
-
-
-def _user_block(start, stop, n_items, policy, *pieces):
-    """Concatenate one user block's pieces (in partition order) and combine
-    duplicate pairs as :func:`fastals._input.to_csr` does."""
-    rows = np.concatenate([p[0] for p in pieces])
-    cols = np.concatenate([p[1] for p in pieces])
-    vals = np.concatenate([p[2] for p in pieces])
-    r, c, v = combine_duplicates(rows, cols, vals, n_items, policy)
-    indptr = np.zeros(stop - start + 1, np.int64)
-    np.cumsum(np.bincount(r - start, minlength=stop - start), out=indptr[1:])
-    return _RawBlock(start, indptr, c, v)
-
-
-def _transpose_pieces(raw, bounds):
-    rows = np.repeat(np.arange(raw.start, raw.start + raw.n_rows), np.diff(raw.indptr))
-    return _split((raw.cols, rows, raw.values), 0, bounds)
-
-
-def _item_block(start, stop, n_users, *pieces):
-    items = np.concatenate([p[0] for p in pieces])
-    users = np.concatenate([p[1] for p in pieces])
-    vals = np.concatenate([p[2] for p in pieces])
-    order = np.argsort(items * np.int64(n_users) + users, kind="stable")
-    indptr = np.zeros(stop - start + 1, np.int64)
-    np.cumsum(np.bincount(items - start, minlength=stop - start), out=indptr[1:])
-    return _RawBlock(start, indptr, users[order], vals[order])
+    def __init__(self, worker):
+        super().__init__(f"Dask worker {worker} was lost mid-fit")
+        self.worker = worker
 
 
 # ----------------------------------------------------------------- driver
@@ -360,10 +98,31 @@ class _Cluster:
         self.threads = sum(int(w.get("nthreads", 1)) for w in info["workers"].values())
 
     def submit(self, fn, *args, worker=None):
+        """``client.submit``, pinned to ``worker`` when given.  Pinned
+        strictly: with ``allow_other_workers`` Dask's work stealing moves
+        tasks of a busy worker to the other one, and with them the blocks
+        and factor rows they read (measured at 20M: 10 MB more per
+        iteration, and slower).  A lost worker is handled by the restart
+        (:func:`fit_on_cluster`), not by running its tasks elsewhere."""
         kw = {"pure": False}
         if worker is not None:
-            kw.update(workers=[worker], allow_other_workers=True)
+            kw.update(workers=[worker], allow_other_workers=False)
         return self.client.submit(fn, *args, **kw)
+
+    def place(self, data, workers):
+        """Scatter ``data[j]`` to ``workers[j]`` (one call per worker);
+        the futures, in order."""
+        out = [None] * len(data)
+        for w in dict.fromkeys(workers):
+            idx = [j for j, x in enumerate(workers) if x == w]
+            try:
+                got = self.client.scatter([data[j] for j in idx], workers=[w],
+                                          hash=False)
+            except Exception as exc:
+                raise self.failure(exc) from None
+            for j, f in zip(idx, got):
+                out[j] = f
+        return out
 
     def gather(self, futures):
         """``client.gather`` that fails fast, naming the worker, when a
@@ -404,9 +163,7 @@ class _Cluster:
         if len(text) > 160:
             text = text[:157] + "..."
         if "lost" in text.lower() or "Cancelled" in name:
-            return FastALSError(
-                f"Dask worker {self._lost_worker()} was lost mid-fit and its data could not be "
-                f"recomputed ({name}: {text or 'cancelled'}); restart the fit")
+            return WorkerLost(self._lost_worker())
         if isinstance(exc, (OSError, TimeoutError)) or name == "CommClosedError":
             return FastALSError(f"lost the connection to the Dask scheduler "
                                 f"({name}: {text})")
@@ -416,9 +173,21 @@ class _Cluster:
 
     def _check_held(self):
         if any(f.status != "finished" for f, _, _ in self.held):
-            raise FastALSError(
-                f"Dask worker {self._lost_worker()} was lost mid-fit with blocks "
-                "of the ratings it held; restart the fit (docs/distributed.md)")
+            raise WorkerLost(self._lost_worker())
+
+    def rejoin(self, lost):
+        """After losing ``lost``: wait (up to :data:`RESTART_WAIT` s) for the
+        cluster to get back to its number of workers, then use the workers
+        it has."""
+        try:
+            self.client.wait_for_workers(len(self.workers), timeout=RESTART_WAIT)
+        except Exception:  # a timeout: go on with the workers there are
+            pass
+        alive = sorted(self._alive())
+        if not alive:
+            raise FastALSError(f"Dask worker {lost} was lost mid-fit and no "
+                               f"worker was left after {RESTART_WAIT} s")
+        self.workers = alive
 
     def _lost_worker(self):
         """The worker(s) whose blocks no worker holds any more."""
@@ -477,16 +246,21 @@ def fit_on_cluster(model, X, client, show_progress=False, columns=None,
     Returns
     -------
     model, fitted; ``model.cluster_stats_`` records the blocks, the number of
-    bytes of factor rows shipped between workers per iteration and the
-    seconds per iteration.
+    bytes of factor rows shipped between workers per iteration, the
+    seconds per iteration and the restarts after lost workers.
+
+    Notes
+    -----
+    A worker lost mid-fit takes blocks of the ratings and factors with it.
+    The fit then restarts from the first epoch (the same model: blocks and
+    starting factors do not depend on the workers), up to :data:`RETRIES`
+    times, rebuilding the blocks from the client's copy of the input or
+    from the dataframe's graph; ``callback`` and the progress bar see each
+    epoch once.  After that, or when no worker comes back within
+    :data:`RESTART_WAIT` seconds, a :class:`~fastals.exceptions.FastALSError`
+    names the lost worker.  Like :meth:`FastALS.fit`, all or nothing.
     """
     k, dtype = model._validated()
-    if model.objective == "dense" and model.weighted_regularization:
-        # One machine solves it exactly (_dense_wr); the cluster's shared
-        # (G + lam I)^-1 would ignore the per-row penalty.
-        raise InputError("the dense objective with weighted_regularization "
-                         "is not available on a cluster yet; train it without "
-                         "client= or set weighted_regularization=False")
     cl = _Cluster(client)
     implicit = model.objective == "implicit"
     if blocks is None:
@@ -494,23 +268,89 @@ def fit_on_cluster(model, X, client, show_progress=False, columns=None,
     if isinstance(blocks, bool) or not isinstance(blocks, (int, np.integer)) \
             or blocks < 1:
         raise InputError(f"blocks must be a positive integer, got {blocks!r}")
-    spec = _Spec(model, k, dtype)
+    spec = T._Spec(model, k, dtype)
     if _dask_dataframe(X):
         columns = tuple(columns) if columns is not None else DEFAULT_COLUMNS
         if len(columns) != 3:
             raise InputError("columns must name three columns: user, item, value")
-        uraw, iraw, ub, ib, user_ids, item_ids, csr = _partition_dataframe(
-            cl, X, columns, k, int(blocks),
-            resolve_duplicates(model.duplicates, implicit))
+        policy = resolve_duplicates(model.duplicates, implicit)
+
+        def build():
+            return _partition_dataframe(cl, X, columns, k, int(blocks), policy)
     else:
         if is_table(X):
             X = from_table(X, columns)
         elif columns is not None:
             raise InputError("columns= only applies to a DataFrame or pyarrow Table")
-        uraw, iraw, ub, ib, user_ids, item_ids, csr = _partition_local(
-            cl, X, k, int(blocks), model.duplicates, implicit)
+        local = to_csr(X, model.duplicates, implicit=implicit)
+
+        def build():
+            return _partition_local(cl, *local, k, int(blocks))
+    saved = dict(model.__dict__)
+    run = _Run(model, show_progress)
+    try:
+        while True:
+            try:
+                _train(model, cl, spec, build(), run)
+                break
+            except WorkerLost as exc:
+                cl.held = ()
+                if run.restarts >= RETRIES:
+                    again = f" (after {run.restarts} restart(s))" if run.restarts else ""
+                    raise FastALSError(
+                        f"Dask worker {exc.worker} was lost mid-fit{again} with "
+                        "blocks of the ratings it held; restart the fit "
+                        "(docs/distributed.md)") from None
+                run.restarts += 1
+                warnings.warn(f"Dask worker {exc.worker} was lost mid-fit; "
+                              f"restarting the fit from epoch 1 (restart "
+                              f"{run.restarts} of at most {RETRIES})",
+                              RuntimeWarning, stacklevel=3)
+                cl.rejoin(exc.worker)
+    except BaseException:
+        model.__dict__.clear()
+        model.__dict__.update(saved)
+        raise
+    finally:
+        cl.held = ()
+        run.close()
+    return model
+
+
+class _Run:
+    """What a restart must not repeat: the callback and progress of the
+    epochs already reported."""
+
+    def __init__(self, model, show_progress):
+        self.model, self.reported, self.restarts = model, 0, 0
+        self.t0 = time.perf_counter()
+        self.bar = None
+        if show_progress:
+            from ._progress import progress_bar
+            self.bar = progress_bar(model.iterations, unit="epoch")
+
+    def epoch(self, epoch, loss):
+        """Report ``epoch`` (1-based) unless done before; True: stop."""
+        if epoch <= self.reported:
+            return False
+        self.reported = epoch
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.6f}")
+        cb = self.model.callback
+        return bool(cb(epoch, loss, time.perf_counter() - self.t0)) if cb else False
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _train(model, cl, spec, parts, run):
+    """One attempt at the fit, on the blocks ``parts`` (see :func:`_partition_local`)."""
+    uraw, iraw, ub, ib, user_ids, item_ids, csr = parts
+    k, dtype = spec.k, spec.dtype
     m, n = int(ub[-1]), int(ib[-1])
-    stats = cl.gather([cl.submit(_stats, r) for r in uraw])
+    stats = cl.gather([cl.submit(T._stats, r) for r in uraw])
     nnz = sum(s[0] for s in stats)
     if nnz == 0:
         raise InputError("no ratings: the input is empty")
@@ -524,8 +364,8 @@ def fit_on_cluster(model, X, client, show_progress=False, columns=None,
     spec.model.global_mean = model.global_mean
     uw = [cl.workers[b % len(cl.workers)] for b in range(len(ub) - 1)]
     iw = [cl.workers[c % len(cl.workers)] for c in range(len(ib) - 1)]
-    ublocks = [cl.submit(_prepare, r, spec, worker=w) for r, w in zip(uraw, uw)]
-    iblocks = [cl.submit(_prepare, r, spec, worker=w) for r, w in zip(iraw, iw)]
+    ublocks = [cl.submit(T._prepare, r, spec, worker=w) for r, w in zip(uraw, uw)]
+    iblocks = [cl.submit(T._prepare, r, spec, worker=w) for r, w in zip(iraw, iw)]
     del uraw, iraw
 
     # Each block is told once which rows of each factor block it needs; the
@@ -535,16 +375,25 @@ def fit_on_cluster(model, X, client, show_progress=False, columns=None,
         for blk, w in zip(blocks_, wb):
             row = []
             for c in range(bounds.size - 1):
-                here = cl.submit(_need, blk, int(bounds[c]), int(bounds[c + 1]),
+                here = cl.submit(T._need, blk, int(bounds[c]), int(bounds[c + 1]),
                                  worker=w)
-                row.append(cl.submit(_copy, here, worker=wf[c]))
+                row.append(cl.submit(T._copy, here, worker=wf[c]))
             out.append(row)
         return out
 
     need_u = needs(ublocks, uw, ib, iw)   # user block b <- item factor block c
     need_i = needs(iblocks, iw, ub, uw)   # item block c <- user factor block b
-    sizes_u = cl.gather([[cl.submit(len, f) for f in row] for row in need_u])
-    sizes_i = cl.gather([[cl.submit(len, f) for f in row] for row in need_i])
+    # The divergence guard of one machine (_guard.Watch): the same sampled
+    # entries (positions in the users' CSR), each checked on its item block.
+    pos = _guard.sample_positions(nnz)
+    starts = np.cumsum([0] + [s[0] for s in stats])
+    cuts = np.searchsorted(pos, starts)
+    sizes_u, sizes_i, sums, got = cl.gather([
+        [[cl.submit(len, f) for f in row] for row in need_u],
+        [[cl.submit(len, f) for f in row] for row in need_i],
+        [cl.submit(T._sums, b) for b in ublocks],
+        [cl.submit(T._sample, blk, pos[cuts[b]:cuts[b + 1]] - starts[b])
+         for b, blk in enumerate(ublocks)]])
     # From now on these stay in memory; one that does not was lost.
     cl.held = [(f, w, True) for f, w in zip(ublocks + iblocks, uw + iw)] + [
         (f, w, False) for need, wf in ((need_u, iw), (need_i, uw))
@@ -556,96 +405,103 @@ def fit_on_cluster(model, X, client, show_progress=False, columns=None,
                    for b, s in enumerate(row) if iw[c] != uw[b])
     touched_rows = sum(map(sum, sizes_u)) + sum(map(sum, sizes_i))
 
+    su, si, st, sc = (np.concatenate([g[j] for g in got]) for j in range(4))
+    base, t_max = float(np.sum(sc * (st * st + 1.0))), float(np.abs(st).max(initial=0))
+    where = np.searchsorted(ib, si, side="right") - 1
+    samples = [(su[where == c], si[where == c] - ib[c], st[where == c], sc[where == c])
+               for c in range(len(iw))]
+
     rng = np.random.default_rng(model.random_state)
     X0 = model._init_factors(m, spec.width, dtype, rng)
     Y0 = model._init_factors(n, spec.width, dtype, rng)
     if model.use_bias:
         X0[:, k] = 0
         Y0[:, k] = 0
-    Xf = [client.scatter(X0[ub[b]:ub[b + 1]], workers=[w])
-          for b, w in enumerate(uw)]
-    Yf = [client.scatter(Y0[ib[c]:ib[c + 1]], workers=[w])
-          for c, w in enumerate(iw)]
-    del X0, Y0
+    none = (None, 0)  # a factor block is (factors, solver report)
+    got = cl.place([(X0[ub[b]:ub[b + 1]], none) for b in range(len(uw))]
+                   + [(Y0[ib[c]:ib[c + 1]], none) for c in range(len(iw))]
+                   + samples, uw + iw + iw)
+    Xf, Yf, samples = got[:len(uw)], got[len(uw):len(uw) + len(iw)], got[len(uw) + len(iw):]
+    del X0, Y0, got
 
     w0 = model._w0()
-    if model.objective == "implicit":
-        conf_sum = sum(cl.gather([cl.submit(_block_of, b, "conf_sum")
-                                  for b in ublocks]))
-    def half(blocks_, wb, need, F_other, wf, G, F_prev):
-        if model.objective == "dense":
-            G = cl.submit(_dense_inverse, G, spec)
-        slices = [[cl.submit(_take, F_other[c], need[b][c], worker=wf[c])
-                   for c in range(len(F_other))] for b in range(len(blocks_))]
-        new = [cl.submit(_solve, blk, slices[b], G, F_prev[b], spec, worker=wb[b])
-               for b, blk in enumerate(blocks_)]
-        return new, slices
-
-    model.loss_history = []
-    model.objective_history = []
-    GY = cl.submit(_sum, *[cl.submit(_gram, f, spec, worker=w)
-                           for f, w in zip(Yf, iw)]) if w0 else None
-    bar = None
-    if show_progress:
-        try:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=model.iterations, unit="epoch")
-        except ImportError:
-            bar = None
     lam = model.regularization
     if model.objective == "explicit":
         norm = float(nnz)
     elif model.objective == "dense":
         norm = float(m) * n
     else:
-        norm = conf_sum + model.unobserved_weight * (float(m) * n - nnz)
+        norm = sum(s[0] for s in sums) + model.unobserved_weight * (float(m) * n - nnz)
     norm = max(norm, 1e-300)
-    t0 = time.perf_counter()
+    zero_loss = sum(s[1] for s in sums) / norm
+    shared = "inverse" if model.objective == "dense" and not \
+        model.weighted_regularization else "gram"
+
+    def gram(F, wf):
+        return cl.submit(T._sum, *[cl.submit(T._gram, f, spec, worker=w)
+                                   for f, w in zip(F, wf)]) if w0 else None
+
+    def half(blocks_, wb, need, F_other, wf, G, F_prev):
+        if shared == "inverse" and G is not None:
+            G = cl.submit(T._dense_inverse, G, spec)
+        slices = [[cl.submit(T._take, F_other[c], need[b][c], worker=wf[c])
+                   for c in range(len(F_other))] for b in range(len(blocks_))]
+        new = [cl.submit(T._solve, blk, slices[b], G, F_prev[b], spec, worker=wb[b])
+               for b, blk in enumerate(blocks_)]
+        return new, slices
+
+    model.loss_history = []
+    model.objective_history = []
+    counts = {"epochs": 0, "ridge_fallback_rows": 0, "nnls_capped_rows": 0}
+    want_loss = bool(model.calculate_training_loss or model.tol is not None)
+    GY = gram(Yf, iw)
     epoch_seconds = []
     for epoch in range(model.iterations):
         te = time.perf_counter()
         Xf, _ = half(ublocks, uw, need_u, Yf, iw, GY, Xf)
-        GX = cl.submit(_sum, *[cl.submit(_gram, f, spec, worker=w)
-                               for f, w in zip(Xf, uw)]) if w0 else None
+        GX = gram(Xf, uw)
         Yf, xslices = half(iblocks, iw, need_i, Xf, uw, GX, Yf)
-        GY = cl.submit(_sum, *[cl.submit(_gram, f, spec, worker=w)
-                               for f, w in zip(Yf, iw)]) if w0 else None
+        GY = gram(Yf, iw)
+        iterms = [cl.submit(T._item_terms, blk, xslices[c], Yf[c], samples[c], spec,
+                            want_loss, worker=iw[c]) for c, blk in enumerate(iblocks)]
+        uterms = [cl.submit(T._user_terms, blk, f, spec, worker=w)
+                  for blk, f, w in zip(ublocks, Xf, uw)]
+        got = cl.gather(iterms + uterms + ([GX, GY] if w0 and want_loss else []))
+        del xslices
+        it, ut = got[:len(iterms)], got[len(iterms):len(iterms) + len(uterms)]
+        counts["epochs"] += 1
+        for g in it + ut:
+            if g[-1][0] is not None:
+                counts[g[-1][0]] += int(g[-1][1])
+        if su.size:
+            _guard.judge_blowup(
+                model, sum(g[1] for g in it), base, t_max,
+                float(np.sqrt(max(g[1] for g in ut))),
+                float(np.sqrt(max(g[3] for g in it))),
+                lambda: max(g[-2] for g in it + ut), epoch + 1)
         loss = float("nan")
-        if model.calculate_training_loss or model.tol is not None:
-            errs = [cl.submit(_loss, blk, xslices[c], Yf[c], spec, worker=iw[c])
-                    for c, blk in enumerate(iblocks)]
-            regs = [cl.submit(_reg, blk, f, spec, worker=w)
-                    for blk, f, w in zip(ublocks, Xf, uw)]
-            regs += [cl.submit(_reg, blk, f, spec, worker=w)
-                     for blk, f, w in zip(iblocks, Yf, iw)]
-            got = cl.gather(errs + regs + ([GX, GY] if w0 else []))
-            err = sum(got[:len(errs)])
-            reg = lam * sum(got[len(errs):len(errs) + len(regs)])
+        if want_loss:
+            err = sum(g[0] for g in it)
+            reg = lam * (sum(g[2] for g in it) + sum(g[0] for g in ut))
             if w0:
                 err += w0 * float(np.sum(got[-2] * got[-1]))
             loss = float(err / norm)
             model.loss_history.append(loss)
             model.objective_history.append(float((err + reg) / norm))
-        else:
-            cl.gather([cl.submit(_nbytes, f) for f in Yf + Xf])
-        del xslices
+            _guard.check_monotone(model, dtype, epoch + 1, zero_loss)
         epoch_seconds.append(time.perf_counter() - te)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.6f}")
-        stop = False
-        if model.callback is not None:
-            stop = bool(model.callback(epoch + 1, loss, time.perf_counter() - t0))
+        stop = run.epoch(epoch + 1, loss)
         if model.tol is not None and len(model.objective_history) > 1:
             prev, cur = model.objective_history[-2:]
             if abs(prev - cur) <= model.tol * abs(prev):
                 stop = True
         if stop:
             break
-    if bar is not None:
-        bar.close()
-    X = np.concatenate(cl.gather(Xf)) if Xf else np.zeros((0, spec.width), dtype)
-    Y = np.concatenate(cl.gather(Yf)) if Yf else np.zeros((0, spec.width), dtype)
+    Xg, Yg = cl.gather([Xf, Yf])
+    X = np.concatenate([f[0] for f in Xg]) if Xg else np.zeros((0, spec.width), dtype)
+    Y = np.concatenate([f[0] for f in Yg]) if Yg else np.zeros((0, spec.width), dtype)
+    del Xg, Yg
+    cl.held = ()
     model._store(X, Y, k)
     if csr is not None:
         model._remember_training(csr)
@@ -653,6 +509,8 @@ def fit_on_cluster(model, X, client, show_progress=False, columns=None,
         model._user_items = None
         model._rating_range = (lo, hi)
         model._recommend_cache = {}
+    model.solver_report = counts
+    _guard.warn_solver_counts(model, counts, _Counts(ublocks, cl), _Counts(iblocks, cl))
     model.cluster_stats_ = {
         "workers": len(cl.workers), "user_blocks": len(ub) - 1,
         "item_blocks": len(ib) - 1, "touched_rows": int(touched_rows),
@@ -661,30 +519,46 @@ def fit_on_cluster(model, X, client, show_progress=False, columns=None,
         "bytes_per_iteration": int(shipped + ((2 * (len(ub) + len(ib) - 2) + 2)
                                               * k * k * 8 if w0 else 0)),
         "seconds_per_iteration": epoch_seconds,
+        "restarts": run.restarts,
     }
-    return model
 
 
-def _partition_local(cl, X, k, n_blocks, duplicates, implicit):
-    """Canonicalize on the client as ``fit`` does, scatter the blocks."""
-    csr, user_ids, item_ids = to_csr(X, duplicates, implicit=implicit)
+class _Counts:
+    """``side.counts`` for :func:`_guard.warn_solver_counts`, fetched only
+    when it asks (ridge fallbacks with weighted regularization)."""
+
+    def __init__(self, blocks, cl):
+        self.blocks, self.cl = blocks, cl
+
+    @property
+    def counts(self):
+        got = self.cl.gather([self.cl.submit(T._block_of, b, "counts")
+                              for b in self.blocks])
+        return np.concatenate(got) if got else np.zeros(0, np.int64)
+
+
+def _partition_local(cl, csr, user_ids, item_ids, k, n_blocks):
+    """Scatter the blocks of the client's canonical CSR (see ``to_csr``)."""
     csc = transpose_csr(csr)
     m, n = csr.shape
     ub = _block_bounds(np.diff(csr.indptr), m, k, n_blocks)
     ib = _block_bounds(np.diff(csc.indptr), n, k, n_blocks)
     W = cl.workers
 
-    def scatter(mat, bounds):
+    def raw(mat, bounds):
         out = []
         for b in range(bounds.size - 1):
             s, e = int(bounds[b]), int(bounds[b + 1])
             p0, p1 = int(mat.indptr[s]), int(mat.indptr[e])
-            raw = _RawBlock(s, mat.indptr[s:e + 1] - p0, mat.indices[p0:p1],
-                            mat.data[p0:p1])
-            out.append(cl.client.scatter(raw, workers=[W[b % len(W)]]))
+            out.append(T._RawBlock(s, mat.indptr[s:e + 1] - p0, mat.indices[p0:p1],
+                                   mat.data[p0:p1]))
         return out
 
-    return (scatter(csr, ub), scatter(csc, ib), ub, ib, user_ids, item_ids, csr)
+    blocks = cl.place(raw(csr, ub) + raw(csc, ib),
+                      [W[b % len(W)] for b in range(ub.size - 1)]
+                      + [W[c % len(W)] for c in range(ib.size - 1)])
+    del csc
+    return (blocks[:ub.size - 1], blocks[ub.size - 1:], ub, ib, user_ids, item_ids, csr)
 
 
 def _partition_dataframe(cl, X, columns, k, n_blocks, duplicates):
@@ -695,38 +569,38 @@ def _partition_dataframe(cl, X, columns, k, n_blocks, duplicates):
                          f" (columns: {', '.join(map(str, X.columns))}); pass "
                          "columns=(user, item, value)")
     frames = cl.client.compute(X[list(columns)].to_delayed())
-    parts = [cl.submit(_read_partition, f, columns) for f in frames]
+    parts = [cl.submit(T._read_partition, f, columns) for f in frames]
     del frames
-    uu = cl.submit(_merge_uniques, f"column {columns[0]!r}",
-                   *[cl.submit(_uniques, p, 0) for p in parts])
-    iu = cl.submit(_merge_uniques, f"column {columns[1]!r}",
-                   *[cl.submit(_uniques, p, 1) for p in parts])
+    uu = cl.submit(T._merge_uniques, f"column {columns[0]!r}",
+                   *[cl.submit(T._uniques, p, 0) for p in parts])
+    iu = cl.submit(T._merge_uniques, f"column {columns[1]!r}",
+                   *[cl.submit(T._uniques, p, 1) for p in parts])
     user_ids, item_ids = cl.gather([uu, iu])
     m, n = user_ids.size, item_ids.size
     if m == 0 or n == 0:
         raise InputError("no ratings: the dataframe is empty")
-    codes = [cl.submit(_encode, p, uu, iu) for p in parts]
+    codes = [cl.submit(T._encode, p, uu, iu) for p in parts]
     del parts
     bins_u, bins_i = min(m, 1 << 16), min(n, 1 << 16)
-    hu = cl.submit(_sum, *[cl.submit(_histogram, c, 0, m, bins_u) for c in codes])
-    hi = cl.submit(_sum, *[cl.submit(_histogram, c, 1, n, bins_i) for c in codes])
+    hu = cl.submit(T._sum, *[cl.submit(T._histogram, c, 0, m, bins_u) for c in codes])
+    hi = cl.submit(T._sum, *[cl.submit(T._histogram, c, 1, n, bins_i) for c in codes])
     hu, hi = cl.gather([hu, hi])
     ub = _block_bounds(hu, m, k, n_blocks)
     ib = _block_bounds(hi, n, k, n_blocks)
     W = cl.workers
-    splits = [cl.submit(_split, c, 0, ub) for c in codes]
+    splits = [cl.submit(T._split, c, 0, ub) for c in codes]
     del codes
     uraw = []
     for b in range(ub.size - 1):
-        pieces = [cl.submit(_getitem, s, b) for s in splits]
-        uraw.append(cl.submit(_user_block, int(ub[b]), int(ub[b + 1]), n,
+        pieces = [cl.submit(T._getitem, s, b) for s in splits]
+        uraw.append(cl.submit(T._user_block, int(ub[b]), int(ub[b + 1]), n,
                               duplicates, *pieces, worker=W[b % len(W)]))
     del splits
-    tsplits = [cl.submit(_transpose_pieces, r, ib) for r in uraw]
+    tsplits = [cl.submit(T._transpose_pieces, r, ib) for r in uraw]
     iraw = []
     for c in range(ib.size - 1):
-        pieces = [cl.submit(_getitem, s, c) for s in tsplits]
-        iraw.append(cl.submit(_item_block, int(ib[c]), int(ib[c + 1]), m,
+        pieces = [cl.submit(T._getitem, s, c) for s in tsplits]
+        iraw.append(cl.submit(T._item_block, int(ib[c]), int(ib[c + 1]), m,
                               *pieces, worker=W[c % len(W)]))
     return uraw, iraw, ub, ib, user_ids, item_ids, None
 

@@ -62,6 +62,7 @@ def _assert_same(one, two):
     assert np.abs(one.user_biases - two.user_biases).max() <= TOL
     assert np.abs(one.item_biases - two.item_biases).max() <= TOL
     assert one.global_mean == pytest.approx(two.global_mean, rel=1e-12)
+    assert one.solver_report == two.solver_report
     np.testing.assert_allclose(two.loss_history, one.loss_history, rtol=1e-6)
     np.testing.assert_allclose(two.objective_history, one.objective_history,
                                rtol=1e-6)
@@ -104,19 +105,60 @@ def test_ml100k_equals_single_machine(client, ml100k, objective):
 
 @pytest.mark.parametrize("params", [
     dict(objective="dense"),
-    dict(objective="explicit", use_bias=True, weighted_regularization=True,
-         regularization_exponent=0.5),
-    dict(objective="implicit", solver="cg", weighted_regularization=True,
+    dict(objective="dense", weighted_regularization=True),
+    dict(objective="explicit", solver="cg", use_bias=True,
+         weighted_regularization=True, regularization_exponent=0.5),
+    dict(objective="implicit", nonnegative=True, weighted_regularization=True,
          confidence="log"),
-    dict(objective="explicit", nonnegative=True),
-], ids=["dense", "bias-wr", "implicit-cg", "nonnegative"])
+], ids=["dense", "dense-wr", "cg-bias-wr", "implicit-nnls-wr"])
 def test_every_option_equals_single_machine(client, params):
-    # Local (scattered) input, three blocks per side on two workers.
+    # Local (scattered) input, three blocks per side on two workers: the
+    # three objectives, the three row solvers (Cholesky in the tests above),
+    # biases, weighted regularization (also with an exponent).
     X = _synthetic(params["objective"] == "implicit", n=(150, 90, 2000))
     one, two = _pair(X, client, fit_kwargs={"blocks": 3}, **params)
     _assert_same(one, two)
     assert two.cluster_stats_["user_blocks"] == 3
     assert two._user_items is not None  # the input was on the client anyway
+
+
+def test_divergence_guard_as_on_one_machine(client, monkeypatch):
+    """The cluster runs the divergence guard of one machine (fastals._guard)
+    on the same numbers: the same sampled entries' error, scale, largest
+    target and entry, and the objective's zero-factor scale; its error
+    stops the fit and leaves the model as it was."""
+    from fastals import _guard
+    from fastals.exceptions import NumericalError
+    seen = {"one": [], "two": []}
+    run = ["one"]
+    judge, monotone = _guard.judge_blowup, _guard.check_monotone
+
+    def spy_judge(model, err, base, t_max, nx, ny, entry_max, epoch):
+        seen[run[0]].append((epoch, err, base, t_max, entry_max()))
+        if run[0] == "three" and epoch == 2:
+            err = 1e300
+        return judge(model, err, base, t_max, nx, ny, entry_max, epoch)
+
+    def spy_monotone(model, dtype, epoch, zero_loss):
+        seen[run[0]].append((epoch, zero_loss, model.objective_history[-1]))
+        return monotone(model, dtype, epoch, zero_loss)
+    monkeypatch.setattr(_guard, "judge_blowup", spy_judge)
+    monkeypatch.setattr(_guard, "check_monotone", spy_monotone)
+    X = _synthetic(n=(150, 90, 2000))
+    params = dict(factors=4, iterations=3, dtype=np.float64, random_state=0,
+                  use_bias=True, regularization=0.1)
+    FastALS(**params).fit(X)
+    run[0] = "two"
+    FastALS(**params).fit(X, client=client, blocks=3)
+    assert len(seen["one"]) == len(seen["two"]) == 6
+    for a, b in zip(seen["one"], seen["two"]):
+        assert a[0] == b[0]
+        np.testing.assert_allclose(b[1:], a[1:], rtol=1e-6)
+    run[0], seen["three"] = "three", []
+    model = FastALS(**params)
+    with pytest.raises(NumericalError, match="diverged at epoch 2"):
+        model.fit(X, client=client, blocks=3)
+    assert not hasattr(model, "user_factors")
 
 
 def test_fitted_model_is_ordinary(client, tmp_path, monkeypatch):
@@ -179,33 +221,13 @@ def test_unreachable_scheduler():
             pass
 
 
-def test_worker_lost_mid_fit(client):
-    """A worker that dies mid-fit holding scattered blocks: one clear error."""
-    X = _synthetic(n=(150, 90, 2000))
-    victim = sorted(client.scheduler_info()["workers"])[1]
-
-    pid = client.run(os.getpid, workers=[victim])[victim]
-
-    def kill(epoch, loss, seconds):
-        if epoch == 2:
-            os.kill(pid, signal.SIGKILL)
-        return False
-
-    model = FastALS(factors=4, iterations=30, random_state=0, callback=kill,
-                    dtype=np.float64)
-    with pytest.raises(FastALSError, match="lost") as err:
-        model.fit(X, client=client)
-    assert "\n" not in str(err.value)
-    client.wait_for_workers(2, timeout=60)  # the nanny restarts it
-
-
 def _cli(*args):
     from click.testing import CliRunner
     from fastals.cli import main
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-def test_cli_train_dask(client, tmp_path):
+def test_cli_train_dask(tmp_path):
     r = make_ratings(120, 80, 1500, seed=5)
     data = tmp_path / "r.tsv"
     data.write_text("".join(f"{u + 1}\t{i + 1}\t{int(v)}\n"
@@ -213,7 +235,11 @@ def test_cli_train_dask(client, tmp_path):
     common = ["train", "--data", data, "--iterations", 3, "--log-every", 1,
               "--dtype", "float64", "--factors", 4]
     one = _cli(*common, "-o", tmp_path / "one.npz")
-    two = _cli(*common, "-o", tmp_path / "two.npz", "--dask", client.scheduler.address)
+    before = dict(os.environ)
+    # local:1 starts and closes a LocalCluster, and leaves os.environ as it
+    # was (distributed's nanny sets OMP_NUM_THREADS=1 and more in it).
+    two = _cli(*common, "-o", tmp_path / "two.npz", "--dask", "local:1")
+    assert dict(os.environ) == before
     assert one.exit_code == 0 and two.exit_code == 0, two.output
     losses = [l.split(", time")[0] for l in two.output.splitlines()
               if l.startswith("Iteration")]
@@ -246,18 +272,46 @@ def test_pandas_table_with_client_equals_single_machine(client):
     assert np.array_equal(plain.user_factors, one.user_factors)
 
 
-def test_dense_weighted_regularization_is_refused(client):
-    """One machine honours it exactly; the cluster's shared-inverse dense
-    half-step cannot, so it says so instead of ignoring the penalty."""
-    users, items, values = _synthetic(n=(60, 40, 500))
-    with pytest.raises(InputError, match="weighted_regularization"):
-        FastALS(objective="dense", weighted_regularization=True, factors=4,
-                iterations=1).fit((users, items, values), client=client)
+def _killer(client, at_epoch):
+    """A callback that kills a worker process at ``at_epoch``, and the worker."""
+    victim = sorted(client.scheduler_info()["workers"])[1]
+    pid = client.run(os.getpid, workers=[victim])[victim]
+
+    def kill(epoch, loss, seconds):
+        if epoch == at_epoch:
+            os.kill(pid, signal.SIGKILL)
+        return False
+    return kill, victim
 
 
-def test_connect_local_leaves_the_environment_as_it_was():
-    import os
-    before = dict(os.environ)
-    with connect("local:1"):
-        pass
-    assert dict(os.environ) == before
+def test_worker_lost_mid_fit_restarts(client):
+    """A worker killed mid-fit: the fit restarts on the blocks rebuilt from
+    the client's copy, and gives the model of one machine."""
+    X = _synthetic(n=(150, 90, 2000))
+    kill, victim = _killer(client, 2)
+    one = FastALS(factors=4, iterations=4, random_state=0, dtype=np.float64).fit(X)
+    seen = []
+    two = FastALS(factors=4, iterations=4, random_state=0, dtype=np.float64,
+                  callback=lambda e, l, s: seen.append(e) or kill(e, l, s))
+    with pytest.warns(RuntimeWarning, match=f"worker {victim} was lost.*restarting"):
+        two.fit(X, client=client)
+    assert seen == [1, 2, 3, 4]  # each epoch reported once
+    assert two.cluster_stats_["restarts"] == 1
+    _assert_same(one, two)
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_worker_lost_mid_fit_error(client, monkeypatch):
+    """No restart left: one line naming the worker; the model is untouched."""
+    import fastals.distributed as fd
+    monkeypatch.setattr(fd, "RETRIES", 0)
+    X = _synthetic(n=(150, 90, 2000))
+    kill, victim = _killer(client, 2)
+    model = FastALS(factors=4, iterations=30, random_state=0, callback=kill,
+                    dtype=np.float64)
+    with pytest.raises(FastALSError, match=f"Dask worker {victim} was lost mid-fit") as err:
+        model.fit(X, client=client)
+    assert "\n" not in str(err.value)
+    assert not hasattr(model, "user_factors")  # all or nothing
+    # The last test of the module: the cluster closes without waiting for
+    # the nanny to restart the worker.

@@ -26,6 +26,8 @@ MAX_LINES = 800
 REFERENCES = {
     "fastals.distributed": ("test_distributed.py (the single-machine FastALS, 1e-4 in float64)",
                             "distributed_speed.py"),
+    "fastals._dask_tasks": ("test_distributed.py (the single-machine FastALS, 1e-4 in float64)",
+                            "distributed_speed.py"),
     "fastals.kernels.rows": ("test_kernel_paths.py::test_cholesky_rows (np.linalg.solve per row); "
                              "test_als.py (naive.update_rows)",
                              "bench_als.py; regression_check.py solve_cholesky"),
