@@ -3,10 +3,11 @@ fallback, and the parallel half-step :func:`solve_cholesky`.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import carray, njit, prange
 
-from .blas import (BLAS_MIN_FACTORS, LAPACK_MIN_FACTORS, _blas_threads_local,
-                   _potrf, _syrk, _syrk_loops, _with_blas)
+from .blas import (BLAS_MIN_FACTORS, LAPACK_MIN_FACTORS, USE_BLAS,
+                   _blas_threads_local, _potrf, _syrk, _syrk_loops, _syrk_rows,
+                   _trsm_rows)
 from .chunks import _call
 from .llvm import (FASTMATH, LOSS_MODE, PREFETCH_AHEAD, _ChunkCallback,
                    _chunk_views, _prefetch_entry, _take_next)
@@ -94,7 +95,14 @@ def _factor_upper(A, k, one):
 @njit(cache=True, fastmath=FASTMATH)
 def _solve_upper(A, b, k):
     """``b <- (U^T U)^{-1} b``: ``U^T z = b`` by column sweeps, then
-    ``U x = z`` by row dot products."""
+    ``U x = z`` by row dot products (``b`` holds exactly ``k`` entries)."""
+    _forward_upper(A, b, k)
+    _backward_upper(A, b, k)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _forward_upper(A, b, k):
+    """``b <- U^{-T} b`` by column sweeps (``U``: upper triangle of ``A``)."""
     for i in range(k):
         zi = b[i] / A[i, i]
         b[i] = zi
@@ -102,6 +110,11 @@ def _solve_upper(A, b, k):
         ui = A[i, i + 1:]
         for l in range(bs.size):
             bs[l] -= zi * ui[l]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _backward_upper(A, b, k):
+    """``b <- U^{-1} b`` by row dot products (``U``: upper triangle of ``A``)."""
     for i in range(k - 1, -1, -1):
         ui = A[i, i + 1:]
         bs = b[i + 1:]
@@ -221,11 +234,143 @@ def _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
         A[i, i] += reg
 
 
+# ---------------------------------------------------------------------------
+# Short rows: the n x n system (push-through / Woodbury identity)
+# ---------------------------------------------------------------------------
+# A row with n ratings (n < k) has ``A = B + Z^T Z`` with ``B = w0 G + lam I``
+# shared by every row (per ratings count under weighted regularization) and
+# ``Z`` the n gathered item vectors scaled by ``sqrt(c - w0)``.  With
+# ``B = U^T U`` factored once per half-step (:func:`short_row_setup`) and
+# ``W = Z U^{-1}``, ``beta = U^{-T} b``:
+#
+#     x = U^{-1} (beta - W^T v),   (I + W W^T) v = W beta
+#
+# (n x n, eigenvalues >= 1), and for the explicit objective (``w0 = 0``,
+# ``B = lam I``, no factor)
+#
+#     x = Z^T v,   (Z Z^T + lam I) v = sqrt(c) * t.
+#
+# A row costs about n k^2 / 2 + n^2 k / 2 + n^3 / 6 multiply-adds (no
+# k^3 / 6 factorization; explicit: no n k^2 / 2 either).  Rows with a weight
+# ``c < w0`` (the correction would not be positive semidefinite), rows
+# whose ``B`` is not positive definite (``lam = 0``) and rows whose n x n
+# system does not factor take the k x k path, with its ridge fallback.
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _short_row(u, indptr, indices, conf, target, offset, Y, GB, reg, w0, nmax,
+               fidx, x, Z, flat, v, iw, fw, cw, blas, one):
+    """Solve row ``u`` through its n x n system into ``x``; returns False
+    (``x`` untouched) where the row must take the k x k path.
+
+    ``GB[(1 + fidx) k:(2 + fidx) k]`` holds the upper factor ``U`` of
+    ``B = w0 G + reg I`` (unused when ``w0 = 0``); ``Z`` (at least
+    ``nmax + 1`` rows), ``flat`` (``k * k``) and ``v`` (``nmax``) are
+    scratch.
+    """
+    k = Y.shape[1]
+    start = indptr[u]
+    end = indptr[u + 1]
+    n = 0
+    for e in range(start, end):
+        d = conf[e] * one - w0
+        if d < 0:
+            return False
+        if d > 0:
+            n += 1
+    diag = w0 == 0
+    if n > nmax or (diag and not reg > 0):
+        return False
+    base = (1 + fidx) * k
+    if not diag and not GB[base, 0] > 0:  # B not positive definite (NaN factor)
+        return False
+    U = GB[base:base + k]  # empty where diag
+    b = Z[n]  # b, then beta = U^{-T} b
+    for j in range(k):
+        b[j] = 0
+    j = 0
+    for e in range(start, end):
+        _prefetch_entry(indices, e + PREFETCH_AHEAD, Y)
+        it = indices[e]
+        cf = conf[e] * one
+        d = cf - w0
+        t = target[e] * one - offset[it] * one
+        yr = Y[it]
+        if not diag:
+            ct = cf * t
+            for l in range(k):
+                b[l] += ct * yr[l]
+        if d > 0:
+            sq = np.sqrt(d)
+            row = Z[j]
+            for l in range(k):
+                row[l] = sq * yr[l]
+            if diag:
+                v[j] = sq * t
+            j += 1
+    use_blas = blas and k >= BLAS_MIN_FACTORS
+    if not diag:
+        if use_blas:
+            _trsm_rows(U, Z, n + 1, iw, fw, cw)
+        else:
+            for r in range(n + 1):
+                _forward_upper(U, Z[r], k)
+    M = flat[:n * n].reshape((n, n))
+    for i in range(n):
+        Mi = M[i]
+        for l in range(n):
+            Mi[l] = 0
+        Mi[i] = reg if diag else one
+    if use_blas and n > 0:
+        _syrk_rows(Z, n, M, iw, fw, cw)
+    else:
+        for i in range(n):
+            zi = Z[i]
+            for l in range(i, n):
+                zl = Z[l]
+                acc = zi[0] * zl[0]
+                for q in range(1, k):
+                    acc += zi[q] * zl[q]
+                M[i, l] += acc
+    vn = v[:n]
+    if not diag:
+        for i in range(n):
+            zi = Z[i]
+            acc = zi[0] * b[0]
+            for q in range(1, k):
+                acc += zi[q] * b[q]
+            vn[i] = acc
+    if blas and n >= LAPACK_MIN_FACTORS:
+        if _potrf(M, iw, cw) != 0:
+            return False
+        _solve_upper(M, vn, n)
+    elif not _cholesky_upper(M, vn, n, one):
+        return False
+    if diag:
+        for l in range(k):
+            x[l] = 0
+    else:
+        for l in range(k):
+            x[l] = b[l]
+    for i in range(n):
+        vi = -vn[i] if not diag else vn[i]
+        zi = Z[i]
+        for l in range(k):
+            x[l] += vi * zi[l]
+    if not diag:
+        _backward_upper(U, x, k)
+    return True
+
+
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def _cholesky_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam,
-                   wr, w0, X, blas, cap):
+def _cholesky_rows(r0, r1, indptr, indices, conf, target, offset, Y, GB, lam,
+                   wr, w0, X, blas, cap, nmax):
     """Solve rows ``r0:r1`` (one chunk) with scratch allocated once; returns
     the number of rows that needed the ridge fallback.
+
+    ``GB[:k]`` is ``G``; rows with at most ``nmax`` ratings of weight
+    ``c > w0`` are tried through :func:`_short_row` first (factors of ``B``
+    in ``GB[k:]``, see :func:`short_row_setup`); ``nmax = 0``: none.
 
     A row whose system is not numerically positive definite (``lam = 0``
     with fewer ratings than factors, say) is rebuilt with a growing ridge
@@ -237,23 +382,34 @@ def _cholesky_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam,
     loop's body, which is much more expensive to compile.
     """
     k = Y.shape[1]
-    A = np.empty((k, k), Y.dtype)
+    flat = np.empty(k * k, Y.dtype)
+    A = flat.reshape((k, k))
     B = np.empty((cap, k), Y.dtype)
     b = np.empty(k, Y.dtype)
+    v = np.empty(cap, Y.dtype)
     iw = np.empty(8, np.int32)
     fw = np.ones(4, Y.dtype)
     cw = np.empty(4, np.uint8)
     one = fw[3]
     lapack = blas and k >= LAPACK_MIN_FACTORS
+    n_factors = GB.shape[0] // k - 1
     fallbacks = 0
     prev = np.int32(1)
     if blas:
         prev = _blas_threads_local(1)
     for u in range(r0, r1):
+        n_u = indptr[u + 1] - indptr[u]
+        if nmax > 0 and n_u > 0:
+            reg = lam * n_u if wr else lam
+            fidx = n_u - 1 if wr else 0
+            if (w0 == 0 or fidx < n_factors) and _short_row(
+                    u, indptr, indices, conf, target, offset, Y, GB, reg, w0,
+                    nmax, fidx, X[u], B, flat, v, iw, fw, cw, blas, one):
+                continue
         delta = 0.0
         ok = False
         for attempt in range(RIDGE_TRIES):
-            _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr,
+            _build_row(u, indptr, indices, conf, target, offset, Y, GB, lam, wr,
                        w0, A, b, B, iw, fw, cw, blas, one)
             if attempt > 0:
                 scale = 0.0
@@ -286,14 +442,16 @@ def _cholesky_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam,
 def _cholesky_rows_c(r0, r1, indptr_p, indices_p, conf_p, target_p, offset_p,
                      Y_p, G_p, X_p, n_rows, nnz, n_other, k, n_g, lam, wr, w0,
                      blas, cap, mode):
-    indptr, indices, conf, target, offset, Y, G, X = _chunk_views(
+    indptr, indices, conf, target, offset, Y, _, X = _chunk_views(
         indptr_p, indices_p, conf_p, target_p, offset_p, Y_p, G_p, X_p, n_rows,
-        nnz, n_other, k, n_g)
+        nnz, n_other, k, 0)
     if mode == LOSS_MODE:
         return _loss_rows(r0, r1, indptr, indices, conf, target, offset, X, Y,
                           w0)
+    GB = carray(G_p, (n_g, k))  # G, then the factors of short_row_setup
     return float(_cholesky_rows(r0, r1, indptr, indices, conf, target, offset,
-                                Y, G, lam, wr != 0, w0, X, blas != 0, cap))
+                                Y, GB, lam, wr != 0, w0, X, blas != 0, cap,
+                                mode))
 
 
 _CHOLESKY = _ChunkCallback("cholesky_rows", _cholesky_rows_c)
@@ -304,12 +462,15 @@ _cholesky_chunk = _CHOLESKY.caller()
 @njit(parallel=True, cache=True)
 def _solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
                     X, bounds, blas, mode):
-    """Solve every row (``mode`` 0: returns the number of ridge fallbacks)
-    or sum the loss terms of every row (``mode`` :data:`LOSS_MODE`)."""
+    """Solve every row (``mode`` >= 0: returns the number of ridge
+    fallbacks; ``mode`` > 0: rows with up to ``mode`` ratings through the
+    n x n system, ``G`` then stacks the factors of :func:`short_row_setup`
+    under ``G`` itself) or sum the loss terms of every row (``mode``
+    :data:`LOSS_MODE`)."""
     k = Y.shape[1]
     n_chunks = bounds.size - 1
     partial = np.empty(n_chunks, np.float64)  # np.zeros: a parallel loop more
-    cap = max(64, 65536 // k)  # gathered rows per SYRK: 256 KiB in float32
+    cap = _gather_cap(k)
     counter = np.empty(1, np.int64)
     counter[0] = 0
     for _ in prange(n_chunks):  # each thread's first pass drains the queue
@@ -325,18 +486,101 @@ def _solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
     return total
 
 
-@_with_blas
+@njit(cache=True)
+def _gather_cap(k):
+    """Rows of the per-chunk gather block: 256 KiB of float32 per SYRK."""
+    return max(64, 65536 // k)
+
+
+#: Cost of the n x n path relative to its multiply-add count (``> 1``: it
+#: runs at a lower rate than the k x k path's SYRK and xPOTRF).  A row takes
+#: the n x n path where ``SHORT_ROW_COST * short < long`` (see
+#: :func:`short_row_limit`); measured crossover: see ``bench/short_rows.py``.
+SHORT_ROW_COST = 1.0
+
+#: At most this many bytes of factors of ``B`` per half-step (weighted
+#: regularization: one per ratings count).
+SHORT_ROW_FACTOR_BYTES = 64 << 20
+
+
+def short_row_limit(k, w0, cost=None):
+    """Largest ratings count ``n`` of a row solved through the n x n system.
+
+    Multiply-adds per row: the k x k path ``n k^2/2 + k^3/6 + 2 k^2``
+    (SYRK, factorization, solve); the n x n path ``n^2 k/2 + n^3/6 + n k``
+    for ``w0 = 0`` and ``n k^2/2 + n^2 k/2 + n^3/6 + 2 n k + k^2`` otherwise
+    (triangular solve with ``B``'s factor, n x n Gram, factorization).
+    Returns 0 where no ``n`` is cheaper that way.
+    """
+    cost = SHORT_ROW_COST if cost is None else cost
+    limit = 0
+    for n in range(1, min(k, _gather_cap.py_func(k))):
+        long = n * k * k / 2 + k ** 3 / 6 + 2 * k * k
+        short = n * n * k / 2 + n ** 3 / 6 + n * k
+        if w0:
+            short += n * k * k / 2 + n * k + k * k
+        if not cost * short < long:
+            break
+        limit = n
+    return limit
+
+
+def short_row_setup(indptr, G, lam, wr, w0, nmax):
+    """``(GB, nmax)`` for :func:`_solve_cholesky`: ``G`` with the upper
+    Cholesky factors ``U`` of ``B = w0 G + lam_u I`` stacked under it.
+
+    One factor (``lam_u = lam``), or with weighted regularization one per
+    ratings count ``n <= nmax`` (``lam_u = lam n``, factor ``n - 1``; only
+    the counts that occur are factored).  A ``B`` that is not positive
+    definite gets a NaN factor: its rows take the k x k path.  ``w0 = 0``
+    needs no factor (``B = lam_u I``).  Computed in float64 from ``G`` as
+    the solver sees it, once per half-step.
+    """
+    k = G.shape[0]
+    if nmax <= 0 or w0 == 0:
+        return G, nmax
+    if wr:
+        nmax = int(min(nmax, SHORT_ROW_FACTOR_BYTES // (k * k * G.itemsize)))
+        counts = np.diff(indptr)
+        used = np.flatnonzero(np.bincount(counts[counts <= nmax], minlength=nmax + 1))
+        used = used[used > 0]
+        n_f = nmax
+    else:
+        used = np.array([1])
+        n_f = 1
+    if nmax <= 0 or used.size == 0:
+        return G, 0
+    GB = np.full(((1 + n_f) * k, k), np.nan, G.dtype)
+    GB[:k] = G
+    B0 = float(w0) * G.astype(np.float64)
+    for n in used:
+        B = B0.copy()
+        B[np.diag_indices(k)] += float(lam) * (n if wr else 1)
+        try:
+            GB[n * k:(n + 1) * k] = np.triu(np.linalg.cholesky(B).T)
+        except np.linalg.LinAlgError:
+            pass
+    return GB, nmax
+
+
 def solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
-                   X, bounds, blas):
+                   X, bounds, blas=None, short_rows=True):
     """Exact ALS half-step: overwrite every row of ``X`` with its solution.
 
     Per row: gather the row's item vectors into a contiguous per-chunk block,
     accumulate ``A`` with a SYRK (symmetric: one triangle), solve by
-    Cholesky.  Returns the number of rows whose system was not positive
-    definite and needed the ridge fallback.
+    Cholesky; or, for a row with few ratings (``short_rows``, see
+    :func:`short_row_limit`), solve the same system through an n x n one
+    (push-through / Woodbury identity, see :func:`_short_row`): the same
+    solution up to rounding.  ``blas``: default :data:`.blas.USE_BLAS`.
+    Returns the number of rows whose system was not positive definite and
+    needed the ridge fallback.
     """
+    blas = USE_BLAS if blas is None else bool(blas)
     k = Y.shape[1]
+    nmax = short_row_limit(k, w0) if short_rows else 0
+    GB, nmax = short_row_setup(indptr, G, lam, wr, w0, nmax)
     work = indptr[-1] * k * (k + 1) // 2 + (indptr.size - 1) * k ** 3 // 3
     return int(_call(_solve_cholesky, work,
-                     (indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
-                      X, bounds, blas, 0)))
+                     (indptr, indices, conf, target, offset, Y, GB, lam, wr, w0,
+                      X, bounds, blas, nmax)))
