@@ -492,11 +492,15 @@ def _gather_cap(k):
     return max(64, 65536 // k)
 
 
-#: Cost of the n x n path relative to its multiply-add count (``> 1``: it
-#: runs at a lower rate than the k x k path's SYRK and xPOTRF).  A row takes
-#: the n x n path where ``SHORT_ROW_COST * short < long`` (see
-#: :func:`short_row_limit`); measured crossover: see ``bench/short_rows.py``.
-SHORT_ROW_COST = 1.0
+#: Cost of the n x n path relative to its multiply-add count, per ``w0 != 0``
+#: (``> 1``: it runs at a lower rate than the k x k path's SYRK and
+#: xPOTRF).  A row takes the n x n path where ``cost * short < long`` (see
+#: :func:`short_row_limit`).  Measured with ``bench/short_rows.py`` (one
+#: thread, float32, BLAS; loaded machine): implicit, short/long time 0.96 at
+#: n=32 and 1.08 at n=38 for k=64, 0.90 at n=76 and 1.17 at n=96 for k=128
+#: (limits 33 and 68 at cost 1); explicit 0.95 at n=57 (k=64), 0.71 at
+#: n=96 and 1.13 at n=115 (k=128) (limits 54 and 108 at cost 1.3).
+SHORT_ROW_COST = {False: 1.3, True: 1.0}
 
 #: At most this many bytes of factors of ``B`` per half-step (weighted
 #: regularization: one per ratings count).
@@ -512,7 +516,7 @@ def short_row_limit(k, w0, cost=None):
     (triangular solve with ``B``'s factor, n x n Gram, factorization).
     Returns 0 where no ``n`` is cheaper that way.
     """
-    cost = SHORT_ROW_COST if cost is None else cost
+    cost = SHORT_ROW_COST[bool(w0)] if cost is None else cost
     limit = 0
     for n in range(1, min(k, _gather_cap.py_func(k))):
         long = n * k * k / 2 + k ** 3 / 6 + 2 * k * k
