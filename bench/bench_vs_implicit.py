@@ -90,9 +90,21 @@ def test_side_by_side(benchmark, data, k, solver, use_cg, library):
            solver=solver, factors=k, s_per_iter=s, ratio=ratio)
 
 
-def _fastals_seconds(R, k, solver, iterations):
-    """Median seconds per iteration of a fastals fit (set-up excluded)."""
+def _fastals_seconds(R, k, solver, iterations, short_rows=True):
+    """Median seconds per iteration of a fastals fit (set-up excluded);
+    ``short_rows=False``: every Cholesky row through its k x k system."""
     from fastals import FastALS
+    from fastals.kernels import rows
+    saved = rows.SHORT_ROW_COST
+    if not short_rows:
+        rows.SHORT_ROW_COST = {w0: float("inf") for w0 in saved}
+    try:
+        return _fastals_fit_seconds(FastALS, R, k, solver, iterations)
+    finally:
+        rows.SHORT_ROW_COST = saved
+
+
+def _fastals_fit_seconds(FastALS, R, k, solver, iterations):
     kw = dict(objective="implicit", confidence="alpha_r", alpha=1.0, solver=solver,
               factors=k, regularization=REG, random_state=0, num_threads=THREADS,
               calculate_training_loss=False, dtype=np.float32)
@@ -113,6 +125,9 @@ def main(argv=None):
     ap.add_argument("--factors", default="64,128")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--iterations", type=int, default=2)
+    ap.add_argument("--kxk-too", action="store_true",
+                    help="also time fastals' Cholesky with every row through its "
+                         "k x k system (the solver before the n x n short-row path)")
     args = ap.parse_args(argv)
     R = _data.synthetic(args.size).astype(np.float32)
     n = np.diff(R.indptr)
@@ -129,9 +144,14 @@ def main(argv=None):
                 secs.setdefault((k, solver), []).append((t_imp, t_fa))
                 print(f"repeat {rep} k={k:<4d} {solver:8s} implicit {t_imp:.3f} s/iter  "
                       f"fastals {t_fa:.3f} s/iter  ratio {t_fa / t_imp:.3f}", flush=True)
+                if args.kxk_too and solver == "cholesky":
+                    t_kk = _fastals_seconds(R, k, solver, args.iterations, False)
+                    secs.setdefault((k, "cholesky k x k"), []).append((t_imp, t_kk))
+                    print(f"repeat {rep} k={k:<4d} cholesky, k x k rows only: fastals "
+                          f"{t_kk:.3f} s/iter  ratio {t_kk / t_imp:.3f}", flush=True)
     print(time.strftime("summary (%H:%M UTC, ranges over repeats):", time.gmtime()))
     for k in factors:
-        for solver, _ in SOLVERS:
+        for solver in [s for s, _ in SOLVERS] + ["cholesky k x k"] * args.kxk_too:
             r = [fa / imp for imp, fa in secs[(k, solver)]]
             print(f"k={k:<4d} {solver:8s} fastals/implicit {min(r):.3f}-{max(r):.3f}")
         x = [fa / imp for (imp, _), (_, fa) in zip(secs[(k, "cg")], secs[(k, "cholesky")])]
