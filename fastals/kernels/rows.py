@@ -1,5 +1,6 @@
 """Exact row solves: the weighted row system, Cholesky with the ridge
-fallback, and the parallel half-step :func:`solve_cholesky`.
+fallback, the n x n system of short rows (push-through / Woodbury), and the
+parallel half-step :func:`solve_cholesky`.
 """
 
 import numpy as np
