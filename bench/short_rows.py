@@ -7,7 +7,8 @@ interleaved, one thread, float32, median of the per-repeat ratios.  A ratio
 below 1 means the n x n path is faster at that ``n``; compare with the
 ``n`` that :func:`fastals.kernels.rows.short_row_limit` picks (printed).
 
-    python bench/short_rows.py                 # implicit (w0 = 1) and explicit
+    python bench/short_rows.py                 # implicit (w0 = 1: Y U^{-1}, then a
+                                               # triangular solve per row), explicit
     python bench/short_rows.py --factors 64,128 --repeats 7
 """
 
@@ -40,13 +41,13 @@ def problem(k, n, rows=3000, items=20000, seed=0):
     return indptr, indices, conf, target, np.zeros(items, np.float32), Y, G, bounds
 
 
-def ratio(k, n, w0, repeats):
+def ratio(k, n, w0, repeats, transform):
     indptr, indices, conf, target, offset, Y, G, bounds = problem(k, n)
     lam = np.float32(0.05)
     X = np.zeros((indptr.size - 1, k), np.float32)
-    GB, nmax = krows.short_row_setup(indptr, G, lam, False, w0, n)
+    GB, mode = krows.short_row_setup(indptr, Y, G, lam, False, w0, n, transform)
     run = {}
-    for name, (g, m) in (("long", (G, 0)), ("short", (GB, nmax))):
+    for name, (g, m) in (("long", (G, 0)), ("short", (GB, mode))):
         run[name] = (lambda g=g, m=m: krows._solve_cholesky(
             indptr, indices, conf, target, offset, Y, g, lam, False,
             np.float32(w0), X, bounds, K.USE_BLAS, m))
@@ -67,13 +68,14 @@ def main(argv=None):
     ap.add_argument("--factors", default="64,128")
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)
-    for w0 in (1.0, 0.0):
+    for w0, transform in ((1.0, True), (1.0, False), (0.0, False)):
         for k in [int(f) for f in args.factors.split(",")]:
-            limit = krows.short_row_limit(k, w0)
+            limit = krows.short_row_limit(k, w0, transformed=transform)
             ns = sorted({max(1, int(k * f)) for f in (0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.9)})
-            parts = ", ".join(f"n={n}: {ratio(k, n, w0, args.repeats):.2f}" for n in ns)
-            print(f"w0={w0:g} k={k} (short_row_limit {limit}) short/long: {parts}",
-                  flush=True)
+            parts = ", ".join(f"n={n}: {ratio(k, n, w0, args.repeats, transform):.2f}"
+                              for n in ns)
+            print(f"w0={w0:g} transformed={transform} k={k} (short_row_limit {limit}) "
+                  f"short/long: {parts}", flush=True)
 
 
 if __name__ == "__main__":

@@ -73,18 +73,29 @@ def reference(R, conf, target, offset, Y, lam, wr, w0):
     return X
 
 
-def solve(side, conf, target, offset, Y, G, lam, wr, w0, blas, short_rows=True):
+def solve(side, conf, target, offset, Y, G, lam, wr, w0, blas, short_rows=True,
+          transform=None):
+    """``(X, ridge fallbacks, mode)``; ``transform``: as
+    :func:`~fastals.kernels.rows.short_row_setup` (None: what
+    ``solve_cholesky`` would choose)."""
     dt = Y.dtype.type
     X = np.full((side.indptr.size - 1, Y.shape[1]), np.nan, Y.dtype)
-    fb = krows.solve_cholesky(side.indptr, side.indices, conf, target, offset, Y, G,
-                              dt(lam), wr, dt(w0), X, side.bounds, blas, short_rows)
-    return X, fb
+    if transform is None:
+        fb = krows.solve_cholesky(side.indptr, side.indices, conf, target, offset, Y,
+                                  G, dt(lam), wr, dt(w0), X, side.bounds, blas,
+                                  short_rows)
+        return X, fb, None
+    GB, mode = krows.short_row_setup(side.indptr, Y, G, dt(lam), wr, dt(w0),
+                                     transform=transform)
+    fb = krows._solve_cholesky(side.indptr, side.indices, conf, target, offset, Y, GB,
+                               dt(lam), wr, dt(w0), X, side.bounds, blas, mode)
+    return X, fb, mode
 
 
-def short_mask(side, conf, k, w0):
+def short_mask(side, conf, k, w0, transformed=False):
     """Rows that take the n x n path: ratings, no weight below ``w0``, at
     most ``short_row_limit`` weights above it."""
-    nmax = krows.short_row_limit(k, w0)
+    nmax = krows.short_row_limit(k, w0, transformed=transformed)
     out = []
     for u in range(side.indptr.size - 1):
         c = conf[side.indptr[u]:side.indptr[u + 1]].astype(np.float64) - w0
@@ -96,13 +107,19 @@ def short_mask(side, conf, k, w0):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("blas", [True, False])
 @pytest.mark.parametrize("objective", ["explicit", "implicit"])
-@pytest.mark.parametrize("wr,bias", [(False, False), (True, True)])
-def test_short_rows_against_naive(k, dtype, blas, objective, wr, bias):
+@pytest.mark.parametrize("wr,bias,transform", [(False, False, True), (False, True, False),
+                                               (True, True, None)])
+def test_short_rows_against_naive(k, dtype, blas, objective, wr, bias, transform):
+    """``transform``: implicit rows through ``Y U^{-1}`` (True) or a
+    triangular solve per row (False; always with weighted regularization)."""
     if blas and not K.USE_BLAS:
         pytest.skip("BLAS path not available here")
     R, side, conf, target, offset, Y, G, w0 = problem(k, dtype, objective, bias)
     lam = 0.3
-    X, fb = solve(side, conf, target, offset, Y, G, lam, wr, w0, blas)
+    X, fb, mode = solve(side, conf, target, offset, Y, G, lam, wr, w0, blas,
+                        transform=transform)
+    transformed = bool(transform) and objective == "implicit"
+    assert mode is None or mode & 1 == transformed
     ref = reference(R, conf, target, offset, Y, lam, wr, w0)
     tol = 1e-9 if dtype == np.float64 else 1e-4
     # explicit, weighted: A = 0 for a row without ratings (ridge fallback, x = 0)
@@ -110,8 +127,8 @@ def test_short_rows_against_naive(k, dtype, blas, objective, wr, bias):
     np.testing.assert_allclose(X, ref, atol=tol * np.abs(ref).max(), rtol=0)
     # The n x n path ran: short rows differ from the k x k path's rounding,
     # the other rows are the k x k path's bit for bit.
-    X_long, _ = solve(side, conf, target, offset, Y, G, lam, wr, w0, blas, False)
-    short = short_mask(side, conf, k, w0)
+    X_long = solve(side, conf, target, offset, Y, G, lam, wr, w0, blas, False)[0]
+    short = short_mask(side, conf, k, w0, transformed)
     assert short.sum() >= 4 and (~short).sum() >= 3
     np.testing.assert_array_equal(X[~short], X_long[~short])
     assert not np.array_equal(X[short], X_long[short])
@@ -127,9 +144,9 @@ def test_singular_systems_take_the_kxk_path(objective):
     if objective == "implicit":  # rank(G) = 10 < k: w0 G singular
         Y[:, 10:] = Y[:, :10]
         G = Y.T @ Y
-    X, fb = solve(side, conf, target, offset, Y, G, 0.0, False, w0, K.USE_BLAS)
-    X_long, fb_long = solve(side, conf, target, offset, Y, G, 0.0, False, w0,
-                            K.USE_BLAS, False)
+    X, fb, _ = solve(side, conf, target, offset, Y, G, 0.0, False, w0, K.USE_BLAS)
+    X_long, fb_long, _ = solve(side, conf, target, offset, Y, G, 0.0, False, w0,
+                               K.USE_BLAS, False)
     assert fb == fb_long > 0
     np.testing.assert_array_equal(X, X_long)
     assert np.isfinite(X).all()
@@ -143,12 +160,14 @@ def test_short_rows_bitwise_identical_across_threads():
         for t in (1, 2, 1, 2):
             numba.set_num_threads(min(t, numba.config.NUMBA_NUM_THREADS))
             res = []
-            for objective in ("explicit", "implicit"):
+            for objective, wr, transform in (("explicit", True, None),
+                                             ("implicit", True, None),
+                                             ("implicit", False, True)):
                 R, side, conf, target, offset, Y, G, w0 = problem(k, np.float32, objective)
                 bounds = np.arange(side.indptr.size, dtype=np.int64)  # row per chunk
                 side.bounds = bounds
-                res.append(solve(side, conf, target, offset, Y, G, 0.3, True, w0,
-                                 K.USE_BLAS)[0])
+                res.append(solve(side, conf, target, offset, Y, G, 0.3, wr, w0,
+                                 K.USE_BLAS, transform=transform)[0])
             outs.append(res)
     finally:
         numba.set_num_threads(old)
@@ -162,6 +181,7 @@ def test_short_row_limit():
     objective (it pays a triangular solve with ``B``'s factor)."""
     for k in (4, 16, 64, 128, 300):
         ex, im = krows.short_row_limit(k, 0.0), krows.short_row_limit(k, 1.0)
-        assert 0 <= im <= ex < k
+        tr = krows.short_row_limit(k, 1.0, transformed=True)
+        assert 0 <= im <= tr <= ex < k
         assert ex < krows._gather_cap.py_func(k)
     assert krows.short_row_limit(64, 1.0) > 16 and krows.short_row_limit(128, 0.0) > 64

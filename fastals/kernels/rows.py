@@ -4,6 +4,7 @@ parallel half-step :func:`solve_cholesky`.
 """
 
 import numpy as np
+import scipy.linalg
 from numba import carray, njit, prange
 
 from .blas import (BLAS_MIN_FACTORS, LAPACK_MIN_FACTORS, USE_BLAS,
@@ -252,7 +253,11 @@ def _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
 #     x = Z^T v,   (Z Z^T + lam I) v = sqrt(c) * t.
 #
 # A row costs about n k^2 / 2 + n^2 k / 2 + n^3 / 6 multiply-adds (no
-# k^3 / 6 factorization; explicit: no n k^2 / 2 either).  Rows with a weight
+# k^3 / 6 factorization; explicit: no n k^2 / 2 either).  Where one ``B``
+# serves every row (no weighted regularization) and enough rows are short,
+# the other side is transformed once per half-step, ``Y U^{-1}``: a row then
+# gathers its rows of ``W`` (and ``beta``, a sum of them) without the
+# triangular solve, and costs about n^2 k / 2 + n^3 / 6 + k^2 / 2.  Rows with a weight
 # ``c < w0`` (the correction would not be positive semidefinite), rows
 # whose ``B`` is not positive definite (``lam = 0``) and rows whose n x n
 # system does not factor take the k x k path, with its ridge fallback.
@@ -260,12 +265,13 @@ def _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
 
 @njit(cache=True, fastmath=FASTMATH)
 def _short_row(u, indptr, indices, conf, target, offset, Y, GB, reg, w0, nmax,
-               fidx, x, Z, flat, v, iw, fw, cw, blas, one):
+               fidx, x, Z, flat, v, iw, fw, cw, blas, one, transformed):
     """Solve row ``u`` through its n x n system into ``x``; returns False
     (``x`` untouched) where the row must take the k x k path.
 
     ``GB[(1 + fidx) k:(2 + fidx) k]`` holds the upper factor ``U`` of
-    ``B = w0 G + reg I`` (unused when ``w0 = 0``); ``Z`` (at least
+    ``B = w0 G + reg I`` (unused when ``w0 = 0``), and with
+    ``transformed`` ``GB[2 k:]`` holds ``Y U^{-1}``; ``Z`` (at least
     ``nmax + 1`` rows), ``flat`` (``k * k``) and ``v`` (``nmax``) are
     scratch.
     """
@@ -286,17 +292,20 @@ def _short_row(u, indptr, indices, conf, target, offset, Y, GB, reg, w0, nmax,
     if not diag and not GB[base, 0] > 0:  # B not positive definite (NaN factor)
         return False
     U = GB[base:base + k]  # empty where diag
+    src = Y
+    if transformed:
+        src = GB[2 * k:]  # Y U^{-1}: rows of W, b arrives as beta
     b = Z[n]  # b, then beta = U^{-T} b
     for j in range(k):
         b[j] = 0
     j = 0
     for e in range(start, end):
-        _prefetch_entry(indices, e + PREFETCH_AHEAD, Y)
+        _prefetch_entry(indices, e + PREFETCH_AHEAD, src)
         it = indices[e]
         cf = conf[e] * one
         d = cf - w0
         t = target[e] * one - offset[it] * one
-        yr = Y[it]
+        yr = src[it]
         if not diag:
             ct = cf * t
             for l in range(k):
@@ -310,7 +319,7 @@ def _short_row(u, indptr, indices, conf, target, offset, Y, GB, reg, w0, nmax,
                 v[j] = sq * t
             j += 1
     use_blas = blas and k >= BLAS_MIN_FACTORS
-    if not diag:
+    if not diag and not transformed:
         if use_blas:
             _trsm_rows(U, Z, n + 1, iw, fw, cw)
         else:
@@ -365,13 +374,14 @@ def _short_row(u, indptr, indices, conf, target, offset, Y, GB, reg, w0, nmax,
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
 def _cholesky_rows(r0, r1, indptr, indices, conf, target, offset, Y, GB, lam,
-                   wr, w0, X, blas, cap, nmax):
+                   wr, w0, X, blas, cap, mode):
     """Solve rows ``r0:r1`` (one chunk) with scratch allocated once; returns
     the number of rows that needed the ridge fallback.
 
-    ``GB[:k]`` is ``G``; rows with at most ``nmax`` ratings of weight
-    ``c > w0`` are tried through :func:`_short_row` first (factors of ``B``
-    in ``GB[k:]``, see :func:`short_row_setup`); ``nmax = 0``: none.
+    ``GB[:k]`` is ``G``; ``mode = 2 nmax + transformed``: rows with at
+    most ``nmax`` ratings of weight ``c > w0`` are tried through
+    :func:`_short_row` first (factors of ``B`` in ``GB[k:]``, see
+    :func:`short_row_setup`); ``nmax = 0``: none.
 
     A row whose system is not numerically positive definite (``lam = 0``
     with fewer ratings than factors, say) is rebuilt with a growing ridge
@@ -393,7 +403,9 @@ def _cholesky_rows(r0, r1, indptr, indices, conf, target, offset, Y, GB, lam,
     cw = np.empty(4, np.uint8)
     one = fw[3]
     lapack = blas and k >= LAPACK_MIN_FACTORS
-    n_factors = GB.shape[0] // k - 1
+    nmax = mode >> 1
+    transformed = (mode & 1) == 1
+    n_factors = 1 if transformed else GB.shape[0] // k - 1
     fallbacks = 0
     prev = np.int32(1)
     if blas:
@@ -405,7 +417,8 @@ def _cholesky_rows(r0, r1, indptr, indices, conf, target, offset, Y, GB, lam,
             fidx = n_u - 1 if wr else 0
             if (w0 == 0 or fidx < n_factors) and _short_row(
                     u, indptr, indices, conf, target, offset, Y, GB, reg, w0,
-                    nmax, fidx, X[u], B, flat, v, iw, fw, cw, blas, one):
+                    nmax, fidx, X[u], B, flat, v, iw, fw, cw, blas, one,
+                    transformed):
                 continue
         delta = 0.0
         ok = False
@@ -464,9 +477,9 @@ _cholesky_chunk = _CHOLESKY.caller()
 def _solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
                     X, bounds, blas, mode):
     """Solve every row (``mode`` >= 0: returns the number of ridge
-    fallbacks; ``mode`` > 0: rows with up to ``mode`` ratings through the
-    n x n system, ``G`` then stacks the factors of :func:`short_row_setup`
-    under ``G`` itself) or sum the loss terms of every row (``mode``
+    fallbacks; ``mode`` > 0: short rows through the n x n system, ``G``
+    then stacks the factors of :func:`short_row_setup` under ``G`` itself,
+    which also gives ``mode``) or sum the loss terms of every row (``mode``
     :data:`LOSS_MODE`)."""
     k = Y.shape[1]
     n_chunks = bounds.size - 1
@@ -501,28 +514,32 @@ def _gather_cap(k):
 #: n=32 and 1.08 at n=38 for k=64, 0.90 at n=76 and 1.17 at n=96 for k=128
 #: (limits 33 and 68 at cost 1); explicit 0.95 at n=57 (k=64), 0.71 at
 #: n=96 and 1.13 at n=115 (k=128) (limits 54 and 108 at cost 1.3).
-SHORT_ROW_COST = {False: 1.3, True: 1.0}
+SHORT_ROW_COST = {"explicit": 1.3, "implicit": 1.0, "transformed": 1.3}
 
 #: At most this many bytes of factors of ``B`` per half-step (weighted
 #: regularization: one per ratings count).
 SHORT_ROW_FACTOR_BYTES = 64 << 20
 
 
-def short_row_limit(k, w0, cost=None):
+def short_row_limit(k, w0, cost=None, transformed=False):
     """Largest ratings count ``n`` of a row solved through the n x n system.
 
     Multiply-adds per row: the k x k path ``n k^2/2 + k^3/6 + 2 k^2``
     (SYRK, factorization, solve); the n x n path ``n^2 k/2 + n^3/6 + n k``
-    for ``w0 = 0`` and ``n k^2/2 + n^2 k/2 + n^3/6 + 2 n k + k^2`` otherwise
-    (triangular solve with ``B``'s factor, n x n Gram, factorization).
-    Returns 0 where no ``n`` is cheaper that way.
+    for ``w0 = 0``, plus ``k^2 / 2 + n k`` with the other side
+    ``transformed`` and ``n k^2 / 2 + k^2 + n k`` without (the triangular
+    solves with ``B``'s factor).  Returns 0 where no ``n`` is cheaper that
+    way.
     """
-    cost = SHORT_ROW_COST[bool(w0)] if cost is None else cost
+    path = "explicit" if not w0 else "transformed" if transformed else "implicit"
+    cost = SHORT_ROW_COST[path] if cost is None else cost
     limit = 0
     for n in range(1, min(k, _gather_cap.py_func(k))):
         long = n * k * k / 2 + k ** 3 / 6 + 2 * k * k
         short = n * n * k / 2 + n ** 3 / 6 + n * k
-        if w0:
+        if w0 and transformed:
+            short += k * k / 2 + n * k
+        elif w0:
             short += n * k * k / 2 + n * k + k * k
         if not cost * short < long:
             break
@@ -530,23 +547,48 @@ def short_row_limit(k, w0, cost=None):
     return limit
 
 
-def short_row_setup(indptr, G, lam, wr, w0, nmax):
-    """``(GB, nmax)`` for :func:`_solve_cholesky`: ``G`` with the upper
+def short_row_setup(indptr, Y, G, lam, wr, w0, nmax=None, transform=None):
+    """``(GB, mode)`` for :func:`_solve_cholesky`: ``G`` with the upper
     Cholesky factors ``U`` of ``B = w0 G + lam_u I`` stacked under it.
 
     One factor (``lam_u = lam``), or with weighted regularization one per
     ratings count ``n <= nmax`` (``lam_u = lam n``, factor ``n - 1``; only
     the counts that occur are factored).  A ``B`` that is not positive
     definite gets a NaN factor: its rows take the k x k path.  ``w0 = 0``
-    needs no factor (``B = lam_u I``).  Computed in float64 from ``G`` as
-    the solver sees it, once per half-step.
+    needs no factor (``B = lam_u I``).  With one factor, ``Y U^{-1}`` is
+    stacked under it where ``transform`` (default: where the short rows
+    hold more ratings than ``Y`` has rows, so that it pays), and the limit
+    is then ``short_row_limit(..., transformed=True)``.  ``nmax``: that
+    limit instead of :func:`short_row_limit`'s.  Computed in float64 from
+    ``Y`` and ``G`` as the solver sees them, once per half-step.  ``mode``
+    is ``2 nmax + transformed`` (0: no short rows).
     """
     k = G.shape[0]
-    if nmax <= 0 or w0 == 0:
-        return G, nmax
+    if w0 == 0:
+        return G, 2 * (short_row_limit(k, w0) if nmax is None else nmax)
+    counts = np.diff(indptr)
+    if not wr:
+        nmax_t = short_row_limit(k, w0, transformed=True) if nmax is None else nmax
+        if transform is None:
+            transform = counts[counts <= nmax_t].sum() > Y.shape[0]
+        if transform and nmax_t > 0:
+            B = float(w0) * G.astype(np.float64)
+            B[np.diag_indices(k)] += float(lam)
+            try:
+                U = np.triu(np.linalg.cholesky(B).T)
+            except np.linalg.LinAlgError:
+                return G, 0
+            YU = scipy.linalg.solve_triangular(U, Y.astype(np.float64).T,
+                                               trans="T").T
+            GB = np.empty((2 * k + Y.shape[0], k), G.dtype)
+            GB[:k] = G
+            GB[k:2 * k] = U
+            GB[2 * k:] = YU
+            return GB, 2 * nmax_t + 1
+    if nmax is None:
+        nmax = short_row_limit(k, w0)
     if wr:
         nmax = int(min(nmax, SHORT_ROW_FACTOR_BYTES // (k * k * G.itemsize)))
-        counts = np.diff(indptr)
         used = np.flatnonzero(np.bincount(counts[counts <= nmax], minlength=nmax + 1))
         used = used[used > 0]
         n_f = nmax
@@ -565,7 +607,7 @@ def short_row_setup(indptr, G, lam, wr, w0, nmax):
             GB[n * k:(n + 1) * k] = np.triu(np.linalg.cholesky(B).T)
         except np.linalg.LinAlgError:
             pass
-    return GB, nmax
+    return GB, 2 * nmax
 
 
 def solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
@@ -583,9 +625,8 @@ def solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
     """
     blas = USE_BLAS if blas is None else bool(blas)
     k = Y.shape[1]
-    nmax = short_row_limit(k, w0) if short_rows else 0
-    GB, nmax = short_row_setup(indptr, G, lam, wr, w0, nmax)
+    GB, mode = short_row_setup(indptr, Y, G, lam, wr, w0) if short_rows else (G, 0)
     work = indptr[-1] * k * (k + 1) // 2 + (indptr.size - 1) * k ** 3 // 3
     return int(_call(_solve_cholesky, work,
                      (indptr, indices, conf, target, offset, Y, GB, lam, wr, w0,
-                      X, bounds, blas, nmax)))
+                      X, bounds, blas, mode)))
