@@ -2,7 +2,7 @@
 against the naive dense reference of ``tests/naive.py``.
 
 Rows with 0, 1, 2, k-1, k and k+1 ratings (and a few random lengths), both
-dtypes, BLAS on and off, explicit (``w0 = 0``) and implicit (``w0 = 1``,
+dtypes, BLAS on and off (off, and below 16 factors: the k x k path only), explicit (``w0 = 0``) and implicit (``w0 = 1``,
 with weights ``c == w0`` and rows with ``c < w0``), weighted
 regularization, biases (a design column of ones and per-item offsets).
 Tolerances, relative to the largest entry of the reference: 1e-9 in
@@ -129,9 +129,13 @@ def test_short_rows_against_naive(k, dtype, blas, objective, wr, bias, transform
     # the other rows are the k x k path's bit for bit.
     X_long = solve(side, conf, target, offset, Y, G, lam, wr, w0, blas, False)[0]
     short = short_mask(side, conf, k, w0, transformed)
-    assert short.sum() >= 4 and (~short).sum() >= 3
+    if not blas or k < krows.BLAS_MIN_FACTORS:  # the n x n path needs BLAS
+        short[:] = False
+    else:
+        assert short.sum() >= 4 and (~short).sum() >= 3
     np.testing.assert_array_equal(X[~short], X_long[~short])
-    assert not np.array_equal(X[short], X_long[short])
+    if short.any():
+        assert not np.array_equal(X[short], X_long[short])
 
 
 @pytest.mark.parametrize("objective", ["explicit", "implicit"])

@@ -98,32 +98,30 @@ def _factor_upper(A, k, one):
 def _solve_upper(A, b, k):
     """``b <- (U^T U)^{-1} b``: ``U^T z = b`` by column sweeps, then
     ``U x = z`` by row dot products (``b`` holds exactly ``k`` entries)."""
-    _forward_upper(A, b, k)
-    _backward_upper(A, b, k)
+    _tri_solve(A, b, k, True, True)
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _forward_upper(A, b, k):
-    """``b <- U^{-T} b`` by column sweeps (``U``: upper triangle of ``A``)."""
-    for i in range(k):
-        zi = b[i] / A[i, i]
-        b[i] = zi
-        bs = b[i + 1:]
-        ui = A[i, i + 1:]
-        for l in range(bs.size):
-            bs[l] -= zi * ui[l]
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _backward_upper(A, b, k):
-    """``b <- U^{-1} b`` by row dot products (``U``: upper triangle of ``A``)."""
-    for i in range(k - 1, -1, -1):
-        ui = A[i, i + 1:]
-        bs = b[i + 1:]
-        s = b[i]
-        for l in range(bs.size):
-            s -= ui[l] * bs[l]
-        b[i] = s / A[i, i]
+def _tri_solve(A, b, k, forward, backward):
+    """``b <- U^{-T} b`` by column sweeps where ``forward``, then
+    ``b <- U^{-1} b`` by row dot products where ``backward`` (``U``: upper
+    triangle of ``A``; one function for both: less to compile)."""
+    if forward:
+        for i in range(k):
+            zi = b[i] / A[i, i]
+            b[i] = zi
+            bs = b[i + 1:]
+            ui = A[i, i + 1:]
+            for l in range(bs.size):
+                bs[l] -= zi * ui[l]
+    if backward:
+        for i in range(k - 1, -1, -1):
+            ui = A[i, i + 1:]
+            bs = b[i + 1:]
+            s = b[i]
+            for l in range(bs.size):
+                s -= ui[l] * bs[l]
+            b[i] = s / A[i, i]
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -260,7 +258,9 @@ def _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
 # triangular solve, and costs about n^2 k / 2 + n^3 / 6 + k^2 / 2.  Rows with a weight
 # ``c < w0`` (the correction would not be positive semidefinite), rows
 # whose ``B`` is not positive definite (``lam = 0``) and rows whose n x n
-# system does not factor take the k x k path, with its ridge fallback.
+# system does not factor take the k x k path, with its ridge fallback, and
+# so does every row without BLAS or with fewer than ``BLAS_MIN_FACTORS``
+# factors (the n x n path uses TRSM and SYRK only: less to compile).
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -318,30 +318,16 @@ def _short_row(u, indptr, indices, conf, target, offset, Y, GB, reg, w0, nmax,
             if diag:
                 v[j] = sq * t
             j += 1
-    use_blas = blas and k >= BLAS_MIN_FACTORS
     if not diag and not transformed:
-        if use_blas:
-            _trsm_rows(U, Z, n + 1, iw, fw, cw)
-        else:
-            for r in range(n + 1):
-                _forward_upper(U, Z[r], k)
+        _trsm_rows(U, Z, n + 1, iw, fw, cw)
     M = flat[:n * n].reshape((n, n))
     for i in range(n):
         Mi = M[i]
         for l in range(n):
             Mi[l] = 0
         Mi[i] = reg if diag else one
-    if use_blas and n > 0:
+    if n > 0:
         _syrk_rows(Z, n, M, iw, fw, cw)
-    else:
-        for i in range(n):
-            zi = Z[i]
-            for l in range(i, n):
-                zl = Z[l]
-                acc = zi[0] * zl[0]
-                for q in range(1, k):
-                    acc += zi[q] * zl[q]
-                M[i, l] += acc
     vn = v[:n]
     if not diag:
         for i in range(n):
@@ -368,7 +354,7 @@ def _short_row(u, indptr, indices, conf, target, offset, Y, GB, reg, w0, nmax,
         for l in range(k):
             x[l] += vi * zi[l]
     if not diag:
-        _backward_upper(U, x, k)
+        _tri_solve(U, x, k, False, True)
     return True
 
 
@@ -405,6 +391,9 @@ def _cholesky_rows(r0, r1, indptr, indices, conf, target, offset, Y, GB, lam,
     lapack = blas and k >= LAPACK_MIN_FACTORS
     nmax = mode >> 1
     transformed = (mode & 1) == 1
+    # BLAS only (TRSM, SYRK): without it, or where BLAS does not pay, the
+    # k x k path's loops (tiny k: its factorization costs little anyway)
+    short = nmax > 0 and blas and k >= BLAS_MIN_FACTORS
     n_factors = 1 if transformed else GB.shape[0] // k - 1
     fallbacks = 0
     prev = np.int32(1)
@@ -412,7 +401,7 @@ def _cholesky_rows(r0, r1, indptr, indices, conf, target, offset, Y, GB, lam,
         prev = _blas_threads_local(1)
     for u in range(r0, r1):
         n_u = indptr[u + 1] - indptr[u]
-        if nmax > 0 and n_u > 0:
+        if short and n_u > 0:
             reg = lam * n_u if wr else lam
             fidx = n_u - 1 if wr else 0
             if (w0 == 0 or fidx < n_factors) and _short_row(
