@@ -1,4 +1,4 @@
-"""Data sets for the benchmarks: MovieLens-100k and a synthetic implicit set.
+"""Data sets for the benchmarks: MovieLens-100k and synthetic implicit sets.
 
 The synthetic set is generated here, deterministically from a seed, and
 cached as ``.npz`` outside the repository (``$FASTALS_BENCH_CACHE``, else
@@ -8,6 +8,11 @@ Shape of the full set: 20M distinct (user, item) pairs over 140k users x
 27k items, drawn by the package's generator :func:`fastals.make_ratings`
 with ``implicit=True`` (Zipf-like user activity and item popularity, values
 are interaction counts >= 1) and its default exponents.
+
+The short-row set ``short3M`` (issue 14) has the usual shape of real logs,
+most users with few interactions: 150k users x 30k items, 2.7M pairs
+(18 per user on average, far fewer for most), user activity ``rank^-0.6``
+and item popularity ``rank^-0.9``, the same generator and seed.
 """
 
 import os
@@ -24,7 +29,11 @@ SIZES = {
     "20M": (140_000, 27_000, 20_000_000),
     "2M": (14_000, 8_000, 2_000_000),
     "200k": (3_000, 2_000, 200_000),
+    "short3M": (150_000, 30_000, 2_700_000),
 }
+
+#: name -> (user exponent, item exponent) where not the generator's defaults
+EXPONENTS = {"short3M": (0.6, 0.9)}
 
 
 def cache_dir():
@@ -38,13 +47,17 @@ def cache_dir():
     return path
 
 
-def synthetic_implicit(n_users, n_items, n_interactions, seed=0):
+def synthetic_implicit(n_users, n_items, n_interactions, seed=0, exponents=None):
     """CSR (users x items) of interaction counts from
     :func:`fastals.make_ratings` (``implicit=True``): Zipf-like user activity
-    and item popularity, exactly ``n_interactions`` distinct pairs."""
+    and item popularity (``exponents``: ``(user, item)``, default the
+    generator's), exactly ``n_interactions`` distinct pairs."""
     from fastals.data.synthetic import make_ratings
+    kw = {}
+    if exponents is not None:
+        kw = dict(user_exponent=exponents[0], item_exponent=exponents[1])
     r = make_ratings(n_users=n_users, n_items=n_items, n_ratings=n_interactions,
-                     implicit=True, seed=seed)
+                     implicit=True, seed=seed, **kw)
     R = sp.csr_matrix((r.values, (r.user_ids, r.item_ids)), shape=(n_users, n_items))
     R.sort_indices()
     return R
@@ -56,7 +69,7 @@ def synthetic(size="20M", seed=0):
     path = cache_dir() / f"implicit-{size}-seed{seed}-make_ratings-v1.npz"
     if path.is_file():
         return sp.load_npz(path).tocsr()
-    R = synthetic_implicit(m, n, nnz, seed=seed)
+    R = synthetic_implicit(m, n, nnz, seed=seed, exponents=EXPONENTS.get(size))
     tmp = path.with_suffix(".tmp.npz")
     sp.save_npz(tmp, R, compressed=False)
     os.replace(tmp, path)

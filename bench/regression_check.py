@@ -1,7 +1,8 @@
 """Quick performance regression check for CI (well under a minute).
 
-Times fastals' row-solve kernels and its batch top-k against naive
-reference kernels compiled in this same process, on small synthetic
+Times fastals' row-solve kernels (the Cholesky solver on long rows, its
+k x k path, and on short rows, its n x n path) and its batch top-k against
+naive reference kernels compiled in this same process, on small synthetic
 implicit data, single-threaded.
 The two are interleaved and the verdict is the median of the per-repeat
 ratios ``fastals / reference``, compared with the ratio stored in
@@ -150,9 +151,19 @@ def problem():
     return side, conf, target, Y, G, X
 
 
+def short_problem():
+    """Users with few interactions (10 on average, k = 64): the Cholesky
+    solver's n x n path (``short_rows``) for most rows."""
+    R = synthetic_implicit(3_000, 1_500, 30_000, seed=2)
+    side = _Side(R, K_FACTORS, np.dtype(np.float32))
+    return side, R.data.astype(np.float32), np.ones(R.nnz, np.float32)
+
+
 def measure(slowdown=1, repeats=REPEATS):
     """Median ratios ``fastals / reference`` per fastals kernel."""
     side, conf, target, Y, G, X = problem()
+    s_side, s_conf, s_target = short_problem()
+    Xs, Xs_ref = np.zeros((2, s_side.n_rows, K_FACTORS), np.float32)
     offset = np.zeros(Y.shape[0], np.float32)
     lam, w0 = np.float32(0.1), np.float32(1.0)
     X_ref = np.zeros_like(X)
@@ -172,12 +183,20 @@ def measure(slowdown=1, repeats=REPEATS):
     def reference_d():
         reference_dense(side.indptr, side.indices, conf, Y, M, X_dref, G_dref)
 
+    s_args = (s_side.indptr, s_side.indices, s_conf, s_target, offset, Y, G, lam,
+              False, w0, Xs, s_side.bounds)
+
     def reference():
         reference_solve(side.indptr, side.indices, conf, target, Y, G, 0.1, 1.0, X_ref)
 
+    def reference_short():
+        reference_solve(s_side.indptr, s_side.indices, s_conf, s_target, Y, G, 0.1,
+                        1.0, Xs_ref)
+
     # name: (fastals kernel, naive reference of the same job)
     kernels = {
-        "solve_cholesky": (lambda: K.solve_cholesky(*args), reference),
+        "solve_cholesky": (lambda: K.solve_cholesky(*args, None, False), reference),
+        "solve_cholesky_short": (lambda: K.solve_cholesky(*s_args), reference_short),
         "solve_cg": (lambda: K.solve_cg(*args, 3), reference),
         "topk": (lambda: _topk.topk(U, rows, Y, 10), lambda: reference_topk(U, Y, 10, top_ref)),
         "dense_step": (lambda: K.dense_step(side.indptr, side.indices, conf, Y, M, X_dense,
@@ -188,9 +207,11 @@ def measure(slowdown=1, repeats=REPEATS):
         ref()
         fn()
     K.solve_cholesky(*args)
-    err = np.abs(X - X_ref).max() / max(np.abs(X_ref).max(), 1e-30)
-    if not err < 1e-3:
-        raise SystemExit(f"regression check: fastals and the reference disagree (rel. err {err:.2e})")
+    for got, want in ((X, X_ref), (Xs, Xs_ref)):
+        err = np.abs(got - want).max() / max(np.abs(want).max(), 1e-30)
+        if not err < 1e-3:
+            raise SystemExit("regression check: fastals and the reference disagree "
+                             f"(rel. err {err:.2e})")
     G_dense, _ = K.dense_step(side.indptr, side.indices, conf, Y, M, X_dense, dbounds)
     err = np.abs(X_dense - X_dref).max() / max(np.abs(X_dref).max(), 1e-30)
     if not (err < 1e-3 and np.allclose(G_dense, G_dref, rtol=1e-3)):

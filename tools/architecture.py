@@ -29,8 +29,10 @@ REFERENCES = {
     "fastals._dask_tasks": ("test_distributed.py (the single-machine FastALS, 1e-4 in float64)",
                             "distributed_speed.py"),
     "fastals.kernels.rows": ("test_kernel_paths.py::test_cholesky_rows (np.linalg.solve per row); "
+                             "test_short_rows.py (n x n path, naive.update_rows); "
                              "test_als.py (naive.update_rows)",
-                             "bench_als.py; regression_check.py solve_cholesky"),
+                             "bench_als.py; short_rows.py; regression_check.py "
+                             "solve_cholesky, solve_cholesky_short"),
     "fastals.kernels.cg": ("test_kernel_paths.py::test_cg_converges_to_cholesky",
                            "bench_als.py (solver=cg); regression_check.py solve_cg"),
     "fastals.kernels.nnls": ("test_nnls.py (scipy.optimize.nnls)", "-"),

@@ -7,7 +7,8 @@ arrays and call these functions.
 
 Modules
 -------
-* :mod:`.rows` -- weighted row system, Cholesky, ridge fallback,
+* :mod:`.rows` -- weighted row system, Cholesky, ridge fallback, the n x n
+  system of short rows,
   :func:`solve_cholesky`.
 * :mod:`.cg` -- conjugate-gradient row solves, :func:`solve_cg`.
 * :mod:`.nnls` -- non-negative row solves, :func:`solve_nnls`.

@@ -56,6 +56,8 @@ _ssyrk = _external("ssyrk", 10)
 _dsyrk = _external("dsyrk", 10)
 _sgemm = _external("sgemm", 13)
 _dgemm = _external("dgemm", 13)
+_strsm = _external("strsm", 11)
+_dtrsm = _external("dtrsm", 11)
 _spotrf = _external("spotrf", 5, _cython_lapack)
 _dpotrf = _external("dpotrf", 5, _cython_lapack)
 
@@ -125,6 +127,62 @@ def _syrk_impl(alpha, B, r0, n, C, iw, fw, cw):
         fn(cw.ctypes.data, cw.ctypes.data + 1, ip, ip + isz, fp,
            B.ctypes.data + r0 * B.shape[1] * B.itemsize, ip + 2 * isz,
            fp + fw.itemsize, C.ctypes.data, ip + 3 * isz)
+    return impl
+
+
+def _syrk_rows(Z, n, C, iw, fw, cw):
+    """``C[upper] += Z[:n] Z[:n]^T`` (BLAS SYRK; ``C`` is ``n x n``): the
+    Gram matrix of ``n`` rows, where :func:`_syrk` sums their outer
+    products."""
+
+
+@overload(_syrk_rows)
+def _syrk_rows_impl(Z, n, C, iw, fw, cw):
+    fn = _ssyrk if Z.dtype == types.float32 else _dsyrk
+
+    def impl(Z, n, C, iw, fw, cw):
+        # column-major: C (n x n, lower) += Zc^T Zc, Zc = Z[:n]^T (k x n)
+        cw[0] = 76  # 'L'
+        cw[1] = 84  # 'T'
+        iw[0] = n
+        iw[1] = Z.shape[1]
+        iw[2] = Z.shape[1]
+        iw[3] = n
+        fw[0] = 1
+        fw[1] = 1
+        ip = iw.ctypes.data
+        isz = iw.itemsize
+        fp = fw.ctypes.data
+        fn(cw.ctypes.data, cw.ctypes.data + 1, ip, ip + isz, fp, Z.ctypes.data,
+           ip + 2 * isz, fp + fw.itemsize, C.ctypes.data, ip + 3 * isz)
+    return impl
+
+
+def _trsm_rows(U, Z, n, iw, fw, cw):
+    """``Z[:n] <- Z[:n] U^{-1}`` for the row-major upper triangular ``U``
+    (``k x k``): row by row, ``U^T w = z`` (BLAS TRSM)."""
+
+
+@overload(_trsm_rows)
+def _trsm_rows_impl(U, Z, n, iw, fw, cw):
+    fn = _strsm if Z.dtype == types.float32 else _dtrsm
+
+    def impl(U, Z, n, iw, fw, cw):
+        # column-major: L Wc = Zc with L = U^T (lower), Zc = Z[:n]^T (k x n)
+        cw[0] = 76  # side 'L'
+        cw[1] = 76  # uplo 'L'
+        cw[2] = 78  # 'N'
+        cw[3] = 78  # non-unit diagonal
+        iw[0] = U.shape[0]
+        iw[1] = n
+        iw[2] = U.shape[1]
+        iw[3] = Z.shape[1]
+        fw[0] = 1
+        ip = iw.ctypes.data
+        isz = iw.itemsize
+        c = cw.ctypes.data
+        fn(c, c + 1, c + 2, c + 3, ip, ip + isz, fw.ctypes.data, U.ctypes.data,
+           ip + 2 * isz, Z.ctypes.data, ip + 3 * isz)
     return impl
 
 

@@ -1,12 +1,15 @@
 """Exact row solves: the weighted row system, Cholesky with the ridge
-fallback, and the parallel half-step :func:`solve_cholesky`.
+fallback, the n x n system of short rows (push-through / Woodbury), and the
+parallel half-step :func:`solve_cholesky`.
 """
 
 import numpy as np
-from numba import njit, prange
+import scipy.linalg
+from numba import carray, njit, prange
 
-from .blas import (BLAS_MIN_FACTORS, LAPACK_MIN_FACTORS, _blas_threads_local,
-                   _potrf, _syrk, _syrk_loops, _with_blas)
+from .blas import (BLAS_MIN_FACTORS, LAPACK_MIN_FACTORS, USE_BLAS,
+                   _blas_threads_local, _potrf, _syrk, _syrk_loops, _syrk_rows,
+                   _trsm_rows)
 from .chunks import _call
 from .llvm import (FASTMATH, LOSS_MODE, PREFETCH_AHEAD, _ChunkCallback,
                    _chunk_views, _prefetch_entry, _take_next)
@@ -94,21 +97,31 @@ def _factor_upper(A, k, one):
 @njit(cache=True, fastmath=FASTMATH)
 def _solve_upper(A, b, k):
     """``b <- (U^T U)^{-1} b``: ``U^T z = b`` by column sweeps, then
-    ``U x = z`` by row dot products."""
-    for i in range(k):
-        zi = b[i] / A[i, i]
-        b[i] = zi
-        bs = b[i + 1:]
-        ui = A[i, i + 1:]
-        for l in range(bs.size):
-            bs[l] -= zi * ui[l]
-    for i in range(k - 1, -1, -1):
-        ui = A[i, i + 1:]
-        bs = b[i + 1:]
-        s = b[i]
-        for l in range(bs.size):
-            s -= ui[l] * bs[l]
-        b[i] = s / A[i, i]
+    ``U x = z`` by row dot products (``b`` holds exactly ``k`` entries)."""
+    _tri_solve(A, b, k, True, True)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _tri_solve(A, b, k, forward, backward):
+    """``b <- U^{-T} b`` by column sweeps where ``forward``, then
+    ``b <- U^{-1} b`` by row dot products where ``backward`` (``U``: upper
+    triangle of ``A``; one function for both: less to compile)."""
+    if forward:
+        for i in range(k):
+            zi = b[i] / A[i, i]
+            b[i] = zi
+            bs = b[i + 1:]
+            ui = A[i, i + 1:]
+            for l in range(bs.size):
+                bs[l] -= zi * ui[l]
+    if backward:
+        for i in range(k - 1, -1, -1):
+            ui = A[i, i + 1:]
+            bs = b[i + 1:]
+            s = b[i]
+            for l in range(bs.size):
+                s -= ui[l] * bs[l]
+            b[i] = s / A[i, i]
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -221,11 +234,140 @@ def _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
         A[i, i] += reg
 
 
+# ---------------------------------------------------------------------------
+# Short rows: the n x n system (push-through / Woodbury identity)
+# ---------------------------------------------------------------------------
+# A row with n ratings (n < k) has ``A = B + Z^T Z`` with ``B = w0 G + lam I``
+# shared by every row (per ratings count under weighted regularization) and
+# ``Z`` the n gathered item vectors scaled by ``sqrt(c - w0)``.  With
+# ``B = U^T U`` factored once per half-step (:func:`short_row_setup`) and
+# ``W = Z U^{-1}``, ``beta = U^{-T} b``:
+#
+#     x = U^{-1} (beta - W^T v),   (I + W W^T) v = W beta
+#
+# (n x n, eigenvalues >= 1), and for the explicit objective (``w0 = 0``,
+# ``B = lam I``, no factor)
+#
+#     x = Z^T v,   (Z Z^T + lam I) v = sqrt(c) * t.
+#
+# A row costs about n k^2 / 2 + n^2 k / 2 + n^3 / 6 multiply-adds (no
+# k^3 / 6 factorization; explicit: no n k^2 / 2 either).  Where one ``B``
+# serves every row (no weighted regularization) and enough rows are short,
+# the other side is transformed once per half-step, ``Y U^{-1}``: a row then
+# gathers its rows of ``W`` (and ``beta``, a sum of them) without the
+# triangular solve, and costs about n^2 k / 2 + n^3 / 6 + k^2 / 2.  Rows with a weight
+# ``c < w0`` (the correction would not be positive semidefinite), rows
+# whose ``B`` is not positive definite (``lam = 0``) and rows whose n x n
+# system does not factor take the k x k path, with its ridge fallback, and
+# so does every row without BLAS or with fewer than ``BLAS_MIN_FACTORS``
+# factors (the n x n path uses TRSM and SYRK only: less to compile).
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _short_row(u, indptr, indices, conf, target, offset, Y, GB, reg, w0, nmax,
+               fidx, x, Z, flat, v, iw, fw, cw, blas, one, transformed):
+    """Solve row ``u`` through its n x n system into ``x``; returns False
+    (``x`` untouched) where the row must take the k x k path.
+
+    ``GB[(1 + fidx) k:(2 + fidx) k]`` holds the upper factor ``U`` of
+    ``B = w0 G + reg I`` (unused when ``w0 = 0``), and with
+    ``transformed`` ``GB[2 k:]`` holds ``Y U^{-1}``; ``Z`` (at least
+    ``nmax + 1`` rows), ``flat`` (``k * k``) and ``v`` (``nmax``) are
+    scratch.
+    """
+    k = Y.shape[1]
+    start = indptr[u]
+    end = indptr[u + 1]
+    n = 0
+    for e in range(start, end):
+        d = conf[e] * one - w0
+        if d < 0:
+            return False
+        if d > 0:
+            n += 1
+    diag = w0 == 0
+    if n > nmax or (diag and not reg > 0):
+        return False
+    base = (1 + fidx) * k
+    if not diag and not GB[base, 0] > 0:  # B not positive definite (NaN factor)
+        return False
+    U = GB[base:base + k]  # empty where diag
+    src = Y
+    if transformed:
+        src = GB[2 * k:]  # Y U^{-1}: rows of W, b arrives as beta
+    b = Z[n]  # b, then beta = U^{-T} b
+    for j in range(k):
+        b[j] = 0
+    j = 0
+    for e in range(start, end):
+        _prefetch_entry(indices, e + PREFETCH_AHEAD, src)
+        it = indices[e]
+        cf = conf[e] * one
+        d = cf - w0
+        t = target[e] * one - offset[it] * one
+        yr = src[it]
+        if not diag:
+            ct = cf * t
+            for l in range(k):
+                b[l] += ct * yr[l]
+        if d > 0:
+            sq = np.sqrt(d)
+            row = Z[j]
+            for l in range(k):
+                row[l] = sq * yr[l]
+            if diag:
+                v[j] = sq * t
+            j += 1
+    if not diag and not transformed:
+        _trsm_rows(U, Z, n + 1, iw, fw, cw)
+    M = flat[:n * n].reshape((n, n))
+    for i in range(n):
+        Mi = M[i]
+        for l in range(n):
+            Mi[l] = 0
+        Mi[i] = reg if diag else one
+    if n > 0:
+        _syrk_rows(Z, n, M, iw, fw, cw)
+    vn = v[:n]
+    if not diag:
+        for i in range(n):
+            zi = Z[i]
+            acc = zi[0] * b[0]
+            for q in range(1, k):
+                acc += zi[q] * b[q]
+            vn[i] = acc
+    if blas and n >= LAPACK_MIN_FACTORS:
+        if _potrf(M, iw, cw) != 0:
+            return False
+        _solve_upper(M, vn, n)
+    elif not _cholesky_upper(M, vn, n, one):
+        return False
+    if diag:
+        for l in range(k):
+            x[l] = 0
+    else:
+        for l in range(k):
+            x[l] = b[l]
+    for i in range(n):
+        vi = -vn[i] if not diag else vn[i]
+        zi = Z[i]
+        for l in range(k):
+            x[l] += vi * zi[l]
+    if not diag:
+        _tri_solve(U, x, k, False, True)
+    return True
+
+
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def _cholesky_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam,
-                   wr, w0, X, blas, cap):
+def _cholesky_rows(r0, r1, indptr, indices, conf, target, offset, Y, GB, lam,
+                   wr, w0, X, blas, cap, mode):
     """Solve rows ``r0:r1`` (one chunk) with scratch allocated once; returns
     the number of rows that needed the ridge fallback.
+
+    ``GB[:k]`` is ``G``; ``mode = 2 nmax + transformed``: rows with at
+    most ``nmax`` ratings of weight ``c > w0`` are tried through
+    :func:`_short_row` first (factors of ``B`` in ``GB[k:]``, see
+    :func:`short_row_setup`); ``nmax = 0``: none.
 
     A row whose system is not numerically positive definite (``lam = 0``
     with fewer ratings than factors, say) is rebuilt with a growing ridge
@@ -237,23 +379,40 @@ def _cholesky_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam,
     loop's body, which is much more expensive to compile.
     """
     k = Y.shape[1]
-    A = np.empty((k, k), Y.dtype)
+    flat = np.empty(k * k, Y.dtype)
+    A = flat.reshape((k, k))
     B = np.empty((cap, k), Y.dtype)
     b = np.empty(k, Y.dtype)
+    v = np.empty(cap, Y.dtype)
     iw = np.empty(8, np.int32)
     fw = np.ones(4, Y.dtype)
     cw = np.empty(4, np.uint8)
     one = fw[3]
     lapack = blas and k >= LAPACK_MIN_FACTORS
+    nmax = mode >> 1
+    transformed = (mode & 1) == 1
+    # BLAS only (TRSM, SYRK): without it, or where BLAS does not pay, the
+    # k x k path's loops (tiny k: its factorization costs little anyway)
+    short = nmax > 0 and blas and k >= BLAS_MIN_FACTORS
+    n_factors = 1 if transformed else GB.shape[0] // k - 1
     fallbacks = 0
     prev = np.int32(1)
     if blas:
         prev = _blas_threads_local(1)
     for u in range(r0, r1):
+        n_u = indptr[u + 1] - indptr[u]
+        if short and n_u > 0:
+            reg = lam * n_u if wr else lam
+            fidx = n_u - 1 if wr else 0
+            if (w0 == 0 or fidx < n_factors) and _short_row(
+                    u, indptr, indices, conf, target, offset, Y, GB, reg, w0,
+                    nmax, fidx, X[u], B, flat, v, iw, fw, cw, blas, one,
+                    transformed):
+                continue
         delta = 0.0
         ok = False
         for attempt in range(RIDGE_TRIES):
-            _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr,
+            _build_row(u, indptr, indices, conf, target, offset, Y, GB, lam, wr,
                        w0, A, b, B, iw, fw, cw, blas, one)
             if attempt > 0:
                 scale = 0.0
@@ -286,14 +445,16 @@ def _cholesky_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam,
 def _cholesky_rows_c(r0, r1, indptr_p, indices_p, conf_p, target_p, offset_p,
                      Y_p, G_p, X_p, n_rows, nnz, n_other, k, n_g, lam, wr, w0,
                      blas, cap, mode):
-    indptr, indices, conf, target, offset, Y, G, X = _chunk_views(
+    indptr, indices, conf, target, offset, Y, _, X = _chunk_views(
         indptr_p, indices_p, conf_p, target_p, offset_p, Y_p, G_p, X_p, n_rows,
-        nnz, n_other, k, n_g)
+        nnz, n_other, k, 0)
     if mode == LOSS_MODE:
         return _loss_rows(r0, r1, indptr, indices, conf, target, offset, X, Y,
                           w0)
+    GB = carray(G_p, (n_g, k))  # G, then the factors of short_row_setup
     return float(_cholesky_rows(r0, r1, indptr, indices, conf, target, offset,
-                                Y, G, lam, wr != 0, w0, X, blas != 0, cap))
+                                Y, GB, lam, wr != 0, w0, X, blas != 0, cap,
+                                mode))
 
 
 _CHOLESKY = _ChunkCallback("cholesky_rows", _cholesky_rows_c)
@@ -304,12 +465,15 @@ _cholesky_chunk = _CHOLESKY.caller()
 @njit(parallel=True, cache=True)
 def _solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
                     X, bounds, blas, mode):
-    """Solve every row (``mode`` 0: returns the number of ridge fallbacks)
-    or sum the loss terms of every row (``mode`` :data:`LOSS_MODE`)."""
+    """Solve every row (``mode`` >= 0: returns the number of ridge
+    fallbacks; ``mode`` > 0: short rows through the n x n system, ``G``
+    then stacks the factors of :func:`short_row_setup` under ``G`` itself,
+    which also gives ``mode``) or sum the loss terms of every row (``mode``
+    :data:`LOSS_MODE`)."""
     k = Y.shape[1]
     n_chunks = bounds.size - 1
     partial = np.empty(n_chunks, np.float64)  # np.zeros: a parallel loop more
-    cap = max(64, 65536 // k)  # gathered rows per SYRK: 256 KiB in float32
+    cap = _gather_cap(k)
     counter = np.empty(1, np.int64)
     counter[0] = 0
     for _ in prange(n_chunks):  # each thread's first pass drains the queue
@@ -325,18 +489,133 @@ def _solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
     return total
 
 
-@_with_blas
+@njit(cache=True)
+def _gather_cap(k):
+    """Rows of the per-chunk gather block: 256 KiB of float32 per SYRK."""
+    return max(64, 65536 // k)
+
+
+#: Cost of the n x n path relative to its multiply-add count, per ``w0 != 0``
+#: (``> 1``: it runs at a lower rate than the k x k path's SYRK and
+#: xPOTRF).  A row takes the n x n path where ``cost * short < long`` (see
+#: :func:`short_row_limit`).  Measured with ``bench/short_rows.py`` (one
+#: thread, float32, BLAS; loaded machine): implicit, short/long time 0.96 at
+#: n=32 and 1.08 at n=38 for k=64, 0.90 at n=76 and 1.17 at n=96 for k=128
+#: (limits 33 and 68 at cost 1); explicit 0.95 at n=57 (k=64), 0.71 at
+#: n=96 and 1.13 at n=115 (k=128) (limits 54 and 108 at cost 1.3).
+SHORT_ROW_COST = {"explicit": 1.3, "implicit": 1.0, "transformed": 1.3}
+
+#: At most this many bytes of factors of ``B`` per half-step (weighted
+#: regularization: one per ratings count).
+SHORT_ROW_FACTOR_BYTES = 64 << 20
+
+
+def short_row_limit(k, w0, cost=None, transformed=False):
+    """Largest ratings count ``n`` of a row solved through the n x n system.
+
+    Multiply-adds per row: the k x k path ``n k^2/2 + k^3/6 + 2 k^2``
+    (SYRK, factorization, solve); the n x n path ``n^2 k/2 + n^3/6 + n k``
+    for ``w0 = 0``, plus ``k^2 / 2 + n k`` with the other side
+    ``transformed`` and ``n k^2 / 2 + k^2 + n k`` without (the triangular
+    solves with ``B``'s factor).  Returns 0 where no ``n`` is cheaper that
+    way.
+    """
+    path = "explicit" if not w0 else "transformed" if transformed else "implicit"
+    cost = SHORT_ROW_COST[path] if cost is None else cost
+    limit = 0
+    for n in range(1, min(k, _gather_cap.py_func(k))):
+        long = n * k * k / 2 + k ** 3 / 6 + 2 * k * k
+        short = n * n * k / 2 + n ** 3 / 6 + n * k
+        if w0 and transformed:
+            short += k * k / 2 + n * k
+        elif w0:
+            short += n * k * k / 2 + n * k + k * k
+        if not cost * short < long:
+            break
+        limit = n
+    return limit
+
+
+def short_row_setup(indptr, Y, G, lam, wr, w0, nmax=None, transform=None):
+    """``(GB, mode)`` for :func:`_solve_cholesky`: ``G`` with the upper
+    Cholesky factors ``U`` of ``B = w0 G + lam_u I`` stacked under it.
+
+    One factor (``lam_u = lam``), or with weighted regularization one per
+    ratings count ``n <= nmax`` (``lam_u = lam n``, factor ``n - 1``; only
+    the counts that occur are factored).  A ``B`` that is not positive
+    definite gets a NaN factor: its rows take the k x k path.  ``w0 = 0``
+    needs no factor (``B = lam_u I``).  With one factor, ``Y U^{-1}`` is
+    stacked under it where ``transform`` (default: where the short rows
+    hold more ratings than ``Y`` has rows, so that it pays), and the limit
+    is then ``short_row_limit(..., transformed=True)``.  ``nmax``: that
+    limit instead of :func:`short_row_limit`'s.  Computed in float64 from
+    ``Y`` and ``G`` as the solver sees them, once per half-step.  ``mode``
+    is ``2 nmax + transformed`` (0: no short rows).
+    """
+    k = G.shape[0]
+    if w0 == 0:
+        return G, 2 * (short_row_limit(k, w0) if nmax is None else nmax)
+    counts = np.diff(indptr)
+    if not wr:
+        nmax_t = short_row_limit(k, w0, transformed=True) if nmax is None else nmax
+        if transform is None:
+            transform = counts[counts <= nmax_t].sum() > Y.shape[0]
+        if transform and nmax_t > 0:
+            B = float(w0) * G.astype(np.float64)
+            B[np.diag_indices(k)] += float(lam)
+            try:
+                U = np.triu(np.linalg.cholesky(B).T)
+            except np.linalg.LinAlgError:
+                return G, 0
+            YU = scipy.linalg.solve_triangular(U, Y.astype(np.float64).T,
+                                               trans="T").T
+            GB = np.empty((2 * k + Y.shape[0], k), G.dtype)
+            GB[:k] = G
+            GB[k:2 * k] = U
+            GB[2 * k:] = YU
+            return GB, 2 * nmax_t + 1
+    if nmax is None:
+        nmax = short_row_limit(k, w0)
+    if wr:
+        nmax = int(min(nmax, SHORT_ROW_FACTOR_BYTES // (k * k * G.itemsize)))
+        used = np.flatnonzero(np.bincount(counts[counts <= nmax], minlength=nmax + 1))
+        used = used[used > 0]
+        n_f = nmax
+    else:
+        used = np.array([1])
+        n_f = 1
+    if nmax <= 0 or used.size == 0:
+        return G, 0
+    GB = np.full(((1 + n_f) * k, k), np.nan, G.dtype)
+    GB[:k] = G
+    B0 = float(w0) * G.astype(np.float64)
+    for n in used:
+        B = B0.copy()
+        B[np.diag_indices(k)] += float(lam) * (n if wr else 1)
+        try:
+            GB[n * k:(n + 1) * k] = np.triu(np.linalg.cholesky(B).T)
+        except np.linalg.LinAlgError:
+            pass
+    return GB, 2 * nmax
+
+
 def solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
-                   X, bounds, blas):
+                   X, bounds, blas=None, short_rows=True):
     """Exact ALS half-step: overwrite every row of ``X`` with its solution.
 
     Per row: gather the row's item vectors into a contiguous per-chunk block,
     accumulate ``A`` with a SYRK (symmetric: one triangle), solve by
-    Cholesky.  Returns the number of rows whose system was not positive
-    definite and needed the ridge fallback.
+    Cholesky; or, for a row with few ratings (``short_rows``, see
+    :func:`short_row_limit`), solve the same system through an n x n one
+    (push-through / Woodbury identity, see :func:`_short_row`): the same
+    solution up to rounding.  ``blas``: default :data:`.blas.USE_BLAS`.
+    Returns the number of rows whose system was not positive definite and
+    needed the ridge fallback.
     """
+    blas = USE_BLAS if blas is None else bool(blas)
     k = Y.shape[1]
+    GB, mode = short_row_setup(indptr, Y, G, lam, wr, w0) if short_rows else (G, 0)
     work = indptr[-1] * k * (k + 1) // 2 + (indptr.size - 1) * k ** 3 // 3
     return int(_call(_solve_cholesky, work,
-                     (indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
-                      X, bounds, blas, 0)))
+                     (indptr, indices, conf, target, offset, Y, GB, lam, wr, w0,
+                      X, bounds, blas, mode)))
