@@ -171,26 +171,33 @@ def _times_g(M, m0, nb, G, GV, active, use_blas, iw, fw, cw):
 @njit(cache=True, fastmath=FASTMATH)
 def _cg_correct(indices, conf, target, offset, Y, w0, start, n, streamed,
                 B, wv, tv, o, v, out, residual):
-    """``out += sum_e s_e y_e`` over one row's entries (see
+    """``out += sum_e s_e y_e`` over one row's ``n >= 1`` entries (see
     :func:`_cg_accumulate`): from the block at ``o`` or, for a row that is
-    ``streamed``, gathered piece by piece."""
-    if not streamed:
-        _cg_accumulate(B, wv, tv, o, n, v, out, residual)
-        return
-    cap = B.shape[0]
+    ``streamed``, gathered piece by piece.  One call site per helper: each
+    call site with other argument types is compiled once more."""
     p = start
     end = start + n
     while p < end:
-        m = min(cap, end - p)
-        _cg_gather(indices, conf, target, offset, Y, w0, p, m, B, wv, tv, 0)
-        _cg_accumulate(B, wv, tv, 0, m, v, out, residual)
+        m = n
+        q = o
+        if streamed:
+            m = min(B.shape[0], end - p)
+            q = p - p
+            _cg_gather(indices, conf, target, offset, Y, w0, p, m, B, wv, tv, q)
+        _cg_accumulate(B, wv, tv, q, m, v, out, residual)
         p += m
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
 def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
              X, steps, cap, blas):
-    """CG for rows ``r0:r1`` (one chunk) in blocks, scratch allocated once."""
+    """CG for rows ``r0:r1`` (one chunk) in blocks, scratch allocated once.
+
+    Pass 0 of a block computes the residuals ``r = b - A x`` of its rows,
+    passes ``1..steps`` are the CG steps; both share one loop body (the
+    products ``A v`` differ only in ``v`` and the sign), which halves the
+    code to compile.
+    """
     k = Y.shape[1]
     nbmax = BLOCK_ROWS
     bcap = min(cap, max(nbmax, BLOCK_VALUES // k))
@@ -237,6 +244,7 @@ def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
                 _cg_gather(indices, conf, target, offset, Y, w0, indptr[u], n,
                            B, wv, tv, offs[j])
             active[j] = n > 0
+            rs[j] = 1  # pass 0 runs on every row with ratings
             if n == 0:
                 # No ratings: the right-hand side is zero, so the exact
                 # solution (Cholesky's, with the smallest ridge where
@@ -244,38 +252,10 @@ def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
                 # residual and keep the start.
                 for i in range(k):
                     X[u, i] = 0
+                    D[j, i] = 0  # finite, for the block's GEMM
             regs[j] = lam * n if wr else lam
-        # r = b - A x
-        if shared:
-            _times_g(X, u0, nb, G, GV, active, use_blas, iw, fw, cw)
-        for j in range(nb):
-            rs[j] = 0
-            if not active[j]:
-                for i in range(k):  # finite, for the block's GEMM
-                    D[j, i] = 0
-                continue
-            u = u0 + j
-            x = X[u]
-            r = R[j]
-            reg = regs[j]
-            if shared:
-                g = GV[j]
-                for i in range(k):
-                    r[i] = -w0 * g[i] - reg * x[i]
-            else:
-                for i in range(k):
-                    r[i] = -reg * x[i]
-            _cg_correct(indices, conf, target, offset, Y, w0, indptr[u],
-                        indptr[u + 1] - indptr[u], streamed, B, wv, tv,
-                        offs[j], x, r, True)
-            s = r[0] * r[0]
-            for i in range(1, k):
-                s += r[i] * r[i]
-            rs[j] = s
-            d = D[j]
-            for i in range(k):
-                d[i] = r[i]
-        for _ in range(steps):
+        for it in range(steps + 1):
+            first = it == 0
             live = False
             for j in range(nb):
                 if active[j] and rs[j] < 1e-20:
@@ -283,8 +263,14 @@ def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
                 live = live or active[j]
             if not live:
                 break
+            # pass 0: v = x, out = r = b - A x; steps: v = d, out = A d
+            M = D
+            m0 = u0 - u0
+            if first:
+                M = X
+                m0 = u0
             if shared:
-                _times_g(D, 0, nb, G, GV, active, use_blas, iw, fw, cw)
+                _times_g(M, m0, nb, G, GV, active, use_blas, iw, fw, cw)
             for j in range(nb):
                 if not active[j]:
                     continue
@@ -292,17 +278,32 @@ def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
                 x = X[u]
                 r = R[j]
                 d = D[j]
+                v = M[m0 + j]
+                out = ad
+                if first:
+                    out = r
                 reg = regs[j]
                 if shared:
                     g = GV[j]
                     for i in range(k):
-                        ad[i] = w0 * g[i] + reg * d[i]
+                        out[i] = w0 * g[i] + reg * v[i]
                 else:
                     for i in range(k):
-                        ad[i] = reg * d[i]
+                        out[i] = reg * v[i]
+                if first:
+                    for i in range(k):
+                        out[i] = -out[i]
                 _cg_correct(indices, conf, target, offset, Y, w0, indptr[u],
                             indptr[u + 1] - indptr[u], streamed, B, wv, tv,
-                            offs[j], d, ad, False)
+                            offs[j], v, out, first)
+                if first:
+                    s = r[0] * r[0]
+                    for i in range(1, k):
+                        s += r[i] * r[i]
+                    rs[j] = s
+                    for i in range(k):
+                        d[i] = r[i]
+                    continue
                 dAd = d[0] * ad[0]
                 for i in range(1, k):
                     dAd += d[i] * ad[i]
