@@ -193,11 +193,15 @@ def measure(slowdown=1, repeats=REPEATS):
         reference_solve(s_side.indptr, s_side.indices, s_conf, s_target, Y, G, 0.1,
                         1.0, Xs_ref)
 
+    # CG in blocks of 64 rows (one GEMM with G per step and block): chunks
+    # of 250 rows; the model's chunks of this small side hold ~8 rows each
+    blocks = args[:-1] + (K.chunk_bounds(side.indptr, K_FACTORS, 8),)
     # name: (fastals kernel, naive reference of the same job)
     kernels = {
         "solve_cholesky": (lambda: K.solve_cholesky(*args, None, False), reference),
         "solve_cholesky_short": (lambda: K.solve_cholesky(*s_args), reference_short),
         "solve_cg": (lambda: K.solve_cg(*args, 3), reference),
+        "solve_cg_blocks": (lambda: K.solve_cg(*blocks, 3), reference),
         "topk": (lambda: _topk.topk(U, rows, Y, 10), lambda: reference_topk(U, Y, 10, top_ref)),
         "dense_step": (lambda: K.dense_step(side.indptr, side.indices, conf, Y, M, X_dense,
                                             dbounds), reference_d),

@@ -68,3 +68,42 @@ def random_ratings(rng, m, n, density=0.3, low=1, high=5):
     mask[rng.integers(0, m, n), np.arange(n)] = True
     R = np.where(mask, rng.integers(low, high + 1, (m, n)).astype(float), 0.0)
     return R, mask
+
+
+def cg_rows(W, T, Y, X0, lam, steps, weighted=False, counts=None):
+    """``steps`` conjugate-gradient iterations per row on the system of
+    :func:`update_rows`, started from ``X0`` (textbook CG, one row at a time,
+    ``A`` and ``b`` formed densely).
+
+    A row stops early once ``r.r < 1e-20`` or ``d.A d <= 0``; a row with
+    ``counts[u] == 0`` (no ratings: ``b = 0``) gets its exact solution 0.
+    """
+    k = Y.shape[1]
+    X = np.array(X0, dtype=float)
+    for u in range(W.shape[0]):
+        n_u = counts[u] if counts is not None else np.count_nonzero(W[u] != 0)
+        if counts is not None and n_u == 0:
+            X[u] = 0
+            continue
+        lam_u = lam * n_u if weighted else lam
+        A = (Y.T * W[u]) @ Y + lam_u * np.eye(k)
+        b = Y.T @ (W[u] * T[u])
+        x = X[u]
+        r = b - A @ x
+        d = r.copy()
+        rs = r @ r
+        for _ in range(steps):
+            if rs < 1e-20:
+                break
+            Ad = A @ d
+            dAd = d @ Ad
+            if not dAd > 0:
+                break
+            a = rs / dAd
+            x = x + a * d
+            r = r - a * Ad
+            rs_new = r @ r
+            d = r + (rs_new / rs) * d
+            rs = rs_new
+        X[u] = x
+    return X

@@ -142,7 +142,8 @@ def test_bitwise_identical_across_threads():
                               K.USE_BLAS, 0)
             C = np.zeros_like(X)
             kcg._solve_cg(side.indptr, side.indices, conf, target, offset, Y, G,
-                        np.float32(0.5), False, np.float32(1.0), C, side.bounds, 3)
+                        np.float32(0.5), False, np.float32(1.0), C, side.bounds,
+                        K.USE_BLAS, 3)
             outs.append((X, C, kdense._gram(Y, np.linspace(0, Y.shape[0], 9).astype(np.int64),
                                        K.USE_BLAS)))
     finally:
@@ -175,7 +176,7 @@ def test_every_chunk_solved_once_on_all_threads():
                 else:
                     X[:] = want  # warm start at the solution: CG stays there
                     kcg._solve_cg(side.indptr, side.indices, conf, target, offset, Y, G,
-                                0.5, False, 1.0, X, bounds, 2)
+                                0.5, False, 1.0, X, bounds, K.USE_BLAS, 2)
                     np.testing.assert_allclose(X, want, rtol=1e-6, atol=1e-8)
             loss = krows._solve_cholesky(side.indptr, side.indices, conf, target, offset, Y,
                                      G, 0.5, False, 1.0, want, bounds, K.USE_BLAS,

@@ -33,8 +33,10 @@ REFERENCES = {
                              "test_als.py (naive.update_rows)",
                              "bench_als.py; short_rows.py; regression_check.py "
                              "solve_cholesky, solve_cholesky_short"),
-    "fastals.kernels.cg": ("test_kernel_paths.py::test_cg_converges_to_cholesky",
-                           "bench_als.py (solver=cg); regression_check.py solve_cg"),
+    "fastals.kernels.cg": ("test_cg_blocks.py (naive.cg_rows); "
+                           "test_kernel_paths.py::test_cg_converges_to_cholesky",
+                           "bench_als.py (solver=cg); cg_halfsteps.py; "
+                           "regression_check.py solve_cg, solve_cg_blocks"),
     "fastals.kernels.nnls": ("test_nnls.py (scipy.optimize.nnls)", "-"),
     "fastals.kernels.loss": ("test_kernel_paths.py::test_loss_terms_every_route; "
                              "test_als.py (naive.objective)", "bench_als.py (training loss)"),

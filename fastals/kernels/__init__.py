@@ -89,7 +89,7 @@ def loss_terms(indptr, indices, conf, target, offset, X, Y, w0, bounds,
                 dt(0), False, dt(w0), X, bounds)
         if solver == "cholesky":
             return _call(_solve_cholesky, work, args + (False, LOSS_MODE))
-        return _call(_solve_cg, work, args + (LOSS_MODE,))
+        return _call(_solve_cg, work, args + (False, LOSS_MODE))
     return _call(_loss_terms, work,
                  (indptr, indices, conf, target, offset, X, Y, dt(w0), bounds))
 
