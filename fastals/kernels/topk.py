@@ -108,20 +108,33 @@ def _topk_few(U, rows, V, n, excl_indptr, excl_indices, pos_of_item, out_ids,
     one matrix-vector product, whatever the batch): the same ranking rule
     (score, then lower position), ``-inf`` and NaN never returned."""
     identity = pos_of_item.size == 0
-    for r in range(rows.size):
+
+    def scores(r):
         s = V @ U[rows[r]]
         ex = excl_indices[excl_indptr[r]:excl_indptr[r + 1]]
         if not identity:
             ex = pos_of_item[ex]
             ex = ex[ex >= 0]
         s[ex] = -np.inf
-        ok = np.flatnonzero(s > -np.inf)  # NaN compares False too
-        if ok.size > n:
-            thr = np.partition(s[ok], ok.size - n)[ok.size - n]  # n-th best
-            above = ok[s[ok] > thr]
-            tied = ok[s[ok] == thr][:n - above.size]  # lower positions first
-            ok = np.concatenate([above, tied])
-        order = ok[np.lexsort((ok, -s[ok]))]
+        s[np.isnan(s)] = -np.inf  # NaN never returned
+        return s
+
+    for r in range(rows.size):
+        s = scores(r)
+        valid = np.count_nonzero(s > -np.inf)
+        if valid > n:
+            # the n-th best score, by an in-place partition; the scores are
+            # then computed again (one more matrix-vector product) rather
+            # than copied: a request holds one score vector at a time
+            kth = s.size - n
+            s.partition(kth)
+            thr = s[kth]
+            del s
+            s = scores(r)
+            cand = np.flatnonzero(s >= thr)
+        else:
+            cand = np.flatnonzero(s > -np.inf)
+        order = cand[np.lexsort((cand, -s[cand]))][:n]  # ties: lower position
         f = order.size
         out_ids[r, :f] = order
         out_scores[r, :f] = s[order]
