@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _dense_wr, _guard, kernels as K
 from .kernels.chunks import even_bounds, n_chunks, threads
-from ._input import _check_finite, combine_duplicates, encode_ids
+from ._input import _check_finite, _check_integral, combine_duplicates, encode_ids
 from .exceptions import InputError, NumericalError
 
 # ----------------------------------------------------------------- blocks
@@ -253,11 +253,7 @@ def _normalize_ids(raw, what):
                              "one type for every id (all integers or all strings)")
         return raw.astype(str)
     if raw.dtype.kind == "f":
-        _check_finite(raw, what)
-        if not np.all(raw == np.round(raw)):
-            pos = int(np.flatnonzero(raw != np.round(raw))[0])
-            raise InputError(f"{what} must be integers or strings; "
-                             f"position {pos} holds {raw[pos]!r}")
+        _check_integral(raw, what)
         return raw.astype(np.int64)
     if raw.dtype.kind == "b":
         return raw.astype(np.int64)

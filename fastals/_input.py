@@ -67,6 +67,15 @@ def _as_index_array(ids, what):
     return arr
 
 
+def _check_integral(raw, what):
+    """Float ids must be finite whole numbers (1.0, not 1.5)."""
+    _check_finite(raw, what)
+    if not np.all(raw == np.round(raw)):
+        pos = int(np.flatnonzero(raw != np.round(raw))[0])
+        raise InputError(f"{what} must be integers or strings; "
+                         f"position {pos} holds {raw[pos]!r}")
+
+
 def encode_ids(raw, what):
     """Map arbitrary hashable ids to ``0..n-1``.
 
@@ -74,11 +83,7 @@ def encode_ids(raw, what):
     ``uniques[codes] == raw``.
     """
     if raw.dtype.kind == "f":
-        _check_finite(raw, what)
-        if not np.all(raw == np.round(raw)):
-            pos = int(np.flatnonzero(raw != np.round(raw))[0])
-            raise InputError(f"{what} must be integers or strings; "
-                             f"position {pos} holds {raw[pos]!r}")
+        _check_integral(raw, what)
         if raw.size and np.abs(raw).max() >= 2.0 ** 63:
             raise InputError(f"{what} hold floats beyond the int64 range; pass "
                              "large integer ids as integers (uint64)")
