@@ -114,6 +114,35 @@ def right_multiply(Y, M, bounds, blas):
                  (Y, M, bounds, blas))
 
 
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _accumulate_row(u, indptr, indices, data, Z, x):
+    """``x += R[u] Z`` for sparse row ``u`` (four entries at a time, the
+    factor rows prefetched ahead)."""
+    k = Z.shape[1]
+    p = indptr[u]
+    end = indptr[u + 1]
+    while p + 4 <= end:
+        for q in range(4):
+            _prefetch_entry(indices, p + PREFETCH_AHEAD + q, Z)
+        r0 = data[p]
+        r1 = data[p + 1]
+        r2 = data[p + 2]
+        r3 = data[p + 3]
+        z0 = Z[indices[p]]
+        z1 = Z[indices[p + 1]]
+        z2 = Z[indices[p + 2]]
+        z3 = Z[indices[p + 3]]
+        for i in range(k):
+            x[i] += r0 * z0[i] + r1 * z1[i] + r2 * z2[i] + r3 * z3[i]
+        p += 4
+    while p < end:
+        r0 = data[p]
+        z0 = Z[indices[p]]
+        for i in range(k):
+            x[i] += r0 * z0[i]
+        p += 1
+
+
 def sparse_times_dense(indptr, indices, data, Z, X, bounds):
     """Dense-objective half-step ``X = R Z`` with ``Z = Y (G + lam I)^{-1}``.
 
@@ -132,28 +161,7 @@ def _sparse_times_dense(indptr, indices, data, Z, X, bounds):
             x = X[u]
             for i in range(k):
                 x[i] = 0
-            p = indptr[u]
-            end = indptr[u + 1]
-            while p + 4 <= end:
-                for q in range(4):
-                    _prefetch_entry(indices, p + PREFETCH_AHEAD + q, Z)
-                r0 = data[p]
-                r1 = data[p + 1]
-                r2 = data[p + 2]
-                r3 = data[p + 3]
-                z0 = Z[indices[p]]
-                z1 = Z[indices[p + 1]]
-                z2 = Z[indices[p + 2]]
-                z3 = Z[indices[p + 3]]
-                for i in range(k):
-                    x[i] += r0 * z0[i] + r1 * z1[i] + r2 * z2[i] + r3 * z3[i]
-                p += 4
-            while p < end:
-                r0 = data[p]
-                z0 = Z[indices[p]]
-                for i in range(k):
-                    x[i] += r0 * z0[i]
-                p += 1
+            _accumulate_row(u, indptr, indices, data, Z, x)
     return 0
 
 
@@ -259,28 +267,7 @@ def _dense_rows(r0, r1, indptr, indices, data, Y, M, X, P, W, T, solve, blas,
                 w = W[r]
                 for i in range(k):
                     w[i] = 0
-                p = indptr[u + r]
-                end = indptr[u + r + 1]
-                while p + 4 <= end:
-                    for q in range(4):
-                        _prefetch_entry(indices, p + PREFETCH_AHEAD + q, Y)
-                    a0 = data[p]
-                    a1 = data[p + 1]
-                    a2 = data[p + 2]
-                    a3 = data[p + 3]
-                    y0 = Y[indices[p]]
-                    y1 = Y[indices[p + 1]]
-                    y2 = Y[indices[p + 2]]
-                    y3 = Y[indices[p + 3]]
-                    for i in range(k):
-                        w[i] += a0 * y0[i] + a1 * y1[i] + a2 * y2[i] + a3 * y3[i]
-                    p += 4
-                while p < end:
-                    a0 = data[p]
-                    y0 = Y[indices[p]]
-                    for i in range(k):
-                        w[i] += a0 * y0[i]
-                    p += 1
+                _accumulate_row(u + r, indptr, indices, data, Y, w)
             if use_blas:
                 # column-major: X[u:u+b]^T (k x b) = M^T (k x k) W^T (k x b)
                 _gemm(78, 78, k, b, k, M.ctypes.data, k, W.ctypes.data, k,
