@@ -491,11 +491,7 @@ def _train(model, cl, spec, parts, run):
             _guard.check_monotone(model, dtype, epoch + 1, zero_loss)
         epoch_seconds.append(time.perf_counter() - te)
         stop = run.epoch(epoch + 1, loss)
-        if model.tol is not None and len(model.objective_history) > 1:
-            prev, cur = model.objective_history[-2:]
-            if abs(prev - cur) <= model.tol * abs(prev):
-                stop = True
-        if stop:
+        if stop or model._converged():
             break
     Xg, Yg = cl.gather([Xf, Yf])
     X = np.concatenate([f[0] for f in Xg]) if Xg else np.zeros((0, spec.width), dtype)

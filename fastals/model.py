@@ -523,11 +523,7 @@ class FastALS(ParamsMixin, RecommenderMixin):
                 stop = False
                 if self.callback is not None:
                     stop = bool(self.callback(epoch + 1, loss, seconds))
-                if self.tol is not None and len(self.objective_history) > 1:
-                    prev, cur = self.objective_history[-2:]
-                    if abs(prev - cur) <= self.tol * abs(prev):
-                        stop = True
-                if stop:
+                if stop or self._converged():
                     break
         if bar is not None:
             bar.close()
@@ -535,6 +531,14 @@ class FastALS(ParamsMixin, RecommenderMixin):
         self.solver_report = watch.counts
         _guard.warn_solver_counts(self, watch.counts, users, items)
         return self
+
+    def _converged(self):
+        """True when ``tol`` is set and the last epoch changed the
+        objective by at most ``tol`` relative to the epoch before."""
+        if self.tol is None or len(self.objective_history) < 2:
+            return False
+        prev, cur = self.objective_history[-2:]
+        return abs(prev - cur) <= self.tol * abs(prev)
 
     def _store(self, X, Y, k):
         # New factor arrays (or X, Y written in place): derived caches go.

@@ -193,3 +193,17 @@ def test_dense_objective_reaches_truncated_svd_bound(ml100k, k, expected, tol):
     assert bound == pytest.approx(expected, abs=5e-5)  # the published numbers
     assert model.loss_history[-1] == pytest.approx(bound, abs=tol)
     assert model.loss_history[-1] >= bound - 1e-6  # nothing beats the SVD
+
+
+def test_tol_stops_at_the_first_small_relative_change():
+    rng = np.random.default_rng(3)
+    R = sp.random(60, 40, density=0.2, random_state=rng, format="csr") * 5
+    model = FastALS(factors=4, iterations=200, tol=1e-3, random_state=0).fit(R)
+    obj = np.array(model.objective_history)
+    change = np.abs(np.diff(obj)) / np.abs(obj[:-1])
+    assert 2 <= obj.size < 200
+    assert change[-1] <= 1e-3 and np.all(change[:-1] > 1e-3)
+    # Without tol the same fit runs every epoch.
+    full = FastALS(factors=4, iterations=obj.size + 3, random_state=0).fit(R)
+    assert len(full.objective_history) == obj.size + 3
+    assert full.objective_history[:obj.size] == model.objective_history

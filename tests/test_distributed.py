@@ -110,7 +110,8 @@ def test_ml100k_equals_single_machine(client, ml100k, objective):
          weighted_regularization=True, regularization_exponent=0.5),
     dict(objective="implicit", nonnegative=True, weighted_regularization=True,
          confidence="log"),
-], ids=["dense", "dense-wr", "cg-bias-wr", "implicit-nnls-wr"])
+    dict(objective="explicit", iterations=30, tol=1e-2),
+], ids=["dense", "dense-wr", "cg-bias-wr", "implicit-nnls-wr", "tol"])
 def test_every_option_equals_single_machine(client, params):
     # Local (scattered) input, three blocks per side on two workers: the
     # three objectives, the three row solvers (Cholesky in the tests above),
@@ -118,6 +119,8 @@ def test_every_option_equals_single_machine(client, params):
     X = _synthetic(params["objective"] == "implicit", n=(150, 90, 2000))
     one, two = _pair(X, client, fit_kwargs={"blocks": 3}, **params)
     _assert_same(one, two)
+    if "tol" in params:  # both stopped early, after the same epoch
+        assert len(two.loss_history) < params["iterations"]
     assert two.cluster_stats_["user_blocks"] == 3
     assert two._user_items is not None  # the input was on the client anyway
 
