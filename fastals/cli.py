@@ -7,6 +7,7 @@ traceback.  Ctrl-C during ``train`` stops after the current epoch, saves
 that epoch's model when ``--output`` is given, and exits with status 130.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -252,12 +253,13 @@ def train(data, fmt, columns, test, holdout, holdout_by, unknown, ids, output,
     old = _install_sigint(on_sigint)
     t0 = time.perf_counter()
     try:
-        if dask_address is None:
-            model.fit(csr, show_progress=show_bar)
-        else:  # per-epoch test RMSE would gather the factors every epoch
-            from .distributed import connect
-            with connect(dask_address) as client:
-                model.fit(csr, show_progress=show_bar, client=client)
+        with _warnings_as_lines():
+            if dask_address is None:
+                model.fit(csr, show_progress=show_bar)
+            else:  # per-epoch test RMSE would gather the factors every epoch
+                from .distributed import connect
+                with connect(dask_address) as client:
+                    model.fit(csr, show_progress=show_bar, client=client)
     finally:
         _restore_sigint(old)
     seconds = time.perf_counter() - t0
@@ -286,6 +288,20 @@ def train(data, fmt, columns, test, holdout, holdout_by, unknown, ids, output,
     say(f"Trained {epochs} epochs in {seconds:.2f} s"
         + (f"; model saved to {output}" if output else "") + ".")
     return 0
+
+
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """Warnings raised inside print as one ``Warning: ...`` line each (the
+    message only, no source line), as the CLI prints its errors."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        click.echo(f"Warning: {_one_line(message)}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 def _load(fdata, source, fmt, columns):

@@ -79,6 +79,23 @@ def test_quiet_and_no_epoch_lines():
     assert res.exit_code == 0 and not iterations(res.stdout)
 
 
+def test_fit_warnings_are_one_line(monkeypatch):
+    # A solver warning raised during the fit (here: row systems reported as
+    # not positive definite) prints as one "Warning: ..." line, no source.
+    from fastals import kernels as K
+    real = K.solve_cholesky
+
+    def failing(*args):
+        real(*args)
+        return 1
+    monkeypatch.setattr(K, "solve_cholesky", failing)
+    res = run("train", "--epochs", 1, "--quiet")
+    assert res.exit_code == 0
+    lines = res.stderr.splitlines()
+    assert lines and all(l.startswith("Warning: ") for l in lines)
+    assert "not positive definite" in lines[0]
+
+
 def test_seed_changes_the_synthetic_data_and_the_result():
     a = iterations(run("train", "--epochs", 1, "--seed", 1).stdout)
     b = iterations(run("train", "--epochs", 1, "--seed", 1).stdout)
