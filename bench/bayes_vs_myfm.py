@@ -27,6 +27,7 @@ compilation (a small warm-up fit runs before the clock starts).  Needs the
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -34,6 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # myFM's progress bar
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's fastals
 
 from fastals import BayesianALS  # noqa: E402
 
