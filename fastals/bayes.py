@@ -383,6 +383,16 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
         std = np.sqrt(var + noise).reshape(shape)
         return mean, (float(std) if std.ndim == 0 else std)
 
+    def _pair_dots(self, u, i):
+        """The posterior mean of ``x_u . y_i`` per pair, by a kernel (the
+        mixin's gather would copy ``factors * n_kept`` numbers per pair)."""
+        out = np.empty(u.size)
+        with threads(self.num_threads):
+            gibbs.pair_dots(self.user_factors, self.item_factors,
+                            np.ascontiguousarray(u, np.int64),
+                            np.ascontiguousarray(i, np.int64), out)
+        return out
+
     def _fold_in(self, side, csr):
         raise FastALSError(
             "BayesianALS does not fold in new users or items (recalculate_*, "

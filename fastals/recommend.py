@@ -378,9 +378,7 @@ class RecommenderMixin:
             raise InputError(f"unknown must be 'raise' or 'default', got {unknown!r}")
         u, i, shape = self._pair_indices(users, items, unknown)
         ku, ki = u >= 0, i >= 0
-        U = self.user_factors[np.maximum(u, 0)].astype(np.float64)
-        V = self.item_factors[np.maximum(i, 0)].astype(np.float64)
-        pred = np.einsum("ij,ij->i", U, V) * (ku & ki)
+        pred = self._pair_dots(u, i)
         if getattr(self, "use_bias", False) and hasattr(self, "user_biases"):
             pred += self.global_mean
             pred += np.where(ku, self.user_biases[np.maximum(u, 0)], 0.0)
@@ -390,6 +388,13 @@ class RecommenderMixin:
             np.clip(pred, rng[0], rng[1], out=pred)
         pred = pred.reshape(shape)
         return float(pred) if pred.ndim == 0 else pred
+
+    def _pair_dots(self, u, i):
+        """``user_factors[u] . item_factors[i]`` in float64 per pair, 0 where
+        ``u`` or ``i`` is -1 (unknown)."""
+        U = self.user_factors[np.maximum(u, 0)].astype(np.float64)
+        V = self.item_factors[np.maximum(i, 0)].astype(np.float64)
+        return np.einsum("ij,ij->i", U, V) * ((u >= 0) & (i >= 0))
 
     # ------------------------------------------------------------ fold-in
     def recalculate_user(self, user_items, return_bias=False):

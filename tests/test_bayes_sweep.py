@@ -120,3 +120,18 @@ def test_direct_row_systems_match_the_outer_product_table(monkeypatch):
     assert np.allclose(packed.user_factors, direct.user_factors, rtol=1e-8, atol=1e-10)
     assert np.allclose(packed.item_factors, direct.item_factors, rtol=1e-8, atol=1e-10)
     assert packed.loss_history == pytest.approx(direct.loss_history, rel=1e-9)
+
+
+def test_pair_dots_match_numpy_and_zero_unknown_pairs():
+    rng = np.random.default_rng(3)
+    U = rng.standard_normal((9, 37)).astype(np.float32)
+    V = rng.standard_normal((7, 37)).astype(np.float32)
+    u = rng.integers(-1, 9, 600)
+    i = rng.integers(-1, 7, 600)
+    out = np.empty(600)
+    gibbs.pair_dots(U, V, u, i, out)
+    ref = np.einsum("pj,pj->p", U[np.maximum(u, 0)].astype(np.float64),
+                    V[np.maximum(i, 0)].astype(np.float64))
+    ref[(u < 0) | (i < 0)] = 0.0
+    assert np.allclose(out, ref, rtol=1e-12, atol=1e-12)
+    assert np.all(out[(u < 0) | (i < 0)] == 0.0)

@@ -449,3 +449,21 @@ def normal_wishart(N, s, G, beta0, chi, zl, zm, P, Pm):
     m = N * xbar / beta + np.linalg.solve(Lc.T, zm) / np.sqrt(beta)
     P[:, :] = Lam
     Pm[:] = Lam @ m
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+def pair_dots(U, V, u, i, out):
+    """``out[p] = U[u[p]] . V[i[p]]`` in float64, 0 where ``u[p]`` or
+    ``i[p]`` is negative (an unknown id): the posterior-mean part of a
+    prediction from the wide sample matrices, without gathering them."""
+    n = u.size
+    k = U.shape[1]
+    for c in prange((n + 255) // 256):
+        for p in range(c * 256, min(n, (c + 1) * 256)):
+            a = u[p]
+            b = i[p]
+            s = 0.0
+            if a >= 0 and b >= 0:
+                for j in range(k):
+                    s += np.float64(U[a, j]) * np.float64(V[b, j])
+            out[p] = s
