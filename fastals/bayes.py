@@ -50,6 +50,8 @@ _NOISE_SHAPE = 1.0       # alpha ~ Gamma(shape, rate)
 _NOISE_RATE = 1.0
 _MEAN_PRECISION = 1e-2   # mu ~ N(0, 1 / _MEAN_PRECISION)
 _BETA0 = 2.0             # Normal-Wishart: m ~ N(0, (BETA0 Lambda)^-1)
+_WISHART_SCALE = 1.0     # Lambda ~ W(_WISHART_SCALE I, w + _WISHART_DOF)
+_WISHART_DOF = 0
 _GAMMA_SHAPE = 1.0       # Normal-Gamma: lambda ~ Gamma(shape, rate)
 _GAMMA_RATE = 1.0
 _GAMMA_BETA0 = 1.0       # m ~ N(0, 1 / (GAMMA_BETA0 lambda))
@@ -250,12 +252,16 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
         stats = np.empty((n, 3))       # per item: residual sums, see gibbs
         M = np.empty((m, w), dtype)
         no_means = np.empty((0, w), dtype)
+        no_stats = (np.empty(0), 0, False, np.empty((0, 3)))
         # the design of each side, rewritten in place every sweep
         wp = -(-w // gibbs.LANES) * gibbs.LANES   # padded: see gibbs.sample_rows
         Du, ou = np.zeros((m, wp), dtype), np.empty(m, dtype)
         Dv, ov = np.zeros((n, wp), dtype), np.empty(n, dtype)
         Ou, Ov = _outer_table(m, w, dtype), _outer_table(n, w, dtype)
-        moments = (np.empty(w), np.empty((w, w)))
+        # scratch of the hyperparameter draws: moments, prior, random numbers
+        scratch = (np.empty(w), np.empty((w, w)), np.empty((w, w)), np.empty(w))
+        prior = _Prior(self.prior, w)
+        ru, rv = np.empty(prior.n_random), np.empty(prior.n_random)
         self.loss_history = []
         self.noise_history = []
         kept = 0
@@ -266,11 +272,19 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
             gibbs.residual_pass(items.indptr, items.indices, items.target, ou,
                                 V, Du, pred_sum, 0, False, stats)
             for sweep in range(self.iterations):
+                # the random numbers of the hyperparameters, in the order of
+                # the draws: mu, alpha, the users' prior, the items' prior
                 hr = np.random.default_rng([seed, sweep])
-                mu, alpha = _sample_mean_noise(stats, nnz, mu, alpha, hr)
-                P, Pm = self._hyper(U, hr, moments)
-                gibbs.design(V, mu, Dv, ov)
-                _draw(users, ov, Dv, Ov, alpha, P, Pm, seed, sweep, 0, U, M)
+                z_mu = hr.standard_normal()
+                g_alpha = hr.standard_gamma(_NOISE_SHAPE + 0.5 * nnz)
+                prior.randoms(hr, m, ru)
+                prior.randoms(hr, n, rv)
+                mu, alpha = gibbs.mean_noise(stats, nnz, mu, alpha, z_mu, g_alpha,
+                                             _MEAN_PRECISION, _NOISE_RATE)
+                failed = gibbs.half_sweep(
+                    users.indptr, users.indices, users.target, users.bounds, V, mu,
+                    Dv, ov, Ov, U, alpha, prior.wishart, prior.hyper, ru, *scratch,
+                    _key(seed, sweep, 0), M, *no_stats)
                 keep = sweep >= self.burn_in
                 if keep:
                     # Rao-Blackwellized: the users' conditional means given
@@ -280,11 +294,16 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
                     mus[kept] = mu
                     alphas[kept] = alpha
                     kept += 1
-                P, Pm = self._hyper(V, hr, moments)
-                gibbs.design(U, mu, Du, ou)
                 # the items' draw also sums the residuals of the new sample
-                _draw(items, ou, Du, Ou, alpha, P, Pm, seed, sweep, 1, V, no_means,
-                      (pred_sum, kept, keep, stats))
+                failed += gibbs.half_sweep(
+                    items.indptr, items.indices, items.target, items.bounds, U, mu,
+                    Du, ou, Ou, V, alpha, prior.wishart, prior.hyper, rv, *scratch,
+                    _key(seed, sweep, 1), no_means, pred_sum, kept, keep, stats)
+                if failed:  # counts non-finite draws too
+                    raise NumericalError(
+                        "sampling diverged: a row's posterior precision is not "
+                        "positive definite or a factor is not finite; try "
+                        "dtype=float64")
                 col = 2 if kept else 1
                 rmse = float(np.sqrt(stats[:, col].sum() / nnz))
                 if self.calculate_training_loss:
@@ -328,14 +347,6 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
         self.item_biases = ib.mean(axis=1, dtype=np.float64).astype(dt)
         self.global_mean = float(self.global_mean_samples.mean())
         self.__dict__.setdefault("_recommend_cache", {}).clear()
-
-    def _hyper(self, F, rng, moments):
-        """Draw the prior ``(precision P, P @ mean)`` of the rows ``F``
-        (``moments``: scratch for their sums)."""
-        gibbs.row_moments(F, *moments)
-        if self.prior == "wishart":
-            return _normal_wishart_moments(F.shape[0], *moments, rng)
-        return _normal_gamma_moments(F.shape[0], *moments, rng)
 
     # ------------------------------------------------------------- predict
     def predict(self, users, items, unknown="raise", return_std=False):
@@ -490,36 +501,52 @@ def _outer_table(n, w, dtype):
     return np.zeros((n, nq), dtype)
 
 
-def _draw(side, offset, D, O, alpha, P, Pm, seed, sweep, which, X, means,
-          residuals=None):
-    key = np.uint64(gibbs.stream_key(seed, sweep, which))
-    if residuals is None:
-        residuals = (np.empty(0), 0, False, np.empty((0, 3)))
-    if O.shape[0]:
-        gibbs.outer_products(D, X.shape[1], O)
-    failed = gibbs.sample_rows(side.indptr, side.indices, side.target, offset, D,
-                               O, float(alpha), P, Pm, key, X, means, side.bounds,
-                               *residuals)
-    if failed:  # counts non-finite draws too
-        raise NumericalError(
-            "sampling diverged: a row's posterior precision is not positive "
-            "definite or a factor is not finite; try dtype=float64")
+def _key(seed, sweep, which):
+    """Stream key of one half-sweep (:func:`gibbs.stream_key`)."""
+    return np.uint64(gibbs.stream_key(seed, sweep, which))
+
+
+class _Prior:
+    """The rows' hyperprior: its constants for :func:`gibbs.half_sweep` and
+    the random numbers it draws from a numpy Generator (read from the module
+    constants at each fit, so that a script may change them)."""
+
+    def __init__(self, name, w):
+        self.w = w
+        self.wishart = name == "wishart"
+        if self.wishart:
+            self.hyper = np.array([_BETA0, 1.0 / _WISHART_SCALE])
+            self.n_random = w + w * (w - 1) // 2 + w
+            self.dof = w + _WISHART_DOF - np.arange(w)
+        else:
+            self.hyper = np.array([_GAMMA_RATE, _GAMMA_BETA0])
+            self.n_random = 2 * w
+
+    def randoms(self, rng, N, out):
+        """Fill ``out`` with the random numbers of one draw for ``N`` rows:
+        Bartlett's chi-squares ``chi^2(w + dof + N - j)`` then the normals of
+        ``A``'s strict lower part and of the mean (Normal-Wishart), or
+        ``w`` standard gammas of shape ``a0 + N / 2`` then ``w`` normals
+        (Normal-Gamma)."""
+        w = self.w
+        if self.wishart:
+            out[:w] = rng.chisquare(self.dof + N)
+        else:
+            out[:w] = rng.standard_gamma(_GAMMA_SHAPE + 0.5 * N, w)
+        rng.standard_normal(out=out[w:])
 
 
 def _sample_mean_noise(stats, nnz, mu, alpha, rng):
-    """Draw ``mu`` then ``alpha`` given the residuals of the current sample.
+    """Draw ``mu`` then ``alpha`` given the residuals of the current sample
+    (:func:`gibbs.mean_noise`, with its random numbers from ``rng``).
 
     ``stats[:, 0]`` and ``stats[:, 1]`` hold per-row sums of the residuals
     ``e = r - prediction`` and of ``e^2`` under the current ``mu``.
     """
-    s1 = float(stats[:, 0].sum())
-    s2 = float(stats[:, 1].sum())
-    prec = alpha * nnz + _MEAN_PRECISION
-    new = alpha * (s1 + nnz * mu) / prec + rng.standard_normal() / np.sqrt(prec)
-    d = new - mu
-    sse = max(s2 - 2.0 * d * s1 + nnz * d * d, 0.0)
-    alpha = rng.gamma(_NOISE_SHAPE + 0.5 * nnz, 1.0 / (_NOISE_RATE + 0.5 * sse))
-    return new, alpha
+    z = rng.standard_normal()
+    g = rng.standard_gamma(_NOISE_SHAPE + 0.5 * nnz)
+    return gibbs.mean_noise(np.ascontiguousarray(stats, np.float64), nnz, mu, alpha,
+                            z, g, _MEAN_PRECISION, _NOISE_RATE)
 
 
 def _moments(F):
@@ -528,6 +555,22 @@ def _moments(F):
     s, G = np.empty(w), np.empty((w, w))
     gibbs.row_moments(F, s, G)
     return F.shape[0], s, G
+
+
+def _prior_draw(name, N, s, G, rng):
+    w = s.size
+    prior = _Prior(name, w)
+    rand = np.empty(prior.n_random)
+    prior.randoms(rng, N, rand)
+    P, Pm = np.empty((w, w)), np.empty(w)
+    if prior.wishart:
+        nl = w * (w - 1) // 2
+        gibbs.normal_wishart(float(N), s, G, prior.hyper[0], prior.hyper[1],
+                             rand[:w], rand[w:w + nl], rand[w + nl:], P, Pm)
+    else:
+        gibbs.normal_gamma(float(N), s, G, prior.hyper[0], prior.hyper[1],
+                           rand[:w], rand[w:], P, Pm)
+    return P, Pm
 
 
 def _normal_wishart(F, rng):
@@ -541,15 +584,9 @@ def _normal_wishart(F, rng):
 def _normal_wishart_moments(N, s, G, rng):
     """:func:`_normal_wishart` of ``N`` rows whose sum is ``s`` and sum of
     outer products ``G`` (:func:`gibbs.row_moments`): the random numbers
-    from ``rng`` (Bartlett's chi-squares and normals, then the mean's
-    normals), the algebra in :func:`gibbs.normal_wishart`."""
-    w = s.size
-    chi = rng.chisquare(w + N - np.arange(w))
-    zl = rng.standard_normal(w * (w - 1) // 2)
-    zm = rng.standard_normal(w)
-    P, Pm = np.empty((w, w)), np.empty(w)
-    gibbs.normal_wishart(float(N), s, G, _BETA0, chi, zl, zm, P, Pm)
-    return P, Pm
+    from ``rng`` (:meth:`_Prior.randoms`), the algebra in
+    :func:`gibbs.normal_wishart`, as a fit draws them."""
+    return _prior_draw("wishart", N, s, G, rng)
 
 
 def _normal_gamma(F, rng):
@@ -559,15 +596,7 @@ def _normal_gamma(F, rng):
 
 def _normal_gamma_moments(N, s, G, rng):
     """:func:`_normal_gamma` from the moments (see :func:`_normal_wishart_moments`)."""
-    w = s.size
-    xbar = s / N
-    ss = np.maximum(np.diagonal(G) - N * xbar ** 2, 0.0)
-    beta = _GAMMA_BETA0 + N
-    lam = rng.gamma(_GAMMA_SHAPE + 0.5 * N,
-                    1.0 / (_GAMMA_RATE + 0.5 * ss
-                           + 0.5 * _GAMMA_BETA0 * N * xbar ** 2 / beta))
-    m = s / beta + rng.standard_normal(w) / np.sqrt(beta * lam)
-    return np.diag(lam), lam * m
+    return _prior_draw("gamma", N, s, G, rng)
 
 
 def _progress(show, total):

@@ -412,14 +412,17 @@ def keep_sample(kept, M, U, D, offset, mu, Us, Ur, Vs, ub, ub_mean, ib):
 
 
 @njit(cache=True)
-def normal_wishart(N, s, G, beta0, chi, zl, zm, P, Pm):
+def normal_wishart(N, s, G, beta0, inv_scale, chi, zl, zm, P, Pm):
     """Draw ``(Lambda, Lambda m)`` from the Normal-Wishart posterior, given
     the random numbers: ``P = Lambda``, ``Pm = Lambda m``.
 
-    Prior ``Lambda ~ W(I, w)``, ``m | Lambda ~ N(0, (beta0 Lambda)^-1)``; data:
+    Prior ``Lambda ~ W(I / inv_scale, w + dof)`` (``dof`` only enters the
+    chi-squares' degrees of freedom, drawn by the caller),
+    ``m | Lambda ~ N(0, (beta0 Lambda)^-1)``; data:
     ``N`` rows with sum ``s`` and sum of outer products ``G``
     (:func:`row_moments`).  ``Lambda = L A A^T L^T`` (Bartlett) with ``L L^T``
-    the posterior scale ``(I + C^T C + beta0 N / (beta0 + N) xbar xbar^T)^-1``,
+    the posterior scale ``(inv_scale I + C^T C + beta0 N / (beta0 + N) xbar
+    xbar^T)^-1``,
     ``A`` lower triangular with diagonal ``sqrt(chi)`` (``chi_j ~
     chi^2(w + N - j)``) and strict lower part ``zl`` (row by row, the order
     of ``np.tril_indices``); ``m = N xbar / beta + Lc^-T zm / sqrt(beta)``,
@@ -433,7 +436,7 @@ def normal_wishart(N, s, G, beta0, chi, zl, zm, P, Pm):
     for i in range(w):
         for j in range(w):
             Winv[i, j] = G[i, j] + c * xbar[i] * xbar[j]
-        Winv[i, i] += 1.0
+        Winv[i, i] += inv_scale
     W = np.linalg.inv(Winv)
     L = np.linalg.cholesky(0.5 * (W + W.T))
     A = np.zeros((w, w))
@@ -450,6 +453,79 @@ def normal_wishart(N, s, G, beta0, chi, zl, zm, P, Pm):
     P[:, :] = Lam
     Pm[:] = Lam @ m
 
+
+@njit(cache=True)
+def normal_gamma(N, s, G, rate0, beta0, g, z, P, Pm):
+    """Draw ``(diag(lambda), lambda * m)`` from the per-coordinate
+    Normal-Gamma posterior, given the random numbers: prior ``lambda_f ~
+    Gamma(a0, rate0)``, ``m_f | lambda_f ~ N(0, 1 / (beta0 lambda_f))``;
+    ``g_f ~ Gamma(a0 + N / 2, 1)`` (drawn by the caller) and ``z_f ~ N(0,
+    1)``; data as for :func:`normal_wishart`."""
+    w = s.size
+    beta = beta0 + N
+    for f in range(w):
+        xbar = s[f] / N
+        ss = max(G[f, f] - N * xbar * xbar, 0.0)
+        lam = g[f] * (1.0 / (rate0 + 0.5 * ss + 0.5 * beta0 * N * xbar * xbar / beta))
+        m = s[f] / beta + z[f] / np.sqrt(beta * lam)
+        for j in range(w):
+            P[f, j] = 0.0
+        P[f, f] = lam
+        Pm[f] = lam * m
+
+
+@njit(cache=True)
+def mean_noise(stats, nnz, mu, alpha, z, g, mean_precision, noise_rate):
+    """Draw ``mu`` then ``alpha`` given the residuals of the current sample;
+    returns ``(mu, alpha)``.
+
+    ``stats[:, 0]`` and ``stats[:, 1]`` hold per-row sums of the residuals
+    ``e = r - prediction`` and of ``e^2`` under the current ``mu`` (summed
+    serially, in row order).  Prior ``mu ~ N(0, 1 / mean_precision)``,
+    ``alpha ~ Gamma(a0, noise_rate)``; ``z ~ N(0, 1)`` and ``g ~ Gamma(a0 +
+    nnz / 2, 1)`` are drawn by the caller.
+    """
+    s1 = 0.0
+    s2 = 0.0
+    for r in range(stats.shape[0]):
+        s1 += stats[r, 0]
+        s2 += stats[r, 1]
+    prec = alpha * nnz + mean_precision
+    new = alpha * (s1 + nnz * mu) / prec + z / np.sqrt(prec)
+    d = new - mu
+    sse = max(s2 - 2.0 * d * s1 + nnz * d * d, 0.0)
+    return new, g * (1.0 / (noise_rate + 0.5 * sse))
+
+
+@njit(cache=True)
+def half_sweep(indptr, indices, target, bounds, F, mu, D, offset, O, X, alpha,
+               wishart, hyper, rand, s, G, P, Pm, key, means, pred_sum, n_kept,
+               keep, stats):
+    """One half of a Gibbs sweep, in one call: the prior of the rows ``X``
+    from their moments (:func:`normal_wishart` or :func:`normal_gamma`),
+    the other side's design ``D, offset`` from its rows ``F`` and ``mu``
+    (:func:`design`), its outer-product table ``O`` unless empty, then every
+    row of ``X`` (:func:`sample_rows`, whose count of failed rows it returns).
+
+    ``hyper``: ``(beta0, inv_scale)`` of the Normal-Wishart or ``(rate0,
+    beta0)`` of the Normal-Gamma prior; ``rand``: its random numbers,
+    ``chi`` (``w``) then ``zl`` and ``zm``, or ``g`` (``w``) then ``z``
+    (``w``).  ``s, G, P, Pm``: scratch of ``(w,)`` and ``(w, w)`` float64.
+    """
+    n, w = X.shape
+    row_moments(X, s, G)
+    if wishart:
+        nl = w * (w - 1) // 2
+        normal_wishart(float(n), s, G, hyper[0], hyper[1], rand[:w],
+                       rand[w:w + nl], rand[w + nl:w + nl + w], P, Pm)
+    else:
+        normal_gamma(float(n), s, G, hyper[0], hyper[1], rand[:w], rand[w:2 * w],
+                     P, Pm)
+    design(F, mu, D, offset)
+    if O.shape[0] > 0:
+        outer_products(D, w, O)
+    return sample_rows(indptr, indices, target, offset, D, O, alpha, P, Pm, key,
+                       X, means, bounds, pred_sum, n_kept, keep, stats)
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 def pair_dots(U, V, u, i, out):
