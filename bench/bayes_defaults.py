@@ -27,39 +27,19 @@ from pathlib import Path
 
 import numpy as np
 
-import fastals.bayes
-from bayes_vs_myfm import default_root, load, rmse
-from fastals import BayesianALS
+from bayes_vs_myfm import default_root, load, rmse  # first: puts this checkout on sys.path
+import fastals.bayes  # noqa: E402
+from fastals import BayesianALS  # noqa: E402
 
 HYPER = ("wishart_scale", "wishart_dof", "beta0")
-_ORIGINAL = fastals.bayes._normal_wishart_moments
 
 
-def wishart_draw(scale=1.0, dof=0, beta0=2.0):
-    """A Normal-Wishart draw as ``fastals.bayes._normal_wishart_moments``,
-    with prior ``Lambda ~ W(scale * I, w + dof)``, ``m ~ N(0, (beta0
-    Lambda)^-1)`` (the same random numbers in the same order)."""
-    if (scale, dof, beta0) == (1.0, 0, 2.0):
-        return _ORIGINAL
-
-    def draw(N, s, G, rng):
-        w = s.size
-        chi = rng.chisquare(w + dof + N - np.arange(w))
-        zl = rng.standard_normal(w * (w - 1) // 2)
-        zm = rng.standard_normal(w)
-        xbar = s / N
-        beta = beta0 + N
-        Winv = (G - N * np.outer(xbar, xbar) + (beta0 * N / beta) * np.outer(xbar, xbar)
-                + np.eye(w) / scale)
-        W = np.linalg.inv(Winv)
-        L = np.linalg.cholesky(0.5 * (W + W.T))
-        A = np.zeros((w, w))
-        A[np.diag_indices(w)] = np.sqrt(chi)
-        A[np.tril_indices(w, -1)] = zl
-        Lam = (L @ A) @ (L @ A).T
-        m = N * xbar / beta + np.linalg.solve(np.linalg.cholesky(Lam).T, zm) / np.sqrt(beta)
-        return Lam, Lam @ m
-    return draw
+def set_wishart(scale=1.0, dof=0, beta0=2.0):
+    """Set the Normal-Wishart hyperprior's constants that fits read:
+    ``Lambda ~ W(scale * I, w + dof)``, ``m ~ N(0, (beta0 Lambda)^-1)``."""
+    fastals.bayes._WISHART_SCALE = scale
+    fastals.bayes._WISHART_DOF = dof
+    fastals.bayes._BETA0 = beta0
 
 
 def carve(name, train):
@@ -105,9 +85,8 @@ def main():
     print("|---" * (len(splits) + 3) + "|")
     for config in args.configs:
         kw = parse(config)
-        fastals.bayes._normal_wishart_moments = wishart_draw(
-            float(kw.pop("wishart_scale", 1.0)), int(kw.pop("wishart_dof", 0)),
-            float(kw.pop("beta0", 2.0)))
+        set_wishart(float(kw.pop("wishart_scale", 1.0)), int(kw.pop("wishart_dof", 0)),
+                    float(kw.pop("beta0", 2.0)))
         cells, secs = [], 0.0
         for s in splits:
             (fit, val) = data[s]

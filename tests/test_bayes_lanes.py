@@ -101,6 +101,13 @@ def _vector_ops(X, Y, Z, c):
 
 
 @njit
+def _add4(X, Y):
+    X4 = X.copy()
+    lanes.v_add4(X4, 5, Y, 0, 16, 3, 9)
+    return X4
+
+
+@njit
 def _root(A, R, bad):
     lanes.v_root(A, 0, R, 0, bad)
 
@@ -122,6 +129,10 @@ def test_whole_vector_intrinsics_match_numpy():
         want[1:9] += c[0] * Y[0:8] + c[1] * Y[8:16] + c[2] * Y[3:11] + c[3] * Y[5:13]
         assert np.allclose(X3, want, **tol)
         assert np.isclose(d, np.dot(X[4:12], Y[2:10]), **tol)
+        want = X.copy()
+        want[5:13] += (Y[0:8] + Y[16:24]) + (Y[3:11] + Y[9:17])
+        X4 = _add4(X, Y)
+        assert np.array_equal(X4, want) and X4.dtype == dt  # the same order: exact
     # v_root: square roots, reciprocals, and the count of bad pivots
     A = np.array([4.0, 9.0, 0.0, -1.0, np.nan, 1.0, 0.25, 16.0])
     R, bad = np.empty(8), np.zeros(8)

@@ -35,7 +35,7 @@ import numpy as np
 from numba import njit, prange
 
 from .lanes import (GOLDEN, LANES, lane_factor, lane_normals, lane_sample, mix,
-                    v_axpy4, v_dot)
+                    v_add4, v_axpy4, v_dot)
 from .llvm import FASTMATH
 
 
@@ -143,6 +143,7 @@ def _gram_packed(start, end, indices, target, offset, D, O, S, s):
     nq = O.shape[1]
     wp = D.shape[1]
     zero = D.dtype.type(0)
+    one = D.dtype.type(1)
     for q in range(nq):
         S[q] = zero
     for j in range(wp):
@@ -157,8 +158,9 @@ def _gram_packed(start, end, indices, target, offset, D, O, S, s):
         t1 = target[e + 1] - offset[i1]
         t2 = target[e + 2] - offset[i2]
         t3 = target[e + 3] - offset[i3]
-        for q in range(nq):
-            S[q] += (O[i0, q] + O[i1, q]) + (O[i2, q] + O[i3, q])
+        for qb in range(0, nq, LANES):
+            v_add4(S, qb, O, i0 * nq + qb, i1 * nq + qb, i2 * nq + qb,
+                   i3 * nq + qb)
         for jb in range(0, wp, LANES):
             v_axpy4(s, jb, D, i0 * wp + jb, i1 * wp + jb, i2 * wp + jb,
                     i3 * wp + jb, t0, t1, t2, t3)
@@ -166,8 +168,10 @@ def _gram_packed(start, end, indices, target, offset, D, O, S, s):
     while e < end:
         i0 = indices[e]
         t0 = target[e] - offset[i0]
-        for q in range(nq):
-            S[q] += O[i0, q]
+        o0 = i0 * nq
+        for qb in range(0, nq, LANES):
+            v_axpy4(S, qb, O, o0 + qb, o0 + qb, o0 + qb, o0 + qb, one, zero, zero,
+                    zero)
         for j in range(wp):
             s[j] += t0 * D[i0, j]
         e += 1
@@ -306,20 +310,21 @@ def _row_residuals(u, indptr, indices, target, offset, xp, D, pred_sum, n_kept,
     s = 0.0
     s2 = 0.0
     q2 = 0.0
-    zero = D.dtype.type(0)
+    inv = 1.0 / n_kept if n_kept > 0 else 0.0
     for e in range(indptr[u], indptr[u + 1]):
         it = indices[e]
-        dot = zero
+        dot = D.dtype.type(0)
         for jb in range(0, wp, LANES):
             dot += v_dot(xp, jb, D, it * wp + jb)
         p = np.float64(offset[it]) + np.float64(dot)
-        r = target[e] - p
+        t = np.float64(target[e])
+        r = t - p
         s += r
         s2 += r * r
         if keep:
             pred_sum[e] += p
         if n_kept > 0:
-            q = target[e] - pred_sum[e] / n_kept
+            q = t - pred_sum[e] * inv
             q2 += q * q
     out[u, 0] = s
     out[u, 1] = s2

@@ -303,6 +303,25 @@ def v_axpy4(typingctx, X, ix, Y, i0, i1, i2, i3, c0, c1, c2, c3):
 
 
 @intrinsic
+def v_add4(typingctx, X, ix, Y, i0, i1, i2, i3):
+    """``X[ix:ix+8] += (Y[i0:i0+8] + Y[i1:i1+8]) + (Y[i2:i2+8] + Y[i3:i3+8])``
+    (flat offsets)."""
+    if not _float_arrays(X, Y):
+        return None
+
+    def codegen(context, builder, sig, args):
+        t = sig.args
+        px = _vector_ptr(context, builder, t[0], args[0], t[1], args[1])
+        al = t[0].dtype.bitwidth // 8
+        y = [builder.load(_vector_ptr(context, builder, t[2], args[2], t[3 + q],
+                                      args[3 + q]), align=al) for q in range(4)]
+        total = builder.fadd(builder.fadd(y[0], y[1]), builder.fadd(y[2], y[3]))
+        builder.store(builder.fadd(builder.load(px, align=al), total), px, align=al)
+        return context.get_dummy_value()
+    return types.void(X, ix, Y, i0, i1, i2, i3), codegen
+
+
+@intrinsic
 def v_dot(typingctx, X, ix, Y, iy):
     """``sum(X[ix:ix+8] * Y[iy:iy+8])`` (flat offsets), in their dtype."""
     if not _float_arrays(X, Y):
