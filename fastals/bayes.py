@@ -248,7 +248,11 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
         ib = np.empty((n, kept_max), dtype)
         mus = np.empty(kept_max)
         alphas = np.empty(kept_max)
-        pred_sum = np.zeros(nnz)      # in the items' CSR order
+        # per rating, the sum of the kept samples' predictions (in the items'
+        # CSR order; only for the training log): in the factors' dtype, half
+        # the memory traffic of float64 in float32, where it moves the logged
+        # RMSE by about 1e-9
+        pred_sum = np.zeros(nnz, dtype)
         stats = np.empty((n, 3))       # per item: residual sums, see gibbs
         M = np.empty((m, w), dtype)
         no_means = np.empty((0, w), dtype)
