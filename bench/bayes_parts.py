@@ -1,0 +1,116 @@
+"""Per-part thread CPU time of one BayesianALS sweep on MovieLens-100k
+``ua.base`` (12 factors, one Numba thread): the budget of a fit.
+
+Usage::
+
+    python bench/bayes_parts.py [--data DIR] [--reps 30]
+
+Each part is timed alone with ``time.thread_time`` (minimum over
+``--reps`` calls) on the arrays a fit uses: the outer-product tables, the
+rows' moments, each side's row draws (the users' against the items' table,
+the items' with and without the fused residual sums), the eight-lane
+factorizations, solves and normals alone (the same draws over empty rows),
+and the separate residual pass; then whole fits (fit and predict, thread
+time).  Nothing from the data set is written anywhere.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # this checkout's fastals
+
+from bayes_vs_myfm import default_root, load  # noqa: E402
+from fastals import BayesianALS  # noqa: E402
+from fastals._input import to_csr, transpose_csr  # noqa: E402
+from fastals.bayes import _outer_table, _Side  # noqa: E402
+from fastals.kernels import gibbs  # noqa: E402
+from fastals.kernels.chunks import threads  # noqa: E402
+
+
+def best_ms(f, reps):
+    best = np.inf
+    for _ in range(reps):
+        t = time.thread_time()
+        f()
+        best = min(best, time.thread_time() - t)
+    return 1e3 * best
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=default_root())
+    ap.add_argument("--reps", type=int, default=30)
+    args = ap.parse_args()
+    if not (args.data / "ua.base").is_file():
+        raise SystemExit(f"MovieLens-100k not found at {args.data} (--data or "
+                         "$FASTALS_DATA)")
+    train, test = load(args.data / "ua.base"), load(args.data / "ua.test")
+    csr, _, _ = to_csr(train, "sum")
+    k, dt = 12, np.float32
+    w = k + 1
+    wp = -(-w // gibbs.LANES) * gibbs.LANES
+    users, items = _Side(csr, w, dt), _Side(transpose_csr(csr), w, dt)
+    m, n = users.n_rows, items.n_rows
+    rng = np.random.default_rng(0)
+    U, V = np.zeros((m, w), dt), np.zeros((n, w), dt)
+    U[:, :k] = 0.3 * rng.standard_normal((m, k))
+    V[:, :k] = 0.3 * rng.standard_normal((n, k))
+    Du, ou, Dv, ov = np.zeros((m, wp), dt), np.empty(m, dt), np.zeros((n, wp), dt), np.empty(n, dt)
+    Ou, Ov = _outer_table(m, w, dt), _outer_table(n, w, dt)
+    gibbs.design(U, 3.5, Du, ou)
+    gibbs.design(V, 3.5, Dv, ov)
+    gibbs.outer_products(Du, w, Ou)
+    gibbs.outer_products(Dv, w, Ov)
+    P, Pm, key = 2.0 * np.eye(w), np.zeros(w), np.uint64(5)
+    pred, stats = np.zeros(csr.nnz, dt), np.empty((n, 3))
+    M, none = np.empty((m, w), dt), np.empty((0, w), dt)
+    off = (np.empty(0), 0, False, np.empty((0, 3)))
+    zu, zi = np.zeros_like(users.indptr), np.zeros_like(items.indptr)
+    s, G = np.empty(w), np.empty((w, w))
+    r = args.reps
+
+    def draw(side, indptr, o, D, O, X, means, res=off):
+        return lambda: gibbs.sample_rows(indptr, side.indices, side.target, o, D, O, 1.0,
+                                         P, Pm, key, X, means, side.bounds, *res)
+
+    parts = [
+        ("outer-product table of the users (362 KB)", lambda: gibbs.outer_products(Du, w, Ou)),
+        ("outer-product table of the items (646 KB)", lambda: gibbs.outer_products(Dv, w, Ov)),
+        ("moments of the item rows", lambda: gibbs.row_moments(V, s, G)),
+        ("users' draw (against the items' table)",
+         draw(users, users.indptr, ov, Dv, Ov, U, M)),
+        ("  of which eight-lane factor, solves, normals",
+         draw(users, zu, ov, Dv, Ov, U, M)),
+        ("items' draw, no residual sums", draw(items, items.indptr, ou, Du, Ou, V, none)),
+        ("  of which eight-lane factor, solves, normals",
+         draw(items, zi, ou, Du, Ou, V, none)),
+        ("items' draw with the fused residual sums",
+         draw(items, items.indptr, ou, Du, Ou, V, none, (pred, 3, True, stats))),
+        ("separate residual pass", lambda: gibbs.residual_pass(
+            items.indptr, items.indices, items.target, ou, V, Du, pred, 3, True, stats)),
+    ]
+    with threads(1):
+        for _, f in parts:
+            f()  # compile or load from the cache
+        print(f"per part, thread CPU ms, minimum of {r}:")
+        for name, f in parts:
+            print(f"  {name:<50s} {best_ms(f, r):7.3f}")
+        BayesianALS(iterations=2, burn_in=1, random_state=0).fit(
+            tuple(a[:2000] for a in train))
+        fits = []
+        for _ in range(3):
+            t = time.thread_time()
+            model = BayesianALS(random_state=0, num_threads=1).fit(train)
+            model.predict(test[0], test[1], unknown="default")
+            fits.append(time.thread_time() - t)
+    print(f"whole default fit + predict, thread CPU: {min(fits):.3f}-{max(fits):.3f} s "
+          f"(3 fits; {1e3 * min(fits) / model.iterations:.2f} ms per sweep at best)")
+
+
+if __name__ == "__main__":
+    main()
