@@ -39,6 +39,7 @@ from ._input import kernel_arrays, to_csr, transpose_csr
 from .exceptions import FastALSError, InputError, NumericalError
 from .kernels import gibbs
 from .kernels.chunks import chunk_bounds
+from ._bayes_implicit import ImplicitTerm
 from ._params import ParamsMixin, float_dtype
 from .model import MODEL_CLASSES, load_model, save_model, threads
 from .recommend import RecommenderMixin
@@ -126,7 +127,7 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
     def __init__(self, factors=12, iterations=200, burn_in=5, prior="wishart",
                  init_std=0.1, dtype=np.float32, random_state=None,
                  num_threads=0, calculate_training_loss=True, callback=None,
-                 duplicates="sum"):
+                 duplicates="sum", implicit_feedback=True):
         self.factors = factors
         self.iterations = iterations
         self.burn_in = burn_in
@@ -138,6 +139,7 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
         self.calculate_training_loss = calculate_training_loss
         self.callback = callback
         self.duplicates = duplicates
+        self.implicit_feedback = implicit_feedback
         # Read by RecommenderMixin: scores include the biases, and
         # predictions are clipped to the training range.
         self.use_bias = True
@@ -145,7 +147,7 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
 
     _PARAMS = ("factors", "iterations", "burn_in", "prior", "init_std", "dtype",
                "random_state", "num_threads", "calculate_training_loss",
-               "callback", "duplicates")
+               "callback", "duplicates", "implicit_feedback")
 
     def _require_fitted(self):
         if not hasattr(self, "user_factors"):
@@ -185,6 +187,9 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
                 and not (integer(rs) and rs >= 0):
             fail("random_state must be None, a non-negative integer or a "
                  f"numpy Generator, got {rs!r}")
+        if not isinstance(self.implicit_feedback, (bool, np.bool_)):
+            fail("implicit_feedback must be True or False, got "
+                 f"{self.implicit_feedback!r}")
         if self.callback is not None and not callable(self.callback):
             fail("callback must be callable")
         return int(k), dtype
@@ -256,6 +261,10 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
         Dv, ov = np.zeros((n, wp), dtype), np.empty(n, dtype)
         Ou, Ov = _outer_table(m, w, dtype), _outer_table(n, w, dtype)
         moments = (np.empty(w), np.empty((w, w)))
+        # implicit feedback: U holds [x_u, b_u], E the effective rows
+        # [x_u + h_u, b_u] that the items see (see _bayes_implicit)
+        imp = ImplicitTerm(users, items, k, dtype) if self.implicit_feedback else None
+        E = np.empty_like(U) if imp else U
         self.loss_history = []
         self.noise_history = []
         kept = 0
@@ -270,18 +279,27 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
                 mu, alpha = _sample_mean_noise(stats, nnz, mu, alpha, hr)
                 P, Pm = self._hyper(U, hr, moments)
                 gibbs.design(V, mu, Dv, ov)
-                _draw(users, ov, Dv, Ov, alpha, P, Pm, seed, sweep, 0, U, M)
+                if imp:
+                    imp.shift(Dv)
+                _draw(imp.shifted if imp else users, ov, Dv, Ov, alpha, P, Pm,
+                      seed, sweep, 0, U, M)
+                if imp:
+                    imp.effective(U, M, E)
                 keep = sweep >= self.burn_in
                 if keep:
                     # Rao-Blackwellized: the users' conditional means given
                     # the item rows they were drawn against (Dv, ov).
-                    gibbs.keep_sample(kept, M, U, Dv, ov, mu, Us, Ur, Vs, ub,
+                    gibbs.keep_sample(kept, M, E, Dv, ov, mu, Us, Ur, Vs, ub,
                                       ub_mean, ib)
                     mus[kept] = mu
                     alphas[kept] = alpha
                     kept += 1
+                if imp and imp.sample(U, P, Pm, self._hyper, hr, seed, sweep):
+                    raise NumericalError(
+                        "sampling diverged: an implicit item row's posterior "
+                        "precision is not positive definite; try dtype=float64")
                 P, Pm = self._hyper(V, hr, moments)
-                gibbs.design(U, mu, Du, ou)
+                gibbs.design(E, mu, Du, ou)
                 # the items' draw also sums the residuals of the new sample
                 _draw(items, ou, Du, Ou, alpha, P, Pm, seed, sweep, 1, V, no_means,
                       (pred_sum, kept, keep, stats))
@@ -302,9 +320,9 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
         if bar is not None:
             bar.close()
         if not kept:  # stopped during burn-in: keep the last sample
-            Us[:, :k], Ur[:, :k], Vs[:, :k] = U[:, :k], U[:, :k], V[:, :k]
-            ub[:, 0], ib[:, 0], mus[0], alphas[0] = U[:, k], V[:, k], mu, alpha
-            ub_mean[:] = U[:, k]
+            Us[:, :k], Ur[:, :k], Vs[:, :k] = E[:, :k], E[:, :k], V[:, :k]
+            ub[:, 0], ib[:, 0], mus[0], alphas[0] = E[:, k], V[:, k], mu, alpha
+            ub_mean[:] = E[:, k]
             kept = 1
         self._set_samples(Us[:, :k * kept], Ur[:, :k * kept], Vs[:, :k * kept],
                           ub_mean / kept, ub[:, :kept],
