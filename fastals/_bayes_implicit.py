@@ -21,52 +21,65 @@ STREAM_SIDE = 2
 class ImplicitTerm:
     """State of the implicit term during one fit.
 
+    A sweep calls :meth:`unshift` before the users' hyperparameters are
+    drawn, :meth:`shift` before the users' draw (with ``imp.shifted`` in
+    place of the users' CSR), :meth:`effective` after it and :meth:`sample`
+    before the items' draw, which then sees the effective rows.
+
     Parameters
     ----------
-    users : object with ``indptr``, ``indices``, ``target``
-        The users' CSR (``fastals.bayes._Side``); ``shifted`` is a copy of it
-        whose ``target`` is rewritten each sweep.
-    items : same
-        The items' CSR (who rated each item).
+    users, items : ``fastals.bayes._Side``
+        The users' CSR (``shifted``: a copy of it whose ``target`` is
+        rewritten each sweep) and the items' (who rated each item).
     k : int
         Number of factors.
+    wp : int
+        Width of the design rows (a multiple of ``LANES``).
     dtype : numpy dtype
         Of the factors.
     """
 
-    def __init__(self, users, items, k, dtype):
+    def __init__(self, users, items, k, wp, dtype):
         m, n = users.n_rows, items.n_rows
         self.users, self.items = users, items
         self.shifted = copy.copy(users)
         self.shifted.target = np.empty_like(users.target)
         self.scale = gibbs_implicit.user_scales(users.indptr)
         self.Z = np.zeros((n, k), dtype)
-        self.H = np.zeros((m, k), dtype)
-        self.R = np.empty((m, k + 1))
+        self.H = np.zeros((m, wp), dtype)     # h_u, zero past column k
+        self.zeta, self.r = np.empty((n, k)), np.empty((m, k))
         self.moments = (np.empty(k), np.empty((k, k)))
+        self.drawn = False
 
-    def shift(self, Dv):
-        """``h_u`` from the current ``Z``, and the users' targets ``r_ui - y_i . h_u``
-        (``Dv``: the items' design rows)."""
+    def unshift(self, X, E):
+        """``h_u`` from the current ``Z``; after a draw of ``Z``, the user rows
+        ``X = E - [H, 0]`` under it (the effective rows ``E`` unchanged)."""
         u = self.users
         gibbs_implicit.implicit_sums(u.indptr, u.indices, self.scale, self.Z, self.H)
+        if self.drawn:
+            gibbs_implicit.add_implicit(E, self.H, -1.0, X)
+
+    def shift(self, Dv):
+        """The users' targets ``r_ui - y_i . h_u`` (``Dv``: the items' design rows)."""
+        u = self.users
         gibbs_implicit.shift_targets(u.indptr, u.indices, u.target, Dv, self.H,
                                      self.shifted.target)
 
     def effective(self, X, M, E):
         """``E = X + [H, 0]`` (the effective user rows) and ``M += [H, 0]``
         (their conditional means)."""
-        gibbs_implicit.add_implicit(X, self.H, E)
-        gibbs_implicit.add_implicit(M, self.H, M)
+        gibbs_implicit.add_implicit(X, self.H, 1.0, E)
+        gibbs_implicit.add_implicit(M, self.H, 1.0, M)
 
     def sample(self, X, P, Pm, hyper, rng, seed, sweep):
-        """Draw ``Z``'s hyperparameters (``hyper(Z, rng, moments)``) and then
-        ``Z`` given the effective user rows; ``X`` (the user rows
-        ``[x_u, b_u]``) is updated to the new ``Z``."""
+        """Draw ``Z``'s hyperparameters (``hyper(Z, rng, moments)``), then ``Z``
+        given the effective user rows (``X``: the user rows under the
+        current ``Z``; ``P``, ``Pm``: their prior).  Returns False when a
+        precision was not positive definite."""
         Pz, Pzm = hyper(self.Z, rng, self.moments)
         key = np.uint64(gibbs.stream_key(seed, sweep, STREAM_SIDE))
         it = self.items
-        failed = gibbs_implicit.sample_implicit(it.indptr, it.indices, self.scale, X,
-                                                P, Pm, Pz, Pzm, key, self.Z, self.R)
-        return failed
-
+        self.drawn = True
+        return gibbs_implicit.sample_implicit(
+            it.indptr, it.indices, self.scale, X, P, Pm, Pz, Pzm, key, self.Z,
+            self.zeta, self.r, 1.0) == 0

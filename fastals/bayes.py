@@ -263,7 +263,8 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
         moments = (np.empty(w), np.empty((w, w)))
         # implicit feedback: U holds [x_u, b_u], E the effective rows
         # [x_u + h_u, b_u] that the items see (see _bayes_implicit)
-        imp = ImplicitTerm(users, items, k, dtype) if self.implicit_feedback else None
+        imp = ImplicitTerm(users, items, k, wp, dtype) if self.implicit_feedback \
+            else None
         E = np.empty_like(U) if imp else U
         self.loss_history = []
         self.noise_history = []
@@ -277,6 +278,8 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
             for sweep in range(self.iterations):
                 hr = np.random.default_rng([seed, sweep])
                 mu, alpha = _sample_mean_noise(stats, nnz, mu, alpha, hr)
+                if imp:
+                    imp.unshift(U, E)
                 P, Pm = self._hyper(U, hr, moments)
                 gibbs.design(V, mu, Dv, ov)
                 if imp:
@@ -294,7 +297,7 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
                     mus[kept] = mu
                     alphas[kept] = alpha
                     kept += 1
-                if imp and imp.sample(U, P, Pm, self._hyper, hr, seed, sweep):
+                if imp and not imp.sample(U, P, Pm, self._hyper, hr, seed, sweep):
                     raise NumericalError(
                         "sampling diverged: an implicit item row's posterior "
                         "precision is not positive definite; try dtype=float64")

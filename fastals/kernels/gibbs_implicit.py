@@ -41,7 +41,8 @@ stream (as :mod:`.gibbs`), so the result does not depend on threads.
 import numpy as np
 from numba import njit, prange
 
-from .lanes import GOLDEN, mix
+from .lanes import GOLDEN, LANES, mix, v_dot
+from .llvm import FASTMATH
 
 
 @njit(cache=True, inline="always")
@@ -88,11 +89,12 @@ def user_scales(indptr):
 
 @njit(parallel=True, cache=True)
 def implicit_sums(indptr, indices, scale, Z, H):
-    """``H[u] = scale[u] * sum_{j in indices[indptr[u]:indptr[u+1]]} Z[j]``,
-    summed in float64 in the row's order (``H`` may be float32)."""
+    """``H[u, :k] = scale[u] * sum_{j in indices[indptr[u]:indptr[u+1]]} Z[j]``
+    (summed in float64 in the row's order; ``H`` may be wider than ``Z``:
+    its other columns are left alone)."""
     m = indptr.size - 1
     k = Z.shape[1]
-    for c in prange((m + 63) // 64):
+    for c in prange((m + 63) // 64):     # 64 rows per scratch vector
         acc = np.empty(k)
         for u in range(c * 64, min(m, (c + 1) * 64)):
             for f in range(k):
@@ -105,38 +107,53 @@ def implicit_sums(indptr, indices, scale, Z, H):
                 H[u, f] = scale[u] * acc[f]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 def shift_targets(indptr, indices, target, D, H, out):
-    """``out[e] = target[e] - D[i, :k] . H[u]`` for entry ``e = (u, i)`` of
-    the users' CSR (``k = H.shape[1]``, dot product in float64): the
-    ratings as seen by ``[x_u, b_u]`` once ``y_i . h_u`` is known."""
+    """``out[e] = target[e] - D[i] . H[u]`` for entry ``e = (u, i)`` of the
+    users' CSR: the ratings as seen by ``[x_u, b_u]`` once ``y_i . h_u`` is
+    known.  ``D`` (the items' design rows) and ``H`` (``h_u``, zero past
+    column ``k``) have the same dtype and a width that is a multiple of
+    ``LANES``; the dot products are whole vectors in that dtype
+    (:func:`.lanes.v_dot`)."""
     m = indptr.size - 1
-    k = H.shape[1]
+    wp = D.shape[1]
     for u in prange(m):
         for e in range(indptr[u], indptr[u + 1]):
             i = indices[e]
-            d = 0.0
-            for f in range(k):
-                d += np.float64(D[i, f]) * np.float64(H[u, f])
+            d = D.dtype.type(0)
+            for jb in range(0, wp, LANES):
+                d += v_dot(H, u * wp + jb, D, i * wp + jb)
             out[e] = target[e] - d
 
 
 @njit(parallel=True, cache=True)
-def add_implicit(X, H, E):
-    """``E = X`` with ``H`` added to its first ``H.shape[1]`` columns."""
+def add_implicit(X, H, sign, E):
+    """``E = X + sign * H`` on the first ``k = H.shape[1]`` columns (``H``
+    may be wider: its first ``X.shape[1] - 1`` columns are used), ``E = X``
+    on the last (the bias)."""
     m, w = X.shape
-    k = H.shape[1]
+    k = w - 1
+    s = X.dtype.type(sign)
     for u in prange(m):
         for f in range(k):
-            E[u, f] = X[u, f] + H[u, f]
-        for f in range(k, w):
-            E[u, f] = X[u, f]
+            E[u, f] = X[u, f] + s * H[u, f]
+        E[u, k] = X[u, k]
 
 
 @njit(cache=True)
-def sample_implicit(indptr, indices, scale, X, P, Pm, Pz, Pzm, key, Z, R):
+def sample_implicit(indptr, indices, scale, X, P, Pm, Pz, Pzm, key, Z, zeta, r,
+                    noise):
     """One Gibbs pass over the implicit item rows ``Z`` given the effective
-    user rows (see the module documentation), then ``X`` updated to match.
+    user rows (see the module documentation).
+
+    The conditionals are drawn in a basis that diagonalizes them all: with
+    ``Pz = C C^T``, ``C^-1 Lambda_U[:k, :k] C^-T = Q diag(gamma) Q^T`` and
+    ``T = C^-T Q``, ``T^T Pz T = I`` and ``T^T Lambda_U[:k, :k] T =
+    diag(gamma)``, so in the coordinates ``zeta_j = T^-1 z_j`` the
+    conditional precision of ``z_j`` is the diagonal ``I + c_j diag(gamma)``
+    and the users' ``L R_u`` become ``r_u = T^T L R_u``, which the draw of
+    ``z_j`` changes by ``-s_u gamma * (zeta_j' - zeta_j)``: ``O(k)`` per
+    (item, user) pair and per item.
 
     Parameters
     ----------
@@ -146,101 +163,85 @@ def sample_implicit(indptr, indices, scale, X, P, Pm, Pz, Pzm, key, Z, R):
     scale : (m,) float64
         ``s_u`` (:func:`user_scales`).
     X : (m, w) float
-        In: the user rows ``[x_u, b_u]`` under the current ``Z``.  Out:
-        those under the new ``Z`` (the effective rows ``[x_u + h_u, b_u]``
-        do not change).
+        The user rows ``[x_u, b_u]`` under the current ``Z``.
     P, Pm : (w, w), (w,) float64
         The users' prior precision ``Lambda_U`` and ``Lambda_U m_U``.
     Pz, Pzm : (k, k), (k,) float64
         The prior precision of the rows of ``Z`` and ``Lambda_Z m_Z``.
     key : uint64
-        Stream key of this step; item ``j`` draws from ``_row_key(key, j)``.
+        Stream key of this step; item ``j`` draws from its own stream
+        (:func:`item_normals`).
     Z : (n, k) float
         In and out: the implicit item rows.
-    R : (m, w) float64
+    zeta, r : (n, k), (m, k) float64
         Scratch.
+    noise : float
+        1 for a draw; 0 gives each item's conditional mean (for tests).
 
     Returns
     -------
     int
-        Number of items whose conditional precision was not numerically
-        positive definite (their ``z_j`` is left unchanged).
+        0, or -1 (``Z`` unchanged) when ``Pz`` or ``Lambda_U[:k, :k]`` is not
+        numerically positive definite.
     """
     m, w = X.shape
     n, k = Z.shape
     m0 = np.linalg.solve(P, Pm)
+    Lkk = np.ascontiguousarray(P[:k, :k])
+    for f in range(k):
+        if not Pz[f, f] > 0.0:
+            return -1
+    C = np.linalg.cholesky(Pz)
+    Ci = np.linalg.inv(C)
+    Ms = Ci @ Lkk @ Ci.T
+    gamma, Q = np.linalg.eigh(0.5 * (Ms + Ms.T))
+    if not (np.all(np.isfinite(gamma)) and gamma.min() >= 0.0):
+        return -1                      # Lambda_U[:k, :k] is not positive definite
+    T = Ci.T @ Q                       # T^T Pz T = I, T^T Lkk T = diag(gamma)
+    TtPz = T.T @ Pz                    # T^-1
+    mz = T.T @ Pzm
+    Lt = T.T @ np.ascontiguousarray(P[:k, :])     # (k, w): R_u -> r_u
+    for j in range(n):
+        for f in range(k):
+            t = 0.0
+            for h in range(k):
+                t += TtPz[f, h] * Z[j, h]
+            zeta[j, f] = t
     for u in range(m):
-        for f in range(w):
-            R[u, f] = np.float64(X[u, f]) - m0[f]
-    g = np.empty(w)
-    A = np.empty((k, k))
-    b = np.empty(k)
-    zo = np.empty(k)
+        for f in range(k):
+            t = 0.0
+            for h in range(w):
+                t += Lt[f, h] * (np.float64(X[u, h]) - m0[h])
+            r[u, f] = t
+    g = np.empty(k)
     xi = np.empty(k + 1)
-    failed = 0
+    d = np.empty(k)
     for j in range(n):
         c = 0.0
-        for f in range(w):
+        for f in range(k):
             g[f] = 0.0
         for e in range(indptr[j], indptr[j + 1]):
             u = indices[e]
             s = scale[u]
             c += s * s
-            for f in range(w):
-                g[f] += s * R[u, f]
-        for f in range(k):
-            zo[f] = Z[j, f]
-        for f in range(k):
-            t = Pzm[f]
-            for h in range(w):
-                t += P[f, h] * g[h]
-            for h in range(k):
-                t += c * P[f, h] * zo[h]
-                A[f, h] = Pz[f, h] + c * P[f, h]
-            b[f] = t
-        # Cholesky A = C C^T in the lower triangle of A
-        ok = True
-        for f in range(k):
-            d = A[f, f]
-            for h in range(f):
-                d -= A[f, h] * A[f, h]
-            if not d > 0.0:
-                ok = False
-                break
-            d = np.sqrt(d)
-            A[f, f] = d
-            for r in range(f + 1, k):
-                t = A[r, f]
-                for h in range(f):
-                    t -= A[r, h] * A[f, h]
-                A[r, f] = t / d
-        if not ok:
-            failed += 1
-            continue
-        # mean: C y = b, then C^T mean = y + xi (the draw, in one solve)
-        for f in range(k):
-            t = b[f]
-            for h in range(f):
-                t -= A[f, h] * b[h]
-            b[f] = t / A[f, f]
+            for f in range(k):
+                g[f] += s * r[u, f]
         _normals(_row_key(key, j), xi, k)
         for f in range(k):
-            b[f] += xi[f]
-        for f in range(k - 1, -1, -1):
-            t = b[f]
-            for h in range(f + 1, k):
-                t -= A[h, f] * b[h]
-            b[f] = t / A[f, f]
-        for f in range(k):
-            Z[j, f] = b[f]
-        for f in range(k):          # the change, as stored in Z's dtype
-            b[f] = np.float64(Z[j, f]) - zo[f]
+            prec = 1.0 + c * gamma[f]      # >= 1
+            new = (mz[f] + g[f] + c * gamma[f] * zeta[j, f]) / prec \
+                + noise * xi[f] / np.sqrt(prec)
+            d[f] = gamma[f] * (new - zeta[j, f])
+            zeta[j, f] = new
         for e in range(indptr[j], indptr[j + 1]):
             u = indices[e]
             s = scale[u]
             for f in range(k):
-                R[u, f] -= s * b[f]
-    for u in range(m):
-        for f in range(w):
-            X[u, f] = R[u, f] + m0[f]
-    return failed
+                r[u, f] -= s * d[f]
+    for j in range(n):
+        for f in range(k):
+            t = 0.0
+            for h in range(k):
+                t += T[f, h] * zeta[j, h]
+            Z[j, f] = t
+    return 0
