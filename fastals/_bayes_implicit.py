@@ -13,6 +13,7 @@ import copy
 import numpy as np
 
 from .kernels import gibbs, gibbs_implicit
+from .kernels.lanes import LANES
 
 #: ``side`` of :func:`gibbs.stream_key` for the implicit rows (0: users, 1: items).
 STREAM_SIDE = 2
@@ -47,7 +48,7 @@ class ImplicitTerm:
         self.scale = gibbs_implicit.user_scales(users.indptr)
         self.Z = np.zeros((n, k), dtype)
         self.H = np.zeros((m, wp), dtype)     # h_u, zero past column k
-        self.zeta, self.r = np.empty((n, k)), np.empty((m, k))
+        self.zeta, self.r = np.empty((n, k)), np.empty((m, -(-k // LANES) * LANES))
         self.moments = (np.empty(k), np.empty((k, k)))
         self.drawn = False
 

@@ -41,7 +41,7 @@ stream (as :mod:`.gibbs`), so the result does not depend on threads.
 import numpy as np
 from numba import njit, prange
 
-from .lanes import GOLDEN, LANES, mix, v_dot
+from .lanes import GOLDEN, LANES, lane_normals, mix, v_axpy4, v_dot
 from .llvm import FASTMATH
 
 
@@ -173,8 +173,8 @@ def sample_implicit(indptr, indices, scale, X, P, Pm, Pz, Pzm, key, Z, zeta, r,
         (:func:`item_normals`).
     Z : (n, k) float
         In and out: the implicit item rows.
-    zeta, r : (n, k), (m, k) float64
-        Scratch.
+    zeta, r : (n, k), (m, kp) float64
+        Scratch, ``kp >= k`` a multiple of ``LANES``.
     noise : float
         1 for a draw; 0 gives each item's conditional mean (for tests).
 
@@ -201,47 +201,71 @@ def sample_implicit(indptr, indices, scale, X, P, Pm, Pz, Pzm, key, Z, zeta, r,
     TtPz = T.T @ Pz                    # T^-1
     mz = T.T @ Pzm
     Lt = T.T @ np.ascontiguousarray(P[:k, :])     # (k, w): R_u -> r_u
+    kp = r.shape[1]
+    W1 = np.ascontiguousarray(TtPz.T)
+    W2 = np.ascontiguousarray(Lt.T)
+    W3 = np.ascontiguousarray(T.T)
     for j in range(n):
         for f in range(k):
-            t = 0.0
-            for h in range(k):
-                t += TtPz[f, h] * Z[j, h]
-            zeta[j, f] = t
-    for u in range(m):
-        for f in range(k):
-            t = 0.0
-            for h in range(w):
-                t += Lt[f, h] * (np.float64(X[u, h]) - m0[h])
-            r[u, f] = t
-    g = np.empty(k)
-    xi = np.empty(k + 1)
-    d = np.empty(k)
-    for j in range(n):
-        c = 0.0
-        for f in range(k):
-            g[f] = 0.0
-        for e in range(indptr[j], indptr[j + 1]):
-            u = indices[e]
-            s = scale[u]
-            c += s * s
+            zeta[j, f] = 0.0
+        for h in range(k):
+            a = np.float64(Z[j, h])
             for f in range(k):
-                g[f] += s * r[u, f]
-        _normals(_row_key(key, j), xi, k)
+                zeta[j, f] += a * W1[h, f]
+    for u in range(m):
+        for f in range(kp):
+            r[u, f] = 0.0
+        for h in range(w):
+            a = np.float64(X[u, h]) - m0[h]
+            for f in range(k):
+                r[u, f] += a * W2[h, f]
+    g = np.zeros(kp)
+    d = np.zeros(kp)
+    rk = np.zeros(LANES, np.uint64)
+    xi = np.empty((k + (k & 1), LANES))
+    keys = np.empty(LANES * k + LANES, np.uint64)
+    tmp = np.empty((2, LANES * k + LANES))
+    for j in range(n):
+        l = j % LANES
+        if l == 0:                     # the normals of LANES items at a time
+            for q in range(LANES):
+                rk[q] = _row_key(key, j + q) if j + q < n else np.uint64(0)
+            lane_normals(rk, xi, k, keys, tmp)
+        c = 0.0
+        for f in range(kp):
+            g[f] = 0.0
+        lo, hi = indptr[j], indptr[j + 1]
+        e = lo
+        while e + 4 <= hi:
+            u0, u1, u2, u3 = indices[e], indices[e + 1], indices[e + 2], indices[e + 3]
+            s0, s1, s2, s3 = scale[u0], scale[u1], scale[u2], scale[u3]
+            c += (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
+            for jb in range(0, kp, LANES):
+                v_axpy4(g, jb, r, u0 * kp + jb, u1 * kp + jb, u2 * kp + jb,
+                        u3 * kp + jb, s0, s1, s2, s3)
+            e += 4
+        while e < hi:
+            u0 = indices[e]
+            s0 = scale[u0]
+            c += s0 * s0
+            for jb in range(0, kp, LANES):
+                v_axpy4(g, jb, r, u0 * kp + jb, u0 * kp + jb, u0 * kp + jb,
+                        u0 * kp + jb, s0, 0.0, 0.0, 0.0)
+            e += 1
         for f in range(k):
             prec = 1.0 + c * gamma[f]      # >= 1
             new = (mz[f] + g[f] + c * gamma[f] * zeta[j, f]) / prec \
-                + noise * xi[f] / np.sqrt(prec)
+                + noise * xi[f, l] / np.sqrt(prec)
             d[f] = gamma[f] * (new - zeta[j, f])
             zeta[j, f] = new
-        for e in range(indptr[j], indptr[j + 1]):
-            u = indices[e]
-            s = scale[u]
-            for f in range(k):
-                r[u, f] -= s * d[f]
+        for e in range(lo, hi):
+            u0 = indices[e]
+            for jb in range(0, kp, LANES):
+                v_axpy4(r, u0 * kp + jb, d, jb, jb, jb, jb, -scale[u0], 0.0, 0.0, 0.0)
     for j in range(n):
         for f in range(k):
             t = 0.0
             for h in range(k):
-                t += T[f, h] * zeta[j, h]
+                t += zeta[j, h] * W3[h, f]
             Z[j, f] = t
     return 0
