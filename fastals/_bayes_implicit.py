@@ -47,6 +47,7 @@ class ImplicitTerm:
         self.shifted.target = np.empty_like(users.target)
         self.scale = gibbs_implicit.user_scales(users.indptr)
         self.Z = np.zeros((n, k), dtype)
+        self.Zp = np.zeros((n, wp), dtype)    # Z, zero-padded
         self.H = np.zeros((m, wp), dtype)     # h_u, zero past column k
         self.zeta, self.r = np.empty((n, k)), np.empty((m, -(-k // LANES) * LANES))
         self.moments = (np.empty(k), np.empty((k, k)))
@@ -56,7 +57,7 @@ class ImplicitTerm:
         """``h_u`` from the current ``Z``; after a draw of ``Z``, the user rows
         ``X = E - [H, 0]`` under it (the effective rows ``E`` unchanged)."""
         u = self.users
-        gibbs_implicit.implicit_sums(u.indptr, u.indices, self.scale, self.Z, self.H)
+        gibbs_implicit.implicit_sums(u.indptr, u.indices, self.scale, self.Zp, self.H)
         if self.drawn:
             gibbs_implicit.add_implicit(E, self.H, -1.0, X)
 
@@ -83,4 +84,4 @@ class ImplicitTerm:
         self.drawn = True
         return gibbs_implicit.sample_implicit(
             it.indptr, it.indices, self.scale, X, P, Pm, Pz, Pzm, key, self.Z,
-            self.zeta, self.r, 1.0) == 0
+            self.Zp, self.zeta, self.r, 1.0) == 0

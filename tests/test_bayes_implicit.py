@@ -83,11 +83,12 @@ def _run(pr, Z, key, noise=1.0, dtype=np.float64):
     Znew = Z.astype(dtype)
     X = _x(pr, Z).astype(dtype)
     m, n, k = X.shape[0], Z.shape[0], pr["k"]
+    Zp = np.full((n, gibbs.LANES), 7, dtype)   # columns past k are left alone
     status = gi.sample_implicit(
         items.indptr.astype(np.int64), items.indices.astype(np.int32), pr["scale"],
-        X, pr["P"], pr["Pm"], pr["Pz"], pr["Pzm"], np.uint64(key), Znew,
+        X, pr["P"], pr["Pm"], pr["Pz"], pr["Pzm"], np.uint64(key), Znew, Zp,
         np.empty((n, k)), np.empty((m, gibbs.LANES)), float(noise))
-    assert status == 0
+    assert status == 0 and np.array_equal(Zp[:, :k], Znew) and np.all(Zp[:, k:] == 7)
     return Znew
 
 
@@ -169,8 +170,10 @@ def test_sums_and_shifted_targets_match_numpy():
     cnt = np.diff(indptr)
     assert np.allclose(scale[cnt > 0], 1 / np.sqrt(cnt[cnt > 0])) and np.all(scale[cnt == 0] == 0)
     Z = rng.standard_normal((n, k))
-    H = np.zeros((m, wp))
-    gi.implicit_sums(indptr, indices, scale, Z, H)
+    Zp = np.zeros((n, wp))
+    Zp[:, :k] = Z
+    H = np.full((m, wp), np.nan)
+    gi.implicit_sums(indptr, indices, scale, Zp, H)
     assert np.allclose(H[:, :k], scale[:, None] * ((R > 0).astype(float) @ Z), atol=1e-12)
     assert np.all(H[:, k:] == 0)
     D = np.zeros((n, wp))

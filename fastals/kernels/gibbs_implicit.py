@@ -87,24 +87,38 @@ def user_scales(indptr):
     return s
 
 
-@njit(parallel=True, cache=True)
-def implicit_sums(indptr, indices, scale, Z, H):
-    """``H[u, :k] = scale[u] * sum_{j in indices[indptr[u]:indptr[u+1]]} Z[j]``
-    (summed in float64 in the row's order; ``H`` may be wider than ``Z``:
-    its other columns are left alone)."""
+@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+def implicit_sums(indptr, indices, scale, Zp, H):
+    """``H[u] = scale[u] * sum_{j in indices[indptr[u]:indptr[u+1]]} Zp[j]``.
+
+    ``Zp`` (the rows ``z_j`` zero-padded) and ``H`` have the same dtype and
+    width, a multiple of ``LANES``; the sums are whole vectors in that
+    dtype, four rows at a time in the row's order (:func:`.lanes.v_axpy4`).
+    """
     m = indptr.size - 1
-    k = Z.shape[1]
-    for c in prange((m + 63) // 64):     # 64 rows per scratch vector
-        acc = np.empty(k)
-        for u in range(c * 64, min(m, (c + 1) * 64)):
-            for f in range(k):
-                acc[f] = 0.0
-            for e in range(indptr[u], indptr[u + 1]):
-                j = indices[e]
-                for f in range(k):
-                    acc[f] += Z[j, f]
-            for f in range(k):
-                H[u, f] = scale[u] * acc[f]
+    wp = Zp.shape[1]
+    one = Zp.dtype.type(1)
+    zero = Zp.dtype.type(0)
+    for u in prange(m):
+        for f in range(wp):
+            H[u, f] = zero
+        lo, hi = indptr[u], indptr[u + 1]
+        e = lo
+        while e + 4 <= hi:
+            j0, j1, j2, j3 = indices[e], indices[e + 1], indices[e + 2], indices[e + 3]
+            for jb in range(0, wp, LANES):
+                v_axpy4(H, u * wp + jb, Zp, j0 * wp + jb, j1 * wp + jb,
+                        j2 * wp + jb, j3 * wp + jb, one, one, one, one)
+            e += 4
+        while e < hi:
+            j0 = indices[e]
+            for jb in range(0, wp, LANES):
+                v_axpy4(H, u * wp + jb, Zp, j0 * wp + jb, j0 * wp + jb,
+                        j0 * wp + jb, j0 * wp + jb, one, zero, zero, zero)
+            e += 1
+        s = Zp.dtype.type(scale[u])
+        for f in range(wp):
+            H[u, f] *= s
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
@@ -141,8 +155,8 @@ def add_implicit(X, H, sign, E):
 
 
 @njit(cache=True)
-def sample_implicit(indptr, indices, scale, X, P, Pm, Pz, Pzm, key, Z, zeta, r,
-                    noise):
+def sample_implicit(indptr, indices, scale, X, P, Pm, Pz, Pzm, key, Z, Zp, zeta,
+                    r, noise):
     """One Gibbs pass over the implicit item rows ``Z`` given the effective
     user rows (see the module documentation).
 
@@ -173,6 +187,9 @@ def sample_implicit(indptr, indices, scale, X, P, Pm, Pz, Pzm, key, Z, zeta, r,
         (:func:`item_normals`).
     Z : (n, k) float
         In and out: the implicit item rows.
+    Zp : (n, kp) float
+        Out: ``Z`` in its first ``k`` columns (the other columns are left
+        alone: zero padding for :func:`implicit_sums`).
     zeta, r : (n, k), (m, kp) float64
         Scratch, ``kp >= k`` a multiple of ``LANES``.
     noise : float
@@ -204,7 +221,7 @@ def sample_implicit(indptr, indices, scale, X, P, Pm, Pz, Pzm, key, Z, zeta, r,
     kp = r.shape[1]
     W1 = np.ascontiguousarray(TtPz.T)
     W2 = np.ascontiguousarray(Lt.T)
-    W3 = np.ascontiguousarray(T.T)
+    W3 = np.ascontiguousarray(T.T)      # W3[h, f] = T[f, h]
     for j in range(n):
         for f in range(k):
             zeta[j, f] = 0.0
@@ -262,10 +279,15 @@ def sample_implicit(indptr, indices, scale, X, P, Pm, Pz, Pzm, key, Z, zeta, r,
             u0 = indices[e]
             for jb in range(0, kp, LANES):
                 v_axpy4(r, u0 * kp + jb, d, jb, jb, jb, jb, -scale[u0], 0.0, 0.0, 0.0)
+    zj = np.empty(k)
     for j in range(n):
         for f in range(k):
-            t = 0.0
-            for h in range(k):
-                t += zeta[j, h] * W3[h, f]
-            Z[j, f] = t
+            zj[f] = 0.0
+        for h in range(k):
+            a = zeta[j, h]
+            for f in range(k):
+                zj[f] += a * W3[h, f]
+        for f in range(k):
+            Z[j, f] = zj[f]
+            Zp[j, f] = zj[f]
     return 0
