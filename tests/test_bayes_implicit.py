@@ -248,3 +248,16 @@ def test_ml100k_implicit_term_improves_ua(ml100k):
     res = {flag: E.evaluate_ratings(BayesianALS(random_state=0, implicit_feedback=flag)
                                     .fit(train), *test)["rmse"] for flag in (True, False)}
     assert res[True] <= 0.912 and res[True] < res[False] - 0.002, res
+
+
+def test_cli_no_implicit_feedback(tmp_path):
+    from click.testing import CliRunner
+
+    from fastals.cli import main
+
+    for flag, want in (("--no-implicit-feedback", False), ("--implicit-feedback", True)):
+        out = tmp_path / f"{want}.npz"
+        res = CliRunner().invoke(main, ["train", "--model", "bayes", "--iterations", "2",
+                                        "--burn-in", "1", flag, "-q", "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        assert load_model(out).implicit_feedback is want
