@@ -1,7 +1,8 @@
 """BayesianALS's implicit-feedback term (fastals.kernels.gibbs_implicit):
 each kernel against a naive numpy reference, the draws of ``Z`` against the
 exact Gaussian conditionals and the exact joint posterior, determinism,
-persistence and the MovieLens-100k accuracy.
+persistence and the CLI flag (the MovieLens-100k accuracy with and without
+the term: test_bayes.py::test_ml100k_ua_rmse_with_defaults).
 
 Tolerances: kernels computing sums of products agree with numpy to 1e-12
 (float64); Monte Carlo means of ``R`` independent draws within 5 standard
@@ -14,7 +15,6 @@ import pytest
 import scipy.sparse as sp
 
 from fastals import BayesianALS, load_model
-from fastals import evaluation as E
 from fastals.exceptions import InputError
 from fastals.kernels import gibbs, gibbs_implicit as gi
 
@@ -233,21 +233,6 @@ def test_implicit_flag_is_saved_and_validated(tmp_path):
         assert np.array_equal(back.predict(u[:5], i[:5]), model.predict(u[:5], i[:5]))
     with pytest.raises(InputError, match="implicit_feedback"):
         BayesianALS(implicit_feedback="yes").fit((u, i, r))
-
-
-def _load(path):
-    d = np.loadtxt(path, dtype=np.int64)
-    return d[:, 0], d[:, 1], d[:, 2].astype(np.float64)
-
-
-@pytest.mark.slow
-def test_ml100k_implicit_term_improves_ua(ml100k):
-    """The term's gain on ua.test, two fits with seed 0 (the defaults
-    against ``implicit_feedback=False``)."""
-    train, test = _load(ml100k / "ua.base"), _load(ml100k / "ua.test")
-    res = {flag: E.evaluate_ratings(BayesianALS(random_state=0, implicit_feedback=flag)
-                                    .fit(train), *test)["rmse"] for flag in (True, False)}
-    assert res[True] <= 0.912 and res[True] < res[False] - 0.002, res
 
 
 def test_cli_no_implicit_feedback(tmp_path):
