@@ -17,7 +17,9 @@ them are sampled, so nothing is tuned.  Hyperpriors (``prior``):
   ``lambda_f ~ Gamma(1, 1)``, ``m_f ~ N(0, 1 / lambda_f)``.
 
 A sweep draws ``mu`` and ``alpha``, the users' hyperparameters, every user
-row, the items' hyperparameters and every item row.  The row draws are the
+row, (with ``implicit_feedback``, the default: the hyperparameters of the
+implicit item rows ``z_j`` and every ``z_j``, :mod:`fastals._bayes_implicit`)
+the items' hyperparameters and every item row.  The row draws are the
 explicit ALS row systems plus noise (:mod:`fastals.kernels.gibbs`).
 
 Predictions are posterior means: the average over the kept sweeps (after
@@ -85,12 +87,21 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
         ``True`` stops sampling (the samples kept so far are used).
     duplicates : {"sum", "mean", "last", "error"}, default "sum"
         Policy for repeated (user, item) pairs in the input.
+    implicit_feedback : bool, default True
+        Also model which items each user rated (SVD++ style): the user
+        factors get ``|N(u)|^-1/2 sum_{j in N(u)} z_j`` added, with one
+        vector ``z_j`` per item under the same kind of hyperprior (see
+        :mod:`fastals.kernels.gibbs_implicit`).  ``N(u)`` is the user's
+        training items.  ``user_factors`` then hold the effective user
+        factors.  Chosen on validation splits of MovieLens-100k (about
+        0.003 lower RMSE, for about 40 % more time per sweep).
 
     Attributes
     ----------
     user_factors : ndarray ``(n_users, factors * n_kept)``
         Per kept sweep, the users' conditional mean factors given that
-        sweep's item rows, side by side and divided by ``n_kept``:
+        sweep's item rows (with ``implicit_feedback``: plus that sweep's
+        ``h_u``), side by side and divided by ``n_kept``:
         ``user_factors[u] . item_factors[i]`` is the posterior mean of
         ``x_u . y_i``.
     item_factors : ndarray ``(n_items, factors * n_kept)``
