@@ -22,10 +22,10 @@ STREAM_SIDE = 2
 class ImplicitTerm:
     """State of the implicit term during one fit.
 
-    A sweep calls :meth:`unshift` before the users' hyperparameters are
-    drawn, :meth:`shift` before the users' draw (with ``imp.shifted`` in
-    place of the users' CSR), :meth:`effective` after it and :meth:`sample`
-    before the items' draw, which then sees the effective rows.
+    A sweep calls :meth:`prepare` before the users' hyperparameters and
+    draw (which reads ``imp.shifted`` in place of the users' CSR),
+    :meth:`effective` after it and :meth:`sample` before the items' draw,
+    which then sees the effective rows.
 
     Parameters
     ----------
@@ -35,7 +35,7 @@ class ImplicitTerm:
     k : int
         Number of factors.
     wp : int
-        Width of the design rows (a multiple of ``LANES``).
+        A multiple of ``LANES``, at least ``k``: the width of the padded rows.
     dtype : numpy dtype
         Of the factors.
     """
@@ -48,23 +48,25 @@ class ImplicitTerm:
         self.scale = gibbs_implicit.user_scales(users.indptr)
         self.Z = np.zeros((n, k), dtype)
         self.Zp = np.zeros((n, wp), dtype)    # Z, zero-padded
+        self.Vp = np.zeros((n, wp), dtype)    # the item factors, zero-padded
         self.H = np.zeros((m, wp), dtype)     # h_u, zero past column k
         self.zeta, self.r = np.empty((n, k)), np.empty((m, -(-k // LANES) * LANES))
         self.moments = (np.empty(k), np.empty((k, k)))
         self.drawn = False
 
-    def unshift(self, X, E):
-        """``h_u`` from the current ``Z``; after a draw of ``Z``, the user rows
-        ``X = E - [H, 0]`` under it (the effective rows ``E`` unchanged)."""
+    def prepare(self, X, E, V):
+        """Before the users' hyperparameters and draw: ``h_u`` from the
+        current ``Z``; after a draw of ``Z``, the user rows ``X = E - [H, 0]``
+        under it (the effective rows ``E`` unchanged); the users' targets
+        ``r_ui - y_i . h_u`` in ``shifted.target`` (``V``: the item rows
+        ``[y_i, c_i]``)."""
         u = self.users
         gibbs_implicit.implicit_sums(u.indptr, u.indices, self.scale, self.Zp, self.H)
         if self.drawn:
             gibbs_implicit.add_implicit(E, self.H, -1.0, X)
-
-    def shift(self, Dv):
-        """The users' targets ``r_ui - y_i . h_u`` (``Dv``: the items' design rows)."""
-        u = self.users
-        gibbs_implicit.shift_targets(u.indptr, u.indices, u.target, Dv, self.H,
+        k = self.Z.shape[1]
+        self.Vp[:, :k] = V[:, :k]
+        gibbs_implicit.shift_targets(u.indptr, u.indices, u.target, self.Vp, self.H,
                                      self.shifted.target)
 
     def effective(self, X, M, E):

@@ -290,11 +290,9 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
                 hr = np.random.default_rng([seed, sweep])
                 mu, alpha = _sample_mean_noise(stats, nnz, mu, alpha, hr)
                 if imp:
-                    imp.unshift(U, E)
+                    imp.prepare(U, E, V)
                 P, Pm = self._hyper(U, hr, moments)
                 gibbs.design(V, mu, Dv, ov)
-                if imp:
-                    imp.shift(Dv)
                 _draw(imp.shifted if imp else users, ov, Dv, Ov, alpha, P, Pm,
                       seed, sweep, 0, U, M)
                 if imp:
