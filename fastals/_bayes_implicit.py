@@ -50,7 +50,8 @@ class ImplicitTerm:
         self.Zp = np.zeros((n, wp), dtype)    # Z, zero-padded
         self.Vp = np.zeros((n, wp), dtype)    # the item factors, zero-padded
         self.H = np.zeros((m, wp), dtype)     # h_u, zero past column k
-        self.zeta, self.r = np.empty((n, k)), np.empty((m, -(-k // LANES) * LANES))
+        self.zeta = np.empty((n, k))
+        self.r = np.empty((m, -(-k // LANES) * LANES), dtype)
         self.moments = (np.empty(k), np.empty((k, k)))
         self.drawn = False
 

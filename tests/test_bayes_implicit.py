@@ -87,21 +87,24 @@ def _run(pr, Z, key, noise=1.0, dtype=np.float64):
     status = gi.sample_implicit(
         items.indptr.astype(np.int64), items.indices.astype(np.int32), pr["scale"],
         X, pr["P"], pr["Pm"], pr["Pz"], pr["Pzm"], np.uint64(key), Znew, Zp,
-        np.empty((n, k)), np.empty((m, gibbs.LANES)), float(noise))
+        np.empty((n, k)), np.empty((m, gibbs.LANES), dtype), float(noise))
     assert status == 0 and np.array_equal(Zp[:, :k], Znew) and np.all(Zp[:, k:] == 7)
     return Znew
 
 
-def test_conditional_means_match_the_naive_reference_item_by_item():
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_conditional_means_match_the_naive_reference_item_by_item(dtype):
     """With the noise off, the pass sets each ``z_j`` in turn to its
-    conditional mean given the rows already updated."""
+    conditional mean given the rows already updated (float32: the
+    item-user sums in float32, 1e-5)."""
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-5)
     for seed in range(3):
         pr = _problem(seed)
-        out = _run(pr, pr["Z"], 1, noise=0.0)
+        out = _run(pr, pr["Z"], 1, noise=0.0, dtype=dtype)
         Z = pr["Z"].copy()
         for j in range(Z.shape[0]):
             Z[j] = _naive_conditional(pr, Z, j)[0]
-        assert np.allclose(out, Z, rtol=1e-10, atol=1e-12), (seed, out, Z)
+        assert np.allclose(out, Z, **tol), (seed, out, Z)
 
 
 def _draws_of_first_item(pr, R, noise):

@@ -190,8 +190,12 @@ def sample_implicit(indptr, indices, scale, X, P, Pm, Pz, Pzm, key, Z, Zp, zeta,
     Zp : (n, kp) float
         Out: ``Z`` in its first ``k`` columns (the other columns are left
         alone: zero padding for :func:`implicit_sums`).
-    zeta, r : (n, k), (m, kp) float64
-        Scratch, ``kp >= k`` a multiple of ``LANES``.
+    zeta : (n, k) float64
+        Scratch.
+    r : (m, kp) float
+        Scratch, ``kp >= k`` a multiple of ``LANES``, of the dtype in which
+        the item-user sums are made (that of the factors: as the row
+        systems of :mod:`.gibbs`).
     noise : float
         1 for a draw; 0 gives each item's conditional mean (for tests).
 
@@ -229,15 +233,19 @@ def sample_implicit(indptr, indices, scale, X, P, Pm, Pz, Pzm, key, Z, Zp, zeta,
             a = np.float64(Z[j, h])
             for f in range(k):
                 zeta[j, f] += a * W1[h, f]
+    rt = np.zeros(kp)
     for u in range(m):
-        for f in range(kp):
-            r[u, f] = 0.0
+        for f in range(k):
+            rt[f] = 0.0
         for h in range(w):
             a = np.float64(X[u, h]) - m0[h]
             for f in range(k):
-                r[u, f] += a * W2[h, f]
-    g = np.zeros(kp)
-    d = np.zeros(kp)
+                rt[f] += a * W2[h, f]
+        for f in range(kp):
+            r[u, f] = rt[f]
+    g = np.zeros(kp, r.dtype)
+    d = np.zeros(kp, r.dtype)
+    zero = r.dtype.type(0)
     rk = np.zeros(LANES, np.uint64)
     xi = np.empty((k + (k & 1), LANES))
     keys = np.empty(LANES * k + LANES, np.uint64)
@@ -257,6 +265,8 @@ def sample_implicit(indptr, indices, scale, X, P, Pm, Pz, Pzm, key, Z, Zp, zeta,
             u0, u1, u2, u3 = indices[e], indices[e + 1], indices[e + 2], indices[e + 3]
             s0, s1, s2, s3 = scale[u0], scale[u1], scale[u2], scale[u3]
             c += (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
+            s0, s1, s2, s3 = (r.dtype.type(s0), r.dtype.type(s1), r.dtype.type(s2),
+                              r.dtype.type(s3))
             for jb in range(0, kp, LANES):
                 v_axpy4(g, jb, r, u0 * kp + jb, u1 * kp + jb, u2 * kp + jb,
                         u3 * kp + jb, s0, s1, s2, s3)
@@ -265,20 +275,22 @@ def sample_implicit(indptr, indices, scale, X, P, Pm, Pz, Pzm, key, Z, Zp, zeta,
             u0 = indices[e]
             s0 = scale[u0]
             c += s0 * s0
+            s0 = r.dtype.type(s0)
             for jb in range(0, kp, LANES):
                 v_axpy4(g, jb, r, u0 * kp + jb, u0 * kp + jb, u0 * kp + jb,
-                        u0 * kp + jb, s0, 0.0, 0.0, 0.0)
+                        u0 * kp + jb, s0, zero, zero, zero)
             e += 1
         for f in range(k):
             prec = 1.0 + c * gamma[f]      # >= 1
-            new = (mz[f] + g[f] + c * gamma[f] * zeta[j, f]) / prec \
+            new = (mz[f] + np.float64(g[f]) + c * gamma[f] * zeta[j, f]) / prec \
                 + noise * xi[f, l] / np.sqrt(prec)
             d[f] = gamma[f] * (new - zeta[j, f])
             zeta[j, f] = new
         for e in range(lo, hi):
             u0 = indices[e]
             for jb in range(0, kp, LANES):
-                v_axpy4(r, u0 * kp + jb, d, jb, jb, jb, jb, -scale[u0], 0.0, 0.0, 0.0)
+                v_axpy4(r, u0 * kp + jb, d, jb, jb, jb, jb, r.dtype.type(-scale[u0]),
+                        zero, zero, zero)
     zj = np.empty(k)
     for j in range(n):
         for f in range(k):
