@@ -94,7 +94,7 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
         :mod:`fastals.kernels.gibbs_implicit`).  ``N(u)`` is the user's
         training items.  ``user_factors`` then hold the effective user
         factors.  Chosen on validation splits of MovieLens-100k (about
-        0.003 lower RMSE, for about 40 % more time per sweep).
+        0.003 lower RMSE, for 30-60 % more time per sweep).
 
     Attributes
     ----------
