@@ -17,7 +17,9 @@ them are sampled, so nothing is tuned.  Hyperpriors (``prior``):
   ``lambda_f ~ Gamma(1, 1)``, ``m_f ~ N(0, 1 / lambda_f)``.
 
 A sweep draws ``mu`` and ``alpha``, the users' hyperparameters, every user
-row, the items' hyperparameters and every item row.  The row draws are the
+row, (with ``implicit_feedback``, the default: the hyperparameters of the
+implicit item rows ``z_j`` and every ``z_j``, :mod:`fastals._bayes_implicit`)
+the items' hyperparameters and every item row.  The row draws are the
 explicit ALS row systems plus noise (:mod:`fastals.kernels.gibbs`).
 
 Predictions are posterior means: the average over the kept sweeps (after
@@ -39,6 +41,7 @@ from ._input import kernel_arrays, to_csr, transpose_csr
 from .exceptions import FastALSError, InputError, NumericalError
 from .kernels import gibbs
 from .kernels.chunks import chunk_bounds
+from ._bayes_implicit import ImplicitTerm
 from ._params import ParamsMixin, float_dtype
 from .model import MODEL_CLASSES, load_model, save_model, threads
 from .recommend import RecommenderMixin
@@ -86,12 +89,21 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
         ``True`` stops sampling (the samples kept so far are used).
     duplicates : {"sum", "mean", "last", "error"}, default "sum"
         Policy for repeated (user, item) pairs in the input.
+    implicit_feedback : bool, default True
+        Also model which items each user rated (SVD++ style): the user
+        factors get ``|N(u)|^-1/2 sum_{j in N(u)} z_j`` added, with one
+        vector ``z_j`` per item under the same kind of hyperprior (see
+        :mod:`fastals.kernels.gibbs_implicit`).  ``N(u)`` is the user's
+        training items.  ``user_factors`` then hold the effective user
+        factors.  Chosen on validation splits of MovieLens-100k (about
+        0.003 lower RMSE, for 30-60 % more time per sweep).
 
     Attributes
     ----------
     user_factors : ndarray ``(n_users, factors * n_kept)``
         Per kept sweep, the users' conditional mean factors given that
-        sweep's item rows, side by side and divided by ``n_kept``:
+        sweep's item rows (with ``implicit_feedback``: plus that sweep's
+        ``h_u``), side by side and divided by ``n_kept``:
         ``user_factors[u] . item_factors[i]`` is the posterior mean of
         ``x_u . y_i``.
     item_factors : ndarray ``(n_items, factors * n_kept)``
@@ -128,7 +140,7 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
     def __init__(self, factors=12, iterations=200, burn_in=5, prior="wishart",
                  init_std=0.1, dtype=np.float32, random_state=None,
                  num_threads=0, calculate_training_loss=True, callback=None,
-                 duplicates="sum"):
+                 duplicates="sum", implicit_feedback=True):
         self.factors = factors
         self.iterations = iterations
         self.burn_in = burn_in
@@ -140,6 +152,7 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
         self.calculate_training_loss = calculate_training_loss
         self.callback = callback
         self.duplicates = duplicates
+        self.implicit_feedback = implicit_feedback
         # Read by RecommenderMixin: scores include the biases, and
         # predictions are clipped to the training range.
         self.use_bias = True
@@ -147,7 +160,7 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
 
     _PARAMS = ("factors", "iterations", "burn_in", "prior", "init_std", "dtype",
                "random_state", "num_threads", "calculate_training_loss",
-               "callback", "duplicates")
+               "callback", "duplicates", "implicit_feedback")
 
     def _require_fitted(self):
         if not hasattr(self, "user_factors"):
@@ -187,6 +200,9 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
                 and not (integer(rs) and rs >= 0):
             fail("random_state must be None, a non-negative integer or a "
                  f"numpy Generator, got {rs!r}")
+        if not isinstance(self.implicit_feedback, (bool, np.bool_)):
+            fail("implicit_feedback must be True or False, got "
+                 f"{self.implicit_feedback!r}")
         if self.callback is not None and not callable(self.callback):
             fail("callback must be callable")
         return int(k), dtype
@@ -266,6 +282,11 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
         scratch = (np.empty(w), np.empty((w, w)), np.empty((w, w)), np.empty(w))
         prior = _Prior(self.prior, w)
         ru, rv = np.empty(prior.n_random), np.empty(prior.n_random)
+        # implicit feedback: U holds [x_u, b_u], E the effective rows
+        # [x_u + h_u, b_u] that the items see (see _bayes_implicit)
+        imp = ImplicitTerm(users, items, k, wp, dtype) if self.implicit_feedback \
+            else None
+        E = np.empty_like(U) if imp else U
         self.loss_history = []
         self.noise_history = []
         kept = 0
@@ -285,22 +306,34 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
                 prior.randoms(hr, n, rv)
                 mu, alpha = gibbs.mean_noise(stats, nnz, mu, alpha, z_mu, g_alpha,
                                              _MEAN_PRECISION, _NOISE_RATE)
+                if imp:
+                    imp.prepare(U, E, V)
+                target = imp.shifted.target if imp else users.target
                 failed = gibbs.half_sweep(
-                    users.indptr, users.indices, users.target, users.bounds, V, mu,
+                    users.indptr, users.indices, target, users.bounds, V, mu,
                     Dv, ov, Ov, U, alpha, prior.wishart, prior.hyper, ru, *scratch,
                     _key(seed, sweep, 0), M, *no_stats)
+                if imp:
+                    imp.effective(U, M, E)
                 keep = sweep >= self.burn_in
                 if keep:
                     # Rao-Blackwellized: the users' conditional means given
                     # the item rows they were drawn against (Dv, ov).
-                    gibbs.keep_sample(kept, M, U, Dv, ov, mu, Us, Ur, Vs, ub,
+                    gibbs.keep_sample(kept, M, E, Dv, ov, mu, Us, Ur, Vs, ub,
                                       ub_mean, ib)
                     mus[kept] = mu
                     alphas[kept] = alpha
                     kept += 1
+                # the implicit rows, drawn under the users' prior of this sweep
+                # (scratch[2:]: its precision and precision times mean)
+                if imp and not imp.sample(U, scratch[2], scratch[3], self._hyper,
+                                          hr, seed, sweep):
+                    raise NumericalError(
+                        "sampling diverged: an implicit item row's posterior "
+                        "precision is not positive definite; try dtype=float64")
                 # the items' draw also sums the residuals of the new sample
                 failed += gibbs.half_sweep(
-                    items.indptr, items.indices, items.target, items.bounds, U, mu,
+                    items.indptr, items.indices, items.target, items.bounds, E, mu,
                     Du, ou, Ou, V, alpha, prior.wishart, prior.hyper, rv, *scratch,
                     _key(seed, sweep, 1), no_means, pred_sum, kept, keep, stats)
                 if failed:  # counts non-finite draws too
@@ -325,13 +358,20 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
         if bar is not None:
             bar.close()
         if not kept:  # stopped during burn-in: keep the last sample
-            Us[:, :k], Ur[:, :k], Vs[:, :k] = U[:, :k], U[:, :k], V[:, :k]
-            ub[:, 0], ib[:, 0], mus[0], alphas[0] = U[:, k], V[:, k], mu, alpha
-            ub_mean[:] = U[:, k]
+            Us[:, :k], Ur[:, :k], Vs[:, :k] = E[:, :k], E[:, :k], V[:, :k]
+            ub[:, 0], ib[:, 0], mus[0], alphas[0] = E[:, k], V[:, k], mu, alpha
+            ub_mean[:] = E[:, k]
             kept = 1
         self._set_samples(Us[:, :k * kept], Ur[:, :k * kept], Vs[:, :k * kept],
                           ub_mean / kept, ub[:, :kept],
                           ib[:, :kept], mus[:kept], alphas[:kept])
+
+    def _hyper(self, F, rng, moments):
+        """Draw the prior ``(precision P, P @ mean)`` of the rows ``F`` with
+        random numbers from ``rng`` (``moments``: scratch for their sums); the
+        implicit rows' hyperparameters (see :mod:`fastals._bayes_implicit`)."""
+        gibbs.row_moments(F, *moments)
+        return _prior_draw(self.prior, F.shape[0], *moments, rng)
 
     def _set_samples(self, Us, Ur, Vs, user_biases, ub, ib, mus, alphas):
         """Store the kept samples and the posterior means built from them."""

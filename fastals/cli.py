@@ -120,6 +120,10 @@ _UNKNOWN_HELP = ("Held-out ratings whose user or item was not in training: "
                    "200 iterations).")
 @click.option("--burn-in", type=click.IntRange(min=0), default=5,
               show_default=True, help="--model bayes: sweeps not averaged.")
+@click.option("--implicit-feedback/--no-implicit-feedback", default=True,
+              show_default=True,
+              help="--model bayes: which items a user rated as information "
+                   "(SVD++-style term, docs/bayesian.md).")
 @click.option("--ids", type=click.Choice(["auto", "observed", "range"]),
               default="auto", show_default=True,
               help="Integer ids as positions 1..max ('range'; auto when they "
@@ -143,7 +147,7 @@ _UNKNOWN_HELP = ("Held-out ratings whose user or item was not in training: "
                    "worker processes (needs fastals[dask]; docs/distributed.md).")
 def train(data, fmt, columns, test, holdout, holdout_by, unknown, ids, output,
           log_every, progress, quiet, as_json, model_kind, burn_in,
-          dask_address, **model_kwargs):
+          implicit_feedback, dask_address, **model_kwargs):
     """Train a model and print the training loss as it falls.
 
     \b
@@ -191,7 +195,7 @@ def train(data, fmt, columns, test, holdout, holdout_by, unknown, ids, output,
                                "--model bayes")
     if model_kind == "bayes":
         model, iterations = _bayes_model(params, burn_in, stop, say, log_every,
-                                         as_json, quiet)
+                                         as_json, quiet, implicit_feedback)
     else:
         model = FastALS(callback=callback, **params)
     try:
@@ -367,7 +371,8 @@ _BAYES_PARAMS = ("factors", "iterations", "dtype", "random_state", "num_threads"
                  "calculate_training_loss", "duplicates")
 
 
-def _bayes_model(params, burn_in, stop, say, log_every, as_json, quiet):
+def _bayes_model(params, burn_in, stop, say, log_every, as_json, quiet,
+                 implicit_feedback=True):
     """``(BayesianALS, iterations)`` for ``train --model bayes``, with its
     per-sweep log line.  Options left at their defaults take BayesianALS's
     defaults; ALS-only options given are refused."""
@@ -400,7 +405,8 @@ def _bayes_model(params, burn_in, stop, say, log_every, as_json, quiet):
                     f"{noise:.4f}, time : {seconds:.4f}")
         return stop["requested"]
 
-    model = BayesianALS(burn_in=burn_in, callback=callback, **kwargs)
+    model = BayesianALS(burn_in=burn_in, callback=callback,
+                        implicit_feedback=implicit_feedback, **kwargs)
     return model, iterations
 
 

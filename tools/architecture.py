@@ -61,6 +61,11 @@ REFERENCES = {
     "fastals.kernels": ("test_kernel_paths.py", "regression_check.py"),
     "fastals.model": ("test_als.py (naive.py); test_properties.py", "bench_als.py; bench_vs_implicit.py"),
     "fastals.bayes": ("test_bayes.py (conjugate posteriors)", "bayes_vs_myfm.py"),
+    "fastals.kernels.gibbs_implicit": ("test_bayes_implicit.py (numpy conditionals, exact "
+                                       "conditional and joint Gaussians)",
+                                       "bayes_implicit_cost.py"),
+    "fastals._bayes_implicit": ("test_bayes_implicit.py (determinism, ML-100k gain)",
+                                "bayes_implicit_cost.py"),
     "fastals.recommend": ("test_recommend.py (naive_metrics.topk_by_sort, naive.update_rows)",
                           "bench_recommend.py"),
     "fastals.evaluation": ("test_evaluation.py (naive_metrics.py)", "accuracy.py"),
