@@ -2,12 +2,20 @@
 the right multiply ``Y M``, the sparse x dense product, and the dense
 objective's half-step fused into one pass (:func:`dense_step`)."""
 
-import numpy as np
-import scipy.linalg.lapack as _lapack
-from numba import njit, prange
+import functools
+import threading
 
-from .blas import (BLAS_MIN_FACTORS, _blas_threads_local, _gemm, _gemm_rows, _syrk,
-                   _syrk_loops, _with_blas)
+import llvmlite.binding as _llvm
+import numba
+import numpy as np
+import scipy.linalg.cython_lapack as _cython_lapack
+import scipy.linalg.lapack as _lapack
+from numba import carray, njit, prange, types
+from numba.core.errors import TypingError
+from numba.extending import overload
+
+from .blas import (BLAS_MIN_FACTORS, USE_BLAS, _blas_threads_local, _external, _gemm,
+                   _gemm_rows, _potrf, _syrk, _syrk_loops, _with_blas)
 from .chunks import _call, chunk_bounds
 from .llvm import FASTMATH, PREFETCH_AHEAD, _prefetch_entry, _take_next
 from .rows import RIDGE_TRIES, _cholesky_upper, _ridge_solve
@@ -234,133 +242,429 @@ def gram(Y, bounds, blas):
         bounds = np.array([0, n], np.int64)
     return _call(_gram, n * Y.shape[1] ** 2 // 2, (Y, bounds, blas))
 
-
 # ---------------------------------------------------------------------------
 # The dense objective's half-step in one pass
 # ---------------------------------------------------------------------------
+# One parallel kernel per half-step whose work is done by C callbacks (as the
+# row solvers', see :mod:`.llvm`): the inverse ``M = (G + lam I)^{-1}``
+# before the parallel loop, then one chunk of rows per call, then the
+# reduction of the chunks' partial sums.  The parallel kernel itself is a
+# few lines, so a cold first dense fit compiles little more than the
+# callback; and only one of its two variants is compiled: BLAS/LAPACK
+# (``k >= BLAS_MIN_FACTORS`` where BLAS is usable), or the portable loops.
+
 #: Rows of a side gathered per block of the fused dense step: ``W`` (block x
-#: k, the rows' ``R Y``) stays in cache for its GEMM and SYRK.
-DENSE_BLOCK = 128
+#: k, the rows' ``R Y``) stays in cache for its GEMM, the block's ``X`` for
+#: its SYRK.
+DENSE_BLOCK = 256
+
+#: Rows per chunk of the fused dense step (at most 32 chunks; each holds a
+#: ``k x k`` float64 partial Gram matrix).
+DENSE_CHUNK_ROWS = 128
+
+# ``c`` of the callback below 0: the work before and after the parallel loop
+_INVERSE = -1
+_REDUCE = -2
+# ``flags`` bits
+_SOLVE = 1      # X = (R Y) M (else only the Gram matrix of X)
+_HAVE_M = 2     # M is given (else computed from G and lam)
+_LAPACK = 4     # the loops variant: invert with LAPACK all the same
+
+_dpotri = _external("dpotri", 5, _cython_lapack)
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _dense_rows(r0, r1, indptr, indices, data, Y, M, X, P, W, T, solve, blas,
-                iw, fw, cw):
-    """Rows ``r0:r1`` of the dense half-step, block by block.
+def _dense_signature(dtype, pointers):
+    """``float64(c, n_chunks, bounds, indptr, indices, data, Y, M, X, G,
+    parts, cross, out, n_rows, nnz, n_other, k, lam, flags)``: the chunk
+    ``c`` (or :data:`_INVERSE`, :data:`_REDUCE`) of the fused dense step
+    for factors of ``dtype``; ``pointers``: typed (the callback's view) or
+    ``voidptr`` (the caller's)."""
+    f = numba.from_dtype(np.dtype(dtype))
+    i8 = types.int64
+    if pointers:
+        p = types.CPointer
+        f8 = p(types.float64)
+        ptrs = (p(i8), p(i8), p(types.int32)) + (p(f),) * 4 + (f8,) * 4
+    else:
+        ptrs = (types.voidptr,) * 11
+    return types.float64(i8, i8, *ptrs, i8, i8, i8, i8, types.float64, i8)
 
-    With ``solve``: ``W = R[rows] Y`` (sparse x dense), ``X[rows] = W M``
-    (GEMM) and the sum of ``x_r . w_r`` over the rows is returned (in
-    float64; over the item step it is ``sum_obs r x.y``, the loss's cross
-    term).  Always: ``P[upper] += X[rows]^T X[rows]``, summed per block in
-    the factors' dtype (SYRK) and across blocks in float64.
-    """
+
+_DENSE_LOCK = threading.Lock()
+
+
+class _DenseCallback:
+    """One variant of the fused step's chunk function, compiled per dtype
+    on first use behind the symbol ``fastals_<name>_<dtype>`` (the
+    mechanism of :class:`.llvm._ChunkCallback`, with this signature)."""
+
+    def __init__(self, name, raw):
+        self.name = name
+        self.raw = raw
+        self.compiled = {}
+        self.external = {
+            dt: types.ExternalFunction(self.symbol(dt), _dense_signature(dt, False))
+            for dt in ("float32", "float64")}
+
+    def symbol(self, dtype):
+        return "fastals_%s_%s" % (self.name, np.dtype(dtype).name)
+
+    def ensure(self, dtype):
+        name = np.dtype(dtype).name
+        with _DENSE_LOCK:
+            if name not in self.compiled:
+                cf = numba.cfunc(_dense_signature(dtype, True), cache=True,
+                                 fastmath=FASTMATH)(self.raw)
+                _llvm.add_symbol(self.symbol(dtype), cf.address)
+                self.compiled[name] = cf
+
+    def guard(self, kernel):
+        """``kernel(bounds, indptr, indices, data, Y, M, X, ...)``: make sure
+        of the symbol for ``X``'s dtype before every call (loading a kernel
+        whose symbol is missing would abort the process)."""
+        @functools.wraps(kernel.py_func)
+        def guarded(*args):
+            self.ensure(args[6].dtype)
+            return kernel(*args)
+        guarded.kernel = kernel
+        return guarded
+
+    def caller(self):
+        """A function for Numba code that calls the callback on arrays."""
+        external = self.external
+
+        def call(c, bounds, indptr, indices, data, Y, M, X, G, parts, cross,
+                 out, lam, flags):
+            raise NotImplementedError("only callable from compiled code")
+
+        @overload(call)
+        def call_impl(c, bounds, indptr, indices, data, Y, M, X, G, parts,
+                      cross, out, lam, flags):
+            f = X.dtype
+            want = ((bounds, types.int64), (indptr, types.int64),
+                    (indices, types.int32), (data, f), (Y, f), (M, f), (X, f),
+                    (G, types.float64), (parts, types.float64),
+                    (cross, types.float64), (out, types.float64))
+            for arr, dt in want:
+                if not (isinstance(arr, types.Array) and arr.layout == "C"
+                        and arr.dtype == dt and f in (types.float32, types.float64)):
+                    raise TypingError("%s: arrays must be C-contiguous with "
+                                      "int64 indptr, int32 indices and one float "
+                                      "dtype, got %s" % (self.name, arr))
+            fn = external["float32" if f == types.float32 else "float64"]
+
+            def impl(c, bounds, indptr, indices, data, Y, M, X, G, parts, cross,
+                     out, lam, flags):
+                return fn(c, bounds.size - 1, bounds.ctypes.data,
+                          indptr.ctypes.data, indices.ctypes.data,
+                          data.ctypes.data, Y.ctypes.data, M.ctypes.data,
+                          X.ctypes.data, G.ctypes.data, parts.ctypes.data,
+                          cross.ctypes.data, out.ctypes.data, X.shape[0],
+                          indices.size, Y.shape[0], X.shape[1], lam, flags)
+            return impl
+        return call
+
+
+@njit(inline="always")
+def _dense_views(n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p, M_p,
+                 X_p, G_p, parts_p, cross_p, out_p, n_rows, nnz, n_other, k):
+    return (carray(bounds_p, n_chunks + 1), carray(indptr_p, n_rows + 1),
+            carray(indices_p, nnz), carray(data_p, nnz),
+            carray(Y_p, (n_other, k)), carray(M_p, (k, k)),
+            carray(X_p, (n_rows, k)), carray(G_p, (k, k)),
+            carray(parts_p, (n_chunks, k, k)), carray(cross_p, n_chunks),
+            carray(out_p, (k, k)))
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _gather_block(u, b, indptr, indices, data, Y, W):
+    """``W[:b] = R[u:u+b] Y``."""
+    k = W.shape[1]
+    for r in range(b):
+        w = W[r]
+        for i in range(k):
+            w[i] = 0
+        _accumulate_row(u + r, indptr, indices, data, Y, w)
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _cross_block(X, u, b, W):
+    """``sum_r x_{u+r} . w_r`` over the block (each dot in the factors'
+    dtype, summed in float64)."""
     k = X.shape[1]
-    cap = W.shape[0]
+    cross = 0.0
+    for r in range(b):
+        x = X[u + r]
+        w = W[r]
+        s = x[0] * w[0]
+        for i in range(1, k):
+            s += x[i] * w[i]
+        cross += s
+    return cross
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _add_upper(P, T):
+    """``P[upper] += T[upper]`` (float64 ``P``)."""
+    k = P.shape[0]
+    for i in range(k):
+        Pi = P[i, i:]
+        Ti = T[i, i:]
+        for j in range(Pi.size):
+            Pi[j] += Ti[j]
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _zero(A):
+    for i in range(A.shape[0]):
+        Ai = A[i]
+        for j in range(A.shape[1]):
+            Ai[j] = 0
+
+
+@njit(cache=True, inline="always")
+def _lapack_inverse(G, lam, M):
+    """``M = (G + lam I)^{-1}`` by LAPACK (``dpotrf``, ``dpotri``; float64,
+    then cast), with the ridge fallback of the row solves where ``G + lam I``
+    is not positive definite: ``delta (mean |diagonal| + 1)``, ``delta``
+    from 1e-6 growing tenfold, up to ``RIDGE_TRIES - 1`` times; then NaN."""
+    k = G.shape[0]
+    A0 = np.empty((k, k), np.float64)
+    A = np.empty((k, k), np.float64)
+    iw = np.empty(4, np.int32)
+    cw = np.empty(4, np.uint8)
+    scale = 0.0
+    for i in range(k):
+        for j in range(k):
+            A0[i, j] = G[i, j]
+        A0[i, i] += lam
+        scale += abs(A0[i, i])
+    scale = scale / max(k, 1) + 1.0
+    delta = 0.0
+    info = 1
+    for attempt in range(RIDGE_TRIES):
+        for i in range(k):
+            for j in range(k):
+                A[i, j] = A0[i, j]
+            A[i, i] += delta * scale
+        info = _potrf(A, iw, cw)
+        if info == 0:
+            break
+        delta = 1e-6 if attempt == 0 else delta * 10.0
+    if info == 0:
+        # row-major upper = column-major lower ('L', as _potrf)
+        iw[0] = k
+        iw[1] = k
+        iw[2] = 0
+        ip = iw.ctypes.data
+        _dpotri(cw.ctypes.data, ip, A.ctypes.data, ip + iw.itemsize,
+                ip + 2 * iw.itemsize)
+        info = iw[2]
+    for i in range(k):
+        for j in range(i, k):
+            v = A[i, j] if info == 0 else np.nan
+            M[i, j] = v
+            M[j, i] = v
+
+
+@njit(cache=True, inline="always")
+def _reduce(parts, cross, out):
+    """``out = sum_c parts[c]`` (upper triangle, mirrored) and the sum of
+    ``cross``, in chunk order: the same for any number of threads."""
+    n_chunks = parts.shape[0]
+    k = out.shape[0]
+    for i in range(k):
+        for j in range(i, k):
+            t = 0.0
+            for c in range(n_chunks):
+                t += parts[c, i, j]
+            out[i, j] = t
+            out[j, i] = t
+    total = 0.0
+    for c in range(n_chunks):
+        total += cross[c]
+    return total
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _chunk_blas(r0, r1, indptr, indices, data, Y, M, X, P, solve):
+    """Rows ``r0:r1``, block by block: with ``solve``, ``W = R[rows] Y``
+    (sparse x dense), ``X[rows] = W M`` (GEMM) and the sum of
+    ``x_r . w_r`` (returned; over the item step it is ``sum_obs r x.y``,
+    the loss's cross term); always ``P = X[r0:r1]^T X[r0:r1]`` (upper; one
+    SYRK per block in the factors' dtype, summed in float64)."""
+    k = X.shape[1]
+    cap = max(min(DENSE_BLOCK, r1 - r0), 1)
+    W = np.empty((cap, k), X.dtype)
+    T = np.empty((k, k), X.dtype)
+    iw = np.empty(8, np.int32)
+    fw = np.ones(4, X.dtype)
+    cw = np.empty(4, np.uint8)
     one = fw[3]
-    use_blas = blas and k >= BLAS_MIN_FACTORS
+    prev = _blas_threads_local(1)
+    _zero(P)
     cross = 0.0
     u = r0
     while u < r1:
         b = min(cap, r1 - u)
         if solve:
-            for r in range(b):
-                w = W[r]
-                for i in range(k):
-                    w[i] = 0
-                _accumulate_row(u + r, indptr, indices, data, Y, w)
-            if use_blas:
-                # column-major: X[u:u+b]^T (k x b) = M^T (k x k) W^T (k x b)
-                _gemm(78, 78, k, b, k, M.ctypes.data, k, W.ctypes.data, k,
-                      X.ctypes.data + u * k * X.itemsize, k, iw, fw, cw)
-            else:
-                for r in range(b):
-                    x = X[u + r]
-                    w = W[r]
-                    for j in range(k):
-                        x[j] = 0
-                    for a in range(k):
-                        wa = w[a]
-                        Ma = M[a]
-                        for j in range(k):
-                            x[j] += wa * Ma[j]
+            _gather_block(u, b, indptr, indices, data, Y, W)
+            # column-major: X[u:u+b]^T (k x b) = M^T (k x k) W^T (k x b)
+            _gemm(78, 78, k, b, k, M.ctypes.data, k, W.ctypes.data, k,
+                  X.ctypes.data + u * k * X.itemsize, k, iw, fw, cw)
+            cross += _cross_block(X, u, b, W)
+        _zero(T)
+        _syrk(one, X, u, b, T, iw, fw, cw)
+        _add_upper(P, T)
+        u += b
+    _blas_threads_local(prev)
+    return cross
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _chunk_loops(r0, r1, indptr, indices, data, Y, M, X, P, solve):
+    """:func:`_chunk_blas` with the portable loops."""
+    k = X.shape[1]
+    cap = max(min(DENSE_BLOCK, r1 - r0), 1)
+    W = np.empty((cap, k), X.dtype)
+    T = np.empty((k, k), X.dtype)
+    one = np.ones(1, X.dtype)[0]
+    _zero(P)
+    cross = 0.0
+    u = r0
+    while u < r1:
+        b = min(cap, r1 - u)
+        if solve:
+            _gather_block(u, b, indptr, indices, data, Y, W)
             for r in range(b):
                 x = X[u + r]
                 w = W[r]
-                s = x[0] * w[0]
-                for i in range(1, k):
-                    s += x[i] * w[i]
-                cross += s
-        for i in range(k):
-            Ti = T[i]
-            for j in range(k):
-                Ti[j] = 0
-        if use_blas:
-            _syrk(one, X, u, b, T, iw, fw, cw)
-        else:
-            _syrk_loops(one, X, u, b, T)
-        for i in range(k):
-            Pi = P[i, i:]
-            Ti = T[i, i:]
-            for j in range(Pi.size):
-                Pi[j] += Ti[j]
+                for j in range(k):
+                    x[j] = 0
+                for a in range(k):
+                    wa = w[a]
+                    Ma = M[a]
+                    for j in range(k):
+                        x[j] += wa * Ma[j]
+            cross += _cross_block(X, u, b, W)
+        _zero(T)
+        _syrk_loops(one, X, u, b, T)
+        _add_upper(P, T)
         u += b
     return cross
 
 
+def _dense_blas_c(c, n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p,
+                  M_p, X_p, G_p, parts_p, cross_p, out_p, n_rows, nnz,
+                  n_other, k, lam, flags):
+    (bounds, indptr, indices, data, Y, M, X, G, parts, cross,
+     out) = _dense_views(n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p,
+                         M_p, X_p, G_p, parts_p, cross_p, out_p, n_rows, nnz,
+                         n_other, k)
+    if c == _INVERSE:
+        prev = _blas_threads_local(1)
+        _lapack_inverse(G, lam, M)
+        _blas_threads_local(prev)
+        return 0.0
+    if c == _REDUCE:
+        return _reduce(parts, cross, out)
+    return _chunk_blas(bounds[c], bounds[c + 1], indptr, indices, data, Y, M,
+                       X, parts[c], (flags & _SOLVE) != 0)
+
+
+def _dense_loops_c(c, n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p,
+                   M_p, X_p, G_p, parts_p, cross_p, out_p, n_rows, nnz,
+                   n_other, k, lam, flags):
+    (bounds, indptr, indices, data, Y, M, X, G, parts, cross,
+     out) = _dense_views(n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p,
+                         M_p, X_p, G_p, parts_p, cross_p, out_p, n_rows, nnz,
+                         n_other, k)
+    if c == _INVERSE:
+        if flags & _LAPACK:
+            prev = _blas_threads_local(1)
+            _lapack_inverse(G, lam, M)
+            _blas_threads_local(prev)
+        else:
+            A = np.empty((k, k), np.float64)
+            for i in range(k):
+                for j in range(k):
+                    A[i, j] = G[i, j]
+                A[i, i] += lam
+            Mi = _spd_inverse(A)
+            for i in range(k):
+                for j in range(k):
+                    M[i, j] = Mi[i, j]
+        return 0.0
+    if c == _REDUCE:
+        return _reduce(parts, cross, out)
+    return _chunk_loops(bounds[c], bounds[c + 1], indptr, indices, data, Y, M,
+                        X, parts[c], (flags & _SOLVE) != 0)
+
+
+_DENSE_BLAS = _DenseCallback("dense_blas", _dense_blas_c)
+_DENSE_LOOPS = _DenseCallback("dense_loops", _dense_loops_c)
+_dense_blas_chunk = _DENSE_BLAS.caller()
+_dense_loops_chunk = _DENSE_LOOPS.caller()
+
+
+@_DENSE_BLAS.guard
 @njit(parallel=True, cache=True)
-def _dense_step(indptr, indices, data, Y, M, X, bounds, solve, blas):
+def _dense_step_blas(bounds, indptr, indices, data, Y, M, X, G, lam, flags):
     n_chunks = bounds.size - 1
     k = X.shape[1]
-    # Plain loops, not np.zeros: in a parallel function each array
-    # expression becomes a parallel loop of its own (compile time).
     parts = np.empty((n_chunks, k, k), np.float64)
     cross = np.empty(n_chunks, np.float64)
+    out = np.empty((k, k), np.float64)
+    if (flags & _SOLVE) and not (flags & _HAVE_M):
+        _dense_blas_chunk(_INVERSE, bounds, indptr, indices, data, Y, M, X, G,
+                          parts, cross, out, lam, flags)
     counter = np.empty(1, np.int64)
     counter[0] = 0
     for _ in prange(n_chunks):  # each thread's first pass drains the queue
-        W = np.empty((DENSE_BLOCK, k), X.dtype)
-        T = np.empty((k, k), X.dtype)
-        iw = np.empty(8, np.int32)
-        fw = np.ones(4, X.dtype)
-        cw = np.empty(4, np.uint8)
-        prev = np.int32(1)
-        if blas:
-            prev = _blas_threads_local(1)
         c = _take_next(counter)
         while c < n_chunks:
-            P = parts[c]
-            for i in range(k):
-                for j in range(k):
-                    P[i, j] = 0.0
-            cross[c] = _dense_rows(bounds[c], bounds[c + 1], indptr, indices,
-                                   data, Y, M, X, P, W, T, solve, blas, iw, fw, cw)
+            cross[c] = _dense_blas_chunk(c, bounds, indptr, indices, data, Y, M,
+                                         X, G, parts, cross, out, lam, flags)
             c = _take_next(counter)
-        if blas:
-            _blas_threads_local(prev)
-    G = np.empty((k, k), np.float64)
-    for i in range(k):
-        for j in range(i, k):
-            t = 0.0
-            for c in range(n_chunks):  # fixed order: not a parallel reduction
-                t += parts[c, i, j]
-            G[i, j] = t
-            G[j, i] = t
-    total = 0.0
-    for c in range(n_chunks):
-        total += cross[c]
-    return G, total
+    total = _dense_blas_chunk(_REDUCE, bounds, indptr, indices, data, Y, M, X,
+                              G, parts, cross, out, lam, flags)
+    return out, total
+
+
+@_DENSE_LOOPS.guard
+@njit(parallel=True, cache=True)
+def _dense_step_loops(bounds, indptr, indices, data, Y, M, X, G, lam, flags):
+    n_chunks = bounds.size - 1
+    k = X.shape[1]
+    parts = np.empty((n_chunks, k, k), np.float64)
+    cross = np.empty(n_chunks, np.float64)
+    out = np.empty((k, k), np.float64)
+    if (flags & _SOLVE) and not (flags & _HAVE_M):
+        _dense_loops_chunk(_INVERSE, bounds, indptr, indices, data, Y, M, X, G,
+                           parts, cross, out, lam, flags)
+    counter = np.empty(1, np.int64)
+    counter[0] = 0
+    for _ in prange(n_chunks):  # each thread's first pass drains the queue
+        c = _take_next(counter)
+        while c < n_chunks:
+            cross[c] = _dense_loops_chunk(c, bounds, indptr, indices, data, Y,
+                                          M, X, G, parts, cross, out, lam, flags)
+            c = _take_next(counter)
+    total = _dense_loops_chunk(_REDUCE, bounds, indptr, indices, data, Y, M, X,
+                               G, parts, cross, out, lam, flags)
+    return out, total
 
 
 def dense_bounds(indptr, k):
-    """Chunks of the fused dense step: one per 64 rows, at most 32, balanced
-    by cost (each holds a ``k x k`` float64 partial Gram matrix).  Fixed by
-    the data, never by the thread count."""
+    """Chunks of the fused dense step: one per :data:`DENSE_CHUNK_ROWS`
+    rows, at most 32, balanced by cost (each holds a ``k x k`` float64
+    partial Gram matrix).  Fixed by the data, never by the thread count."""
     n = indptr.size - 1
-    return chunk_bounds(indptr, k, int(min(max(n // 64, 1), 32)))
+    return chunk_bounds(indptr, k, int(min(max(n // DENSE_CHUNK_ROWS, 1), 32)))
 
 
-@_with_blas
-def dense_step(indptr, indices, data, Y, M, X, bounds, blas):
+def dense_step(indptr, indices, data, Y, M, X, bounds, G=None, lam=0.0,
+               blas=None):
     """The dense objective's half-step ``X = (R Y) M`` in one pass.
 
     ``M = (Y^T Y + lam I)^{-1}`` is shared by every row (all cells count),
@@ -370,15 +674,33 @@ def dense_step(indptr, indices, data, Y, M, X, bounds, blas):
     the item step, that sum is ``sum_obs r_ui x_u . y_i``, the loss's cross
     term, so the loss needs no pass of its own.
 
-    ``M=None``: only the Gram matrix of ``X`` (as it is).  Returns
-    ``(X^T X, cross)``.  ``bounds`` from :func:`dense_bounds`.
+    ``M=None`` with ``G`` (``Y^T Y``, float64): ``M`` is computed inside
+    from ``G + lam I`` (LAPACK ``dpotrf``/``dpotri`` in float64, then the
+    factors' dtype; the ridge fallback of :func:`spd_inverse` where it is
+    not positive definite).  ``M=None`` and ``G=None``: only the Gram
+    matrix of ``X`` (as it is).  Returns ``(X^T X, cross)``.  ``bounds``
+    from :func:`dense_bounds`; ``blas``: None for :data:`.blas.USE_BLAS`.
     """
+    dtype = X.dtype
     k = X.shape[1]
-    solve = M is not None
-    if not solve:
-        M = np.empty((k, k), X.dtype)
-    work = X.shape[0] * k * k * (2 if solve else 1) // 2
-    if solve:
+    blas = USE_BLAS if blas is None else bool(blas)
+    flags = 0
+    if M is not None:
+        flags |= _SOLVE | _HAVE_M
+        M = np.ascontiguousarray(M, dtype)
+    else:
+        M = np.empty((k, k), dtype)
+        if G is not None:
+            flags |= _SOLVE
+    G = np.zeros((k, k)) if G is None else np.ascontiguousarray(G, np.float64)
+    work = X.shape[0] * k * k * (2 if flags & _SOLVE else 1) // 2
+    if flags & _SOLVE:
         work += indptr[-1] * k
-    return _call(_dense_step, work,
-                 (indptr, indices, data, Y, M, X, bounds, solve, blas))
+    if blas and k >= BLAS_MIN_FACTORS:
+        kernel = _dense_step_blas
+    else:
+        kernel = _dense_step_loops
+        if blas:
+            flags |= _LAPACK
+    return _call(kernel, work, (bounds, indptr, indices, data, Y, M, X, G,
+                                float(lam), flags))
