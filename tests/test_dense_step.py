@@ -71,6 +71,19 @@ def test_dense_step_against_naive(k, dtype, blas, inverse):
     # cross term: sum_u x_u . (r_u Y) = sum_obs r x.y
     want_cross = float(np.sum(R.toarray() * (Xd @ Y.astype(np.float64).T)))
     assert cross == pytest.approx(want_cross, rel=10 * tol)
+    # the parallel kernel (here small problems take the serial path)
+    kernel = kdense._dense_step_blas if blas and k >= K.blas.BLAS_MIN_FACTORS \
+        else kdense._dense_step_loops
+    flags = kdense._SOLVE | (0 if inverse else kdense._HAVE_M) | \
+        (kdense._LAPACK if blas and kernel is kdense._dense_step_loops else 0)
+    GY = Y.astype(np.float64).T @ Y.astype(np.float64)
+    M = np.linalg.inv(GY + lam * np.eye(k)).astype(dtype) if not inverse \
+        else np.empty((k, k), dtype)
+    Xp = np.zeros_like(X)
+    Gp, cp = kernel(bounds, indptr, indices, data, Y, M, Xp, GY, lam, flags)
+    np.testing.assert_array_equal(Xp, X)
+    np.testing.assert_array_equal(Gp, G)
+    assert cp == cross
     # Gram only: X is left alone
     X0 = X.copy()
     G2, c2 = K.dense_step(indptr, indices, data, X, None, X, bounds, blas=blas)

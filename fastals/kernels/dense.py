@@ -2,6 +2,7 @@
 the right multiply ``Y M``, the sparse x dense product, and the dense
 objective's half-step fused into one pass (:func:`dense_step`)."""
 
+import ctypes
 import functools
 import threading
 
@@ -16,7 +17,7 @@ from numba.extending import overload
 
 from .blas import (BLAS_MIN_FACTORS, USE_BLAS, _blas_threads_local, _external, _gemm,
                    _gemm_rows, _potrf, _syrk, _syrk_loops, _with_blas)
-from .chunks import _call, chunk_bounds
+from .chunks import SERIAL_BELOW, _call, chunk_bounds
 from .llvm import FASTMATH, PREFETCH_AHEAD, _prefetch_entry, _take_next
 from .rows import RIDGE_TRIES, _cholesky_upper, _ridge_solve
 
@@ -262,9 +263,11 @@ DENSE_BLOCK = 256
 #: ``k x k`` float64 partial Gram matrix).
 DENSE_CHUNK_ROWS = 128
 
-# ``c`` of the callback below 0: the work before and after the parallel loop
+# ``c`` of the callback below 0: the work before and after the parallel
+# loop, or all of it on the calling thread
 _INVERSE = -1
 _REDUCE = -2
+_SERIAL = -3
 # ``flags`` bits
 _SOLVE = 1      # X = (R Y) M (else only the Gram matrix of X)
 _HAVE_M = 2     # M is given (else computed from G and lam)
@@ -291,6 +294,10 @@ def _dense_signature(dtype, pointers):
 
 
 _DENSE_LOCK = threading.Lock()
+_DENSE_CTYPES = ctypes.CFUNCTYPE(
+    ctypes.c_double, ctypes.c_int64, ctypes.c_int64, *([ctypes.c_void_p] * 11),
+    ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+    ctypes.c_double, ctypes.c_int64)
 
 
 class _DenseCallback:
@@ -302,6 +309,7 @@ class _DenseCallback:
         self.name = name
         self.raw = raw
         self.compiled = {}
+        self.ctypes = {}
         self.external = {
             dt: types.ExternalFunction(self.symbol(dt), _dense_signature(dt, False))
             for dt in ("float32", "float64")}
@@ -317,6 +325,20 @@ class _DenseCallback:
                                  fastmath=FASTMATH)(self.raw)
                 _llvm.add_symbol(self.symbol(dtype), cf.address)
                 self.compiled[name] = cf
+                self.ctypes[name] = _DENSE_CTYPES(cf.address)
+
+    def run(self, c, bounds, indptr, indices, data, Y, M, X, G, parts, cross,
+            out, lam, flags):
+        """Call the callback from Python (through ctypes, which releases
+        the GIL): the serial path, no parallel kernel to compile.  The
+        arrays must be as :meth:`caller` requires."""
+        self.ensure(X.dtype)
+        fn = self.ctypes[np.dtype(X.dtype).name]
+        return fn(c, bounds.size - 1, bounds.ctypes.data, indptr.ctypes.data,
+                  indices.ctypes.data, data.ctypes.data, Y.ctypes.data,
+                  M.ctypes.data, X.ctypes.data, G.ctypes.data, parts.ctypes.data,
+                  cross.ctypes.data, out.ctypes.data, X.shape[0], indices.size,
+                  Y.shape[0], X.shape[1], lam, flags)
 
     def guard(self, kernel):
         """``kernel(bounds, indptr, indices, data, Y, M, X, ...)``: make sure
@@ -376,7 +398,7 @@ def _dense_views(n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p, M_p,
             carray(out_p, (k, k)))
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH)
 def _gather_block(u, b, indptr, indices, data, Y, W):
     """``W[:b] = R[u:u+b] Y``."""
     k = W.shape[1]
@@ -387,7 +409,7 @@ def _gather_block(u, b, indptr, indices, data, Y, W):
         _accumulate_row(u + r, indptr, indices, data, Y, w)
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH)
 def _cross_block(X, u, b, W):
     """``sum_r x_{u+r} . w_r`` over the block (each dot in the factors'
     dtype, summed in float64)."""
@@ -403,7 +425,7 @@ def _cross_block(X, u, b, W):
     return cross
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH)
 def _add_upper(P, T):
     """``P[upper] += T[upper]`` (float64 ``P``)."""
     k = P.shape[0]
@@ -414,7 +436,7 @@ def _add_upper(P, T):
             Pi[j] += Ti[j]
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH)
 def _zero(A):
     for i in range(A.shape[0]):
         Ai = A[i]
@@ -422,7 +444,7 @@ def _zero(A):
             Ai[j] = 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _lapack_inverse(G, lam, M):
     """``M = (G + lam I)^{-1}`` by LAPACK (``dpotrf``, ``dpotri``; float64,
     then cast), with the ridge fallback of the row solves where ``G + lam I``
@@ -467,7 +489,7 @@ def _lapack_inverse(G, lam, M):
             M[j, i] = v
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _reduce(parts, cross, out):
     """``out = sum_c parts[c]`` (upper triangle, mirrored) and the sum of
     ``cross``, in chunk order: the same for any number of threads."""
@@ -486,7 +508,7 @@ def _reduce(parts, cross, out):
     return total
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH)
 def _chunk_blas(r0, r1, indptr, indices, data, Y, M, X, P, solve):
     """Rows ``r0:r1``, block by block: with ``solve``, ``W = R[rows] Y``
     (sparse x dense), ``X[rows] = W M`` (GEMM) and the sum of
@@ -521,7 +543,7 @@ def _chunk_blas(r0, r1, indptr, indices, data, Y, M, X, P, solve):
     return cross
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH)
 def _chunk_loops(r0, r1, indptr, indices, data, Y, M, X, P, solve):
     """:func:`_chunk_blas` with the portable loops."""
     k = X.shape[1]
@@ -561,15 +583,22 @@ def _dense_blas_c(c, n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p,
      out) = _dense_views(n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p,
                          M_p, X_p, G_p, parts_p, cross_p, out_p, n_rows, nnz,
                          n_other, k)
-    if c == _INVERSE:
+    solve = (flags & _SOLVE) != 0
+    if c == _INVERSE or (c == _SERIAL and solve and not (flags & _HAVE_M)):
         prev = _blas_threads_local(1)
         _lapack_inverse(G, lam, M)
         _blas_threads_local(prev)
-        return 0.0
+        if c == _INVERSE:
+            return 0.0
     if c == _REDUCE:
         return _reduce(parts, cross, out)
+    if c == _SERIAL:
+        for cc in range(n_chunks):
+            cross[cc] = _chunk_blas(bounds[cc], bounds[cc + 1], indptr, indices,
+                                    data, Y, M, X, parts[cc], solve)
+        return _reduce(parts, cross, out)
     return _chunk_blas(bounds[c], bounds[c + 1], indptr, indices, data, Y, M,
-                       X, parts[c], (flags & _SOLVE) != 0)
+                       X, parts[c], solve)
 
 
 def _dense_loops_c(c, n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p,
@@ -579,7 +608,8 @@ def _dense_loops_c(c, n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p,
      out) = _dense_views(n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p,
                          M_p, X_p, G_p, parts_p, cross_p, out_p, n_rows, nnz,
                          n_other, k)
-    if c == _INVERSE:
+    solve = (flags & _SOLVE) != 0
+    if c == _INVERSE or (c == _SERIAL and solve and not (flags & _HAVE_M)):
         if flags & _LAPACK:
             prev = _blas_threads_local(1)
             _lapack_inverse(G, lam, M)
@@ -594,11 +624,17 @@ def _dense_loops_c(c, n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p,
             for i in range(k):
                 for j in range(k):
                     M[i, j] = Mi[i, j]
-        return 0.0
+        if c == _INVERSE:
+            return 0.0
     if c == _REDUCE:
         return _reduce(parts, cross, out)
+    if c == _SERIAL:
+        for cc in range(n_chunks):
+            cross[cc] = _chunk_loops(bounds[cc], bounds[cc + 1], indptr, indices,
+                                     data, Y, M, X, parts[cc], solve)
+        return _reduce(parts, cross, out)
     return _chunk_loops(bounds[c], bounds[c + 1], indptr, indices, data, Y, M,
-                        X, parts[c], (flags & _SOLVE) != 0)
+                        X, parts[c], solve)
 
 
 _DENSE_BLAS = _DenseCallback("dense_blas", _dense_blas_c)
@@ -693,14 +729,29 @@ def dense_step(indptr, indices, data, Y, M, X, bounds, G=None, lam=0.0,
         if G is not None:
             flags |= _SOLVE
     G = np.zeros((k, k)) if G is None else np.ascontiguousarray(G, np.float64)
+    for name, arr, dt in (("indptr", indptr, np.int64), ("indices", indices, np.int32),
+                          ("data", data, dtype), ("Y", Y, dtype), ("X", X, dtype),
+                          ("bounds", bounds, np.int64)):
+        if arr.dtype != dt or not arr.flags.c_contiguous:
+            raise TypeError(f"dense_step: {name} must be C-contiguous {np.dtype(dt)}, "
+                            f"got {arr.dtype}")
     work = X.shape[0] * k * k * (2 if flags & _SOLVE else 1) // 2
     if flags & _SOLVE:
         work += indptr[-1] * k
     if blas and k >= BLAS_MIN_FACTORS:
-        kernel = _dense_step_blas
+        cb, kernel = _DENSE_BLAS, _dense_step_blas
     else:
-        kernel = _dense_step_loops
+        cb, kernel = _DENSE_LOOPS, _dense_step_loops
         if blas:
             flags |= _LAPACK
-    return _call(kernel, work, (bounds, indptr, indices, data, Y, M, X, G,
-                                float(lam), flags))
+    if work < SERIAL_BELOW or numba.get_num_threads() == 1:
+        # on this thread, the chunks in order: the same results, and no
+        # parallel kernel to compile or wake
+        n_chunks = bounds.size - 1
+        parts = np.empty((n_chunks, k, k))
+        cross = np.empty(n_chunks)
+        out = np.empty((k, k))
+        total = cb.run(_SERIAL, bounds, indptr, indices, data, Y, M, X, G, parts,
+                       cross, out, float(lam), flags)
+        return out, total
+    return kernel(bounds, indptr, indices, data, Y, M, X, G, float(lam), flags)
