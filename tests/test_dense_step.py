@@ -74,13 +74,14 @@ def test_dense_step_against_naive(k, dtype, blas, inverse):
     # the parallel kernel (here small problems take the serial path)
     kernel = kdense._dense_step_blas if blas and k >= K.blas.BLAS_MIN_FACTORS \
         else kdense._dense_step_loops
-    flags = kdense._SOLVE | (0 if inverse else kdense._HAVE_M) | \
-        (kdense._LAPACK if blas and kernel is kdense._dense_step_loops else 0)
     GY = Y.astype(np.float64).T @ Y.astype(np.float64)
-    M = np.linalg.inv(GY + lam * np.eye(k)).astype(dtype) if not inverse \
-        else np.empty((k, k), dtype)
+    M = kdense.dense_inverse(GY, lam, dtype) if inverse else \
+        np.linalg.inv(GY + lam * np.eye(k)).astype(dtype)
     Xp = np.zeros_like(X)
-    Gp, cp = kernel(bounds, indptr, indices, data, Y, M, Xp, GY, lam, flags)
+    parts = np.empty((bounds.size - 1, k, k))
+    cr = np.zeros(bounds.size - 1)
+    kernel(bounds, indptr, indices, data, Y, M, Xp, parts, cr, kdense._SOLVE)
+    Gp, cp = kdense._reduce(parts, cr)
     np.testing.assert_array_equal(Xp, X)
     np.testing.assert_array_equal(Gp, G)
     assert cp == cross
@@ -142,3 +143,19 @@ def test_inverse_ridge_fallback(blas):
     M = K.spd_inverse(GY)
     want = (R @ Y) @ M
     np.testing.assert_allclose(X, want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
+
+
+def test_dense_bounds_as_chunk_bounds():
+    """The numpy ``dense_bounds`` gives exactly the compiled ``chunk_bounds``
+    split (empty rows, one row, long rows, every chunk count)."""
+    from fastals.kernels.chunks import chunk_bounds
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 2, 127, 128, 300, 5000):
+        for k in (3, 100):
+            counts = rng.integers(0, 50, n) * (rng.random(n) < 0.8)
+            if n > 3:
+                counts[rng.integers(0, n)] = 10_000
+            indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+            got = K.dense_bounds(indptr, k)
+            want = chunk_bounds(indptr, k, got.size - 1)
+            np.testing.assert_array_equal(got, want)

@@ -9,15 +9,15 @@ import threading
 import llvmlite.binding as _llvm
 import numba
 import numpy as np
-import scipy.linalg.cython_lapack as _cython_lapack
 import scipy.linalg.lapack as _lapack
 from numba import carray, njit, prange, types
 from numba.core.errors import TypingError
 from numba.extending import overload
 
-from .blas import (BLAS_MIN_FACTORS, USE_BLAS, _blas_threads_local, _external, _gemm,
-                   _gemm_rows, _potrf, _syrk, _syrk_loops, _with_blas)
-from .chunks import SERIAL_BELOW, _call, chunk_bounds
+from .blas import (BLAS_MIN_FACTORS, USE_BLAS, _blas_threads_local,
+                   _blas_threads_local_py, _gemm, _gemm_rows, _syrk, _syrk_loops,
+                   _with_blas)
+from .chunks import SERIAL_BELOW, _call
 from .llvm import FASTMATH, PREFETCH_AHEAD, _prefetch_entry, _take_next
 from .rows import RIDGE_TRIES, _cholesky_upper, _ridge_solve
 
@@ -263,47 +263,42 @@ DENSE_BLOCK = 256
 #: ``k x k`` float64 partial Gram matrix).
 DENSE_CHUNK_ROWS = 128
 
-# ``c`` of the callback below 0: the work before and after the parallel
-# loop, or all of it on the calling thread
-_INVERSE = -1
-_REDUCE = -2
-_SERIAL = -3
+# ``c`` of the callback: all chunks in order, on the calling thread
+_SERIAL = -1
 # ``flags`` bits
 _SOLVE = 1      # X = (R Y) M (else only the Gram matrix of X)
-_HAVE_M = 2     # M is given (else computed from G and lam)
-_LAPACK = 4     # the loops variant: invert with LAPACK all the same
-
-_dpotri = _external("dpotri", 5, _cython_lapack)
 
 
 def _dense_signature(dtype, pointers):
-    """``float64(c, n_chunks, bounds, indptr, indices, data, Y, M, X, G,
-    parts, cross, out, n_rows, nnz, n_other, k, lam, flags)``: the chunk
-    ``c`` (or :data:`_INVERSE`, :data:`_REDUCE`) of the fused dense step
-    for factors of ``dtype``; ``pointers``: typed (the callback's view) or
-    ``voidptr`` (the caller's)."""
+    """``float64(c, n_chunks, bounds, indptr, indices, data, Y, M, X, W, T,
+    parts, cross, n_rows, nnz, n_other, k, cap, flags)``: chunk ``c`` (or
+    :data:`_SERIAL`: every chunk) of the fused dense step for factors of
+    ``dtype``, with the scratch ``W`` (``cap x k``) and ``T`` (``k x k``);
+    ``pointers``: typed (the callback's view) or ``voidptr`` (the
+    caller's)."""
     f = numba.from_dtype(np.dtype(dtype))
     i8 = types.int64
     if pointers:
         p = types.CPointer
         f8 = p(types.float64)
-        ptrs = (p(i8), p(i8), p(types.int32)) + (p(f),) * 4 + (f8,) * 4
+        ptrs = (p(i8), p(i8), p(types.int32)) + (p(f),) * 6 + (f8,) * 2
     else:
         ptrs = (types.voidptr,) * 11
-    return types.float64(i8, i8, *ptrs, i8, i8, i8, i8, types.float64, i8)
+    return types.float64(i8, i8, *ptrs, i8, i8, i8, i8, i8, i8)
 
 
 _DENSE_LOCK = threading.Lock()
 _DENSE_CTYPES = ctypes.CFUNCTYPE(
     ctypes.c_double, ctypes.c_int64, ctypes.c_int64, *([ctypes.c_void_p] * 11),
-    ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
-    ctypes.c_double, ctypes.c_int64)
+    *([ctypes.c_int64] * 6))
 
 
 class _DenseCallback:
     """One variant of the fused step's chunk function, compiled per dtype
     on first use behind the symbol ``fastals_<name>_<dtype>`` (the
-    mechanism of :class:`.llvm._ChunkCallback`, with this signature)."""
+    mechanism of :class:`.llvm._ChunkCallback`, with this signature), and
+    callable from Python (:meth:`run`) as well as from the parallel
+    kernel (:meth:`caller`)."""
 
     def __init__(self, name, raw):
         self.name = name
@@ -327,18 +322,21 @@ class _DenseCallback:
                 self.compiled[name] = cf
                 self.ctypes[name] = _DENSE_CTYPES(cf.address)
 
-    def run(self, c, bounds, indptr, indices, data, Y, M, X, G, parts, cross,
-            out, lam, flags):
-        """Call the callback from Python (through ctypes, which releases
-        the GIL): the serial path, no parallel kernel to compile.  The
-        arrays must be as :meth:`caller` requires."""
+    def run(self, bounds, indptr, indices, data, Y, M, X, parts, cross, flags):
+        """Every chunk in order on this thread, called from Python (through
+        ctypes, which releases the GIL): no parallel kernel to compile or
+        wake.  The arrays must be as :func:`dense_step` checks."""
         self.ensure(X.dtype)
+        k = X.shape[1]
+        cap = max(min(DENSE_BLOCK, X.shape[0]), 1)
+        W = np.empty((cap, k), X.dtype)
+        T = np.empty((k, k), X.dtype)
         fn = self.ctypes[np.dtype(X.dtype).name]
-        return fn(c, bounds.size - 1, bounds.ctypes.data, indptr.ctypes.data,
+        return fn(_SERIAL, bounds.size - 1, bounds.ctypes.data, indptr.ctypes.data,
                   indices.ctypes.data, data.ctypes.data, Y.ctypes.data,
-                  M.ctypes.data, X.ctypes.data, G.ctypes.data, parts.ctypes.data,
-                  cross.ctypes.data, out.ctypes.data, X.shape[0], indices.size,
-                  Y.shape[0], X.shape[1], lam, flags)
+                  M.ctypes.data, X.ctypes.data, W.ctypes.data, T.ctypes.data,
+                  parts.ctypes.data, cross.ctypes.data, X.shape[0], indices.size,
+                  Y.shape[0], k, cap, flags)
 
     def guard(self, kernel):
         """``kernel(bounds, indptr, indices, data, Y, M, X, ...)``: make sure
@@ -355,18 +353,17 @@ class _DenseCallback:
         """A function for Numba code that calls the callback on arrays."""
         external = self.external
 
-        def call(c, bounds, indptr, indices, data, Y, M, X, G, parts, cross,
-                 out, lam, flags):
+        def call(c, bounds, indptr, indices, data, Y, M, X, W, T, parts, cross,
+                 flags):
             raise NotImplementedError("only callable from compiled code")
 
         @overload(call)
-        def call_impl(c, bounds, indptr, indices, data, Y, M, X, G, parts,
-                      cross, out, lam, flags):
+        def call_impl(c, bounds, indptr, indices, data, Y, M, X, W, T, parts,
+                      cross, flags):
             f = X.dtype
             want = ((bounds, types.int64), (indptr, types.int64),
                     (indices, types.int32), (data, f), (Y, f), (M, f), (X, f),
-                    (G, types.float64), (parts, types.float64),
-                    (cross, types.float64), (out, types.float64))
+                    (W, f), (T, f), (parts, types.float64), (cross, types.float64))
             for arr, dt in want:
                 if not (isinstance(arr, types.Array) and arr.layout == "C"
                         and arr.dtype == dt and f in (types.float32, types.float64)):
@@ -375,189 +372,118 @@ class _DenseCallback:
                                       "dtype, got %s" % (self.name, arr))
             fn = external["float32" if f == types.float32 else "float64"]
 
-            def impl(c, bounds, indptr, indices, data, Y, M, X, G, parts, cross,
-                     out, lam, flags):
+            def impl(c, bounds, indptr, indices, data, Y, M, X, W, T, parts, cross,
+                     flags):
                 return fn(c, bounds.size - 1, bounds.ctypes.data,
                           indptr.ctypes.data, indices.ctypes.data,
                           data.ctypes.data, Y.ctypes.data, M.ctypes.data,
-                          X.ctypes.data, G.ctypes.data, parts.ctypes.data,
-                          cross.ctypes.data, out.ctypes.data, X.shape[0],
-                          indices.size, Y.shape[0], X.shape[1], lam, flags)
+                          X.ctypes.data, W.ctypes.data, T.ctypes.data,
+                          parts.ctypes.data, cross.ctypes.data, X.shape[0],
+                          indices.size, Y.shape[0], X.shape[1], W.shape[0], flags)
             return impl
         return call
 
 
 @njit(inline="always")
 def _dense_views(n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p, M_p,
-                 X_p, G_p, parts_p, cross_p, out_p, n_rows, nnz, n_other, k):
+                 X_p, W_p, T_p, parts_p, cross_p, n_rows, nnz, n_other, k, cap):
     return (carray(bounds_p, n_chunks + 1), carray(indptr_p, n_rows + 1),
             carray(indices_p, nnz), carray(data_p, nnz),
             carray(Y_p, (n_other, k)), carray(M_p, (k, k)),
-            carray(X_p, (n_rows, k)), carray(G_p, (k, k)),
-            carray(parts_p, (n_chunks, k, k)), carray(cross_p, n_chunks),
-            carray(out_p, (k, k)))
+            carray(X_p, (n_rows, k)), carray(W_p, (cap, k)), carray(T_p, (k, k)),
+            carray(parts_p, (n_chunks, k, k)), carray(cross_p, n_chunks))
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _gather_block(u, b, indptr, indices, data, Y, W):
-    """``W[:b] = R[u:u+b] Y``."""
-    k = W.shape[1]
-    for r in range(b):
-        w = W[r]
-        for i in range(k):
-            w[i] = 0
-        _accumulate_row(u + r, indptr, indices, data, Y, w)
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _cross_block(X, u, b, W):
-    """``sum_r x_{u+r} . w_r`` over the block (each dot in the factors'
-    dtype, summed in float64)."""
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _block_start(X, u, b, indptr, indices, data, Y, W, T, P, solve):
+    """Gather ``W[:b] = R[u:u+b] Y`` (with ``solve``) and clear ``T``."""
     k = X.shape[1]
-    cross = 0.0
-    for r in range(b):
-        x = X[u + r]
-        w = W[r]
-        s = x[0] * w[0]
-        for i in range(1, k):
-            s += x[i] * w[i]
-        cross += s
-    return cross
+    if solve:
+        for r in range(b):
+            w = W[r]
+            for i in range(k):
+                w[i] = 0
+            _accumulate_row(u + r, indptr, indices, data, Y, w)
+    for i in range(k):
+        Ti = T[i]
+        for j in range(k):
+            Ti[j] = 0
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _add_upper(P, T):
-    """``P[upper] += T[upper]`` (float64 ``P``)."""
-    k = P.shape[0]
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _block_end(X, u, b, W, T, P, solve):
+    """``P[upper] += T[upper]`` (float64) and, with ``solve``, the block's
+    ``sum_r x_{u+r} . w_r`` (each dot in the factors' dtype, summed in
+    float64)."""
+    k = X.shape[1]
     for i in range(k):
         Pi = P[i, i:]
         Ti = T[i, i:]
         for j in range(Pi.size):
             Pi[j] += Ti[j]
+    cross = 0.0
+    if solve:
+        for r in range(b):
+            x = X[u + r]
+            w = W[r]
+            s = x[0] * w[0]
+            for i in range(1, k):
+                s += x[i] * w[i]
+            cross += s
+    return cross
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _zero(A):
-    for i in range(A.shape[0]):
-        Ai = A[i]
-        for j in range(A.shape[1]):
-            Ai[j] = 0
-
-
-@njit(cache=True)
-def _lapack_inverse(G, lam, M):
-    """``M = (G + lam I)^{-1}`` by LAPACK (``dpotrf``, ``dpotri``; float64,
-    then cast), with the ridge fallback of the row solves where ``G + lam I``
-    is not positive definite: ``delta (mean |diagonal| + 1)``, ``delta``
-    from 1e-6 growing tenfold, up to ``RIDGE_TRIES - 1`` times; then NaN."""
-    k = G.shape[0]
-    A0 = np.empty((k, k), np.float64)
-    A = np.empty((k, k), np.float64)
-    iw = np.empty(4, np.int32)
-    cw = np.empty(4, np.uint8)
-    scale = 0.0
-    for i in range(k):
-        for j in range(k):
-            A0[i, j] = G[i, j]
-        A0[i, i] += lam
-        scale += abs(A0[i, i])
-    scale = scale / max(k, 1) + 1.0
-    delta = 0.0
-    info = 1
-    for attempt in range(RIDGE_TRIES):
-        for i in range(k):
-            for j in range(k):
-                A[i, j] = A0[i, j]
-            A[i, i] += delta * scale
-        info = _potrf(A, iw, cw)
-        if info == 0:
-            break
-        delta = 1e-6 if attempt == 0 else delta * 10.0
-    if info == 0:
-        # row-major upper = column-major lower ('L', as _potrf)
-        iw[0] = k
-        iw[1] = k
-        iw[2] = 0
-        ip = iw.ctypes.data
-        _dpotri(cw.ctypes.data, ip, A.ctypes.data, ip + iw.itemsize,
-                ip + 2 * iw.itemsize)
-        info = iw[2]
-    for i in range(k):
-        for j in range(i, k):
-            v = A[i, j] if info == 0 else np.nan
-            M[i, j] = v
-            M[j, i] = v
-
-
-@njit(cache=True)
-def _reduce(parts, cross, out):
-    """``out = sum_c parts[c]`` (upper triangle, mirrored) and the sum of
-    ``cross``, in chunk order: the same for any number of threads."""
-    n_chunks = parts.shape[0]
-    k = out.shape[0]
-    for i in range(k):
-        for j in range(i, k):
-            t = 0.0
-            for c in range(n_chunks):
-                t += parts[c, i, j]
-            out[i, j] = t
-            out[j, i] = t
-    total = 0.0
-    for c in range(n_chunks):
-        total += cross[c]
-    return total
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _chunk_blas(r0, r1, indptr, indices, data, Y, M, X, P, solve):
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _chunk_blas(r0, r1, indptr, indices, data, Y, M, X, W, T, P, solve):
     """Rows ``r0:r1``, block by block: with ``solve``, ``W = R[rows] Y``
     (sparse x dense), ``X[rows] = W M`` (GEMM) and the sum of
     ``x_r . w_r`` (returned; over the item step it is ``sum_obs r x.y``,
     the loss's cross term); always ``P = X[r0:r1]^T X[r0:r1]`` (upper; one
     SYRK per block in the factors' dtype, summed in float64)."""
     k = X.shape[1]
-    cap = max(min(DENSE_BLOCK, r1 - r0), 1)
-    W = np.empty((cap, k), X.dtype)
-    T = np.empty((k, k), X.dtype)
+    cap = W.shape[0]
     iw = np.empty(8, np.int32)
-    fw = np.ones(4, X.dtype)
+    fw = np.empty(4, X.dtype)
     cw = np.empty(4, np.uint8)
+    fw[3] = 1
     one = fw[3]
     prev = _blas_threads_local(1)
-    _zero(P)
+    for i in range(k):
+        for j in range(k):
+            P[i, j] = 0.0
     cross = 0.0
     u = r0
     while u < r1:
         b = min(cap, r1 - u)
+        _block_start(X, u, b, indptr, indices, data, Y, W, T, P, solve)
         if solve:
-            _gather_block(u, b, indptr, indices, data, Y, W)
             # column-major: X[u:u+b]^T (k x b) = M^T (k x k) W^T (k x b)
             _gemm(78, 78, k, b, k, M.ctypes.data, k, W.ctypes.data, k,
                   X.ctypes.data + u * k * X.itemsize, k, iw, fw, cw)
-            cross += _cross_block(X, u, b, W)
-        _zero(T)
         _syrk(one, X, u, b, T, iw, fw, cw)
-        _add_upper(P, T)
+        cross += _block_end(X, u, b, W, T, P, solve)
         u += b
     _blas_threads_local(prev)
     return cross
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _chunk_loops(r0, r1, indptr, indices, data, Y, M, X, P, solve):
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _chunk_loops(r0, r1, indptr, indices, data, Y, M, X, W, T, P, solve):
     """:func:`_chunk_blas` with the portable loops."""
     k = X.shape[1]
-    cap = max(min(DENSE_BLOCK, r1 - r0), 1)
-    W = np.empty((cap, k), X.dtype)
-    T = np.empty((k, k), X.dtype)
-    one = np.ones(1, X.dtype)[0]
-    _zero(P)
+    cap = W.shape[0]
+    fw = np.empty(1, X.dtype)
+    fw[0] = 1
+    one = fw[0]
+    for i in range(k):
+        for j in range(k):
+            P[i, j] = 0.0
     cross = 0.0
     u = r0
     while u < r1:
         b = min(cap, r1 - u)
+        _block_start(X, u, b, indptr, indices, data, Y, W, T, P, solve)
         if solve:
-            _gather_block(u, b, indptr, indices, data, Y, W)
             for r in range(b):
                 x = X[u + r]
                 w = W[r]
@@ -568,73 +494,40 @@ def _chunk_loops(r0, r1, indptr, indices, data, Y, M, X, P, solve):
                     Ma = M[a]
                     for j in range(k):
                         x[j] += wa * Ma[j]
-            cross += _cross_block(X, u, b, W)
-        _zero(T)
         _syrk_loops(one, X, u, b, T)
-        _add_upper(P, T)
+        cross += _block_end(X, u, b, W, T, P, solve)
         u += b
     return cross
 
 
-def _dense_blas_c(c, n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p,
-                  M_p, X_p, G_p, parts_p, cross_p, out_p, n_rows, nnz,
-                  n_other, k, lam, flags):
-    (bounds, indptr, indices, data, Y, M, X, G, parts, cross,
-     out) = _dense_views(n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p,
-                         M_p, X_p, G_p, parts_p, cross_p, out_p, n_rows, nnz,
-                         n_other, k)
+def _dense_blas_c(c, n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p, M_p,
+                  X_p, W_p, T_p, parts_p, cross_p, n_rows, nnz, n_other, k, cap,
+                  flags):
+    (bounds, indptr, indices, data, Y, M, X, W, T, parts,
+     cross) = _dense_views(n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p,
+                           M_p, X_p, W_p, T_p, parts_p, cross_p, n_rows, nnz,
+                           n_other, k, cap)
     solve = (flags & _SOLVE) != 0
-    if c == _INVERSE or (c == _SERIAL and solve and not (flags & _HAVE_M)):
-        prev = _blas_threads_local(1)
-        _lapack_inverse(G, lam, M)
-        _blas_threads_local(prev)
-        if c == _INVERSE:
-            return 0.0
-    if c == _REDUCE:
-        return _reduce(parts, cross, out)
-    if c == _SERIAL:
-        for cc in range(n_chunks):
-            cross[cc] = _chunk_blas(bounds[cc], bounds[cc + 1], indptr, indices,
-                                    data, Y, M, X, parts[cc], solve)
-        return _reduce(parts, cross, out)
-    return _chunk_blas(bounds[c], bounds[c + 1], indptr, indices, data, Y, M,
-                       X, parts[c], solve)
+    first, last = (0, n_chunks) if c == _SERIAL else (c, c + 1)
+    for cc in range(first, last):
+        cross[cc] = _chunk_blas(bounds[cc], bounds[cc + 1], indptr, indices, data,
+                                Y, M, X, W, T, parts[cc], solve)
+    return 0.0
 
 
-def _dense_loops_c(c, n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p,
-                   M_p, X_p, G_p, parts_p, cross_p, out_p, n_rows, nnz,
-                   n_other, k, lam, flags):
-    (bounds, indptr, indices, data, Y, M, X, G, parts, cross,
-     out) = _dense_views(n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p,
-                         M_p, X_p, G_p, parts_p, cross_p, out_p, n_rows, nnz,
-                         n_other, k)
+def _dense_loops_c(c, n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p, M_p,
+                   X_p, W_p, T_p, parts_p, cross_p, n_rows, nnz, n_other, k, cap,
+                   flags):
+    (bounds, indptr, indices, data, Y, M, X, W, T, parts,
+     cross) = _dense_views(n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p,
+                           M_p, X_p, W_p, T_p, parts_p, cross_p, n_rows, nnz,
+                           n_other, k, cap)
     solve = (flags & _SOLVE) != 0
-    if c == _INVERSE or (c == _SERIAL and solve and not (flags & _HAVE_M)):
-        if flags & _LAPACK:
-            prev = _blas_threads_local(1)
-            _lapack_inverse(G, lam, M)
-            _blas_threads_local(prev)
-        else:
-            A = np.empty((k, k), np.float64)
-            for i in range(k):
-                for j in range(k):
-                    A[i, j] = G[i, j]
-                A[i, i] += lam
-            Mi = _spd_inverse(A)
-            for i in range(k):
-                for j in range(k):
-                    M[i, j] = Mi[i, j]
-        if c == _INVERSE:
-            return 0.0
-    if c == _REDUCE:
-        return _reduce(parts, cross, out)
-    if c == _SERIAL:
-        for cc in range(n_chunks):
-            cross[cc] = _chunk_loops(bounds[cc], bounds[cc + 1], indptr, indices,
-                                     data, Y, M, X, parts[cc], solve)
-        return _reduce(parts, cross, out)
-    return _chunk_loops(bounds[c], bounds[c + 1], indptr, indices, data, Y, M,
-                        X, parts[c], solve)
+    first, last = (0, n_chunks) if c == _SERIAL else (c, c + 1)
+    for cc in range(first, last):
+        cross[cc] = _chunk_loops(bounds[cc], bounds[cc + 1], indptr, indices,
+                                 data, Y, M, X, W, T, parts[cc], solve)
+    return 0.0
 
 
 _DENSE_BLAS = _DenseCallback("dense_blas", _dense_blas_c)
@@ -645,58 +538,87 @@ _dense_loops_chunk = _DENSE_LOOPS.caller()
 
 @_DENSE_BLAS.guard
 @njit(parallel=True, cache=True)
-def _dense_step_blas(bounds, indptr, indices, data, Y, M, X, G, lam, flags):
+def _dense_step_blas(bounds, indptr, indices, data, Y, M, X, parts, cross, flags):
     n_chunks = bounds.size - 1
     k = X.shape[1]
-    parts = np.empty((n_chunks, k, k), np.float64)
-    cross = np.empty(n_chunks, np.float64)
-    out = np.empty((k, k), np.float64)
-    if (flags & _SOLVE) and not (flags & _HAVE_M):
-        _dense_blas_chunk(_INVERSE, bounds, indptr, indices, data, Y, M, X, G,
-                          parts, cross, out, lam, flags)
-    counter = np.empty(1, np.int64)
-    counter[0] = 0
+    cap = max(min(DENSE_BLOCK, X.shape[0]), 1)
+    counter = np.zeros(1, np.int64)
     for _ in prange(n_chunks):  # each thread's first pass drains the queue
+        W = np.empty((cap, k), X.dtype)
+        T = np.empty((k, k), X.dtype)
         c = _take_next(counter)
         while c < n_chunks:
-            cross[c] = _dense_blas_chunk(c, bounds, indptr, indices, data, Y, M,
-                                         X, G, parts, cross, out, lam, flags)
+            _dense_blas_chunk(c, bounds, indptr, indices, data, Y, M, X, W, T,
+                              parts, cross, flags)
             c = _take_next(counter)
-    total = _dense_blas_chunk(_REDUCE, bounds, indptr, indices, data, Y, M, X,
-                              G, parts, cross, out, lam, flags)
-    return out, total
+    return 0
 
 
 @_DENSE_LOOPS.guard
 @njit(parallel=True, cache=True)
-def _dense_step_loops(bounds, indptr, indices, data, Y, M, X, G, lam, flags):
+def _dense_step_loops(bounds, indptr, indices, data, Y, M, X, parts, cross, flags):
     n_chunks = bounds.size - 1
     k = X.shape[1]
-    parts = np.empty((n_chunks, k, k), np.float64)
-    cross = np.empty(n_chunks, np.float64)
-    out = np.empty((k, k), np.float64)
-    if (flags & _SOLVE) and not (flags & _HAVE_M):
-        _dense_loops_chunk(_INVERSE, bounds, indptr, indices, data, Y, M, X, G,
-                           parts, cross, out, lam, flags)
-    counter = np.empty(1, np.int64)
-    counter[0] = 0
+    cap = max(min(DENSE_BLOCK, X.shape[0]), 1)
+    counter = np.zeros(1, np.int64)
     for _ in prange(n_chunks):  # each thread's first pass drains the queue
+        W = np.empty((cap, k), X.dtype)
+        T = np.empty((k, k), X.dtype)
         c = _take_next(counter)
         while c < n_chunks:
-            cross[c] = _dense_loops_chunk(c, bounds, indptr, indices, data, Y,
-                                          M, X, G, parts, cross, out, lam, flags)
+            _dense_loops_chunk(c, bounds, indptr, indices, data, Y, M, X, W, T,
+                               parts, cross, flags)
             c = _take_next(counter)
-    total = _dense_loops_chunk(_REDUCE, bounds, indptr, indices, data, Y, M, X,
-                               G, parts, cross, out, lam, flags)
-    return out, total
+    return 0
 
 
 def dense_bounds(indptr, k):
     """Chunks of the fused dense step: one per :data:`DENSE_CHUNK_ROWS`
     rows, at most 32, balanced by cost (each holds a ``k x k`` float64
-    partial Gram matrix).  Fixed by the data, never by the thread count."""
+    partial Gram matrix).  Fixed by the data, never by the thread count.
+
+    The same bounds as :func:`.chunks.chunk_bounds` (costs and their running
+    sums are integers, exact in float64), by numpy: nothing to compile."""
+    indptr = np.asarray(indptr, np.int64)
     n = indptr.size - 1
-    return chunk_bounds(indptr, k, int(min(max(n // DENSE_CHUNK_ROWS, 1), 32)))
+    n_chunks = int(min(max(n // DENSE_CHUNK_ROWS, 1), 32))
+    acc = np.cumsum((np.diff(indptr) * k + k * k).astype(np.float64))
+    total = float(acc[-1]) if n else 0.0
+    bounds = np.empty(n_chunks + 1, np.int64)
+    bounds[0] = 0
+    bounds[n_chunks] = n
+    thresholds = total * np.arange(1, n_chunks) / n_chunks
+    bounds[1:n_chunks] = np.minimum(np.searchsorted(acc, thresholds, side="left") + 1, n)
+    return bounds
+
+
+def dense_inverse(G, lam, dtype):
+    """``(G + lam I)^{-1}`` in ``dtype``: :func:`spd_inverse` (LAPACK in
+    float64, the ridge fallback where it is not positive definite) with
+    BLAS limited to this thread (OpenBLAS's own threads, woken for a
+    ``k x k`` problem, cost milliseconds on a busy machine)."""
+    A = np.array(G, np.float64)
+    A[np.diag_indices_from(A)] += lam
+    prev = _blas_threads_local_py(1)
+    try:
+        M = spd_inverse(A)
+    finally:
+        _blas_threads_local_py(prev)
+    return M.astype(dtype)
+
+
+def _reduce(parts, cross):
+    """The chunks' partial Gram matrices (upper triangles) and cross terms
+    summed in chunk order, whatever thread formed them."""
+    S = parts[0].copy()
+    for c in range(1, parts.shape[0]):
+        S += parts[c]
+    out = np.triu(S)
+    out += np.triu(S, 1).T
+    total = 0.0
+    for v in cross.tolist():
+        total += v
+    return out, total
 
 
 def dense_step(indptr, indices, data, Y, M, X, bounds, G=None, lam=0.0,
@@ -710,31 +632,38 @@ def dense_step(indptr, indices, data, Y, M, X, bounds, G=None, lam=0.0,
     the item step, that sum is ``sum_obs r_ui x_u . y_i``, the loss's cross
     term, so the loss needs no pass of its own.
 
-    ``M=None`` with ``G`` (``Y^T Y``, float64): ``M`` is computed inside
-    from ``G + lam I`` (LAPACK ``dpotrf``/``dpotri`` in float64, then the
-    factors' dtype; the ridge fallback of :func:`spd_inverse` where it is
-    not positive definite).  ``M=None`` and ``G=None``: only the Gram
-    matrix of ``X`` (as it is).  Returns ``(X^T X, cross)``.  ``bounds``
-    from :func:`dense_bounds`; ``blas``: None for :data:`.blas.USE_BLAS`.
+    ``M=None`` with ``G`` (``Y^T Y``, float64): ``M`` is
+    :func:`dense_inverse` of ``G`` and ``lam``.  ``M=None`` and ``G=None``:
+    only the Gram matrix of ``X`` (as it is).  Returns ``(X^T X, cross)``.
+    ``bounds`` from :func:`dense_bounds`; ``blas``: None for
+    :data:`.blas.USE_BLAS`.
+
+    Small steps (below :data:`.chunks.SERIAL_BELOW` multiply-adds) and one
+    thread run the chunk callback from Python, every chunk in order; larger
+    ones the parallel kernel.  The chunks and the order of their sums are
+    the same, so are the results.
     """
     dtype = X.dtype
     k = X.shape[1]
     blas = USE_BLAS if blas is None else bool(blas)
     flags = 0
     if M is not None:
-        flags |= _SOLVE | _HAVE_M
+        flags |= _SOLVE
         M = np.ascontiguousarray(M, dtype)
+    elif G is not None:
+        flags |= _SOLVE
+        M = dense_inverse(G, lam, dtype)
     else:
         M = np.empty((k, k), dtype)
-        if G is not None:
-            flags |= _SOLVE
-    G = np.zeros((k, k)) if G is None else np.ascontiguousarray(G, np.float64)
     for name, arr, dt in (("indptr", indptr, np.int64), ("indices", indices, np.int32),
                           ("data", data, dtype), ("Y", Y, dtype), ("X", X, dtype),
                           ("bounds", bounds, np.int64)):
         if arr.dtype != dt or not arr.flags.c_contiguous:
             raise TypeError(f"dense_step: {name} must be C-contiguous {np.dtype(dt)}, "
                             f"got {arr.dtype}")
+    n_chunks = bounds.size - 1
+    parts = np.empty((n_chunks, k, k))
+    cross = np.zeros(n_chunks)
     work = X.shape[0] * k * k * (2 if flags & _SOLVE else 1) // 2
     if flags & _SOLVE:
         work += indptr[-1] * k
@@ -742,16 +671,8 @@ def dense_step(indptr, indices, data, Y, M, X, bounds, G=None, lam=0.0,
         cb, kernel = _DENSE_BLAS, _dense_step_blas
     else:
         cb, kernel = _DENSE_LOOPS, _dense_step_loops
-        if blas:
-            flags |= _LAPACK
     if work < SERIAL_BELOW or numba.get_num_threads() == 1:
-        # on this thread, the chunks in order: the same results, and no
-        # parallel kernel to compile or wake
-        n_chunks = bounds.size - 1
-        parts = np.empty((n_chunks, k, k))
-        cross = np.empty(n_chunks)
-        out = np.empty((k, k))
-        total = cb.run(_SERIAL, bounds, indptr, indices, data, Y, M, X, G, parts,
-                       cross, out, float(lam), flags)
-        return out, total
-    return kernel(bounds, indptr, indices, data, Y, M, X, G, float(lam), flags)
+        cb.run(bounds, indptr, indices, data, Y, M, X, parts, cross, flags)
+    else:
+        kernel(bounds, indptr, indices, data, Y, M, X, parts, cross, flags)
+    return _reduce(parts, cross)
