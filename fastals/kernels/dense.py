@@ -593,32 +593,46 @@ def dense_bounds(indptr, k):
 
 
 def dense_inverse(G, lam, dtype):
-    """``(G + lam I)^{-1}`` in ``dtype``: :func:`spd_inverse` (LAPACK in
-    float64, the ridge fallback where it is not positive definite) with
-    BLAS limited to this thread (OpenBLAS's own threads, woken for a
-    ``k x k`` problem, cost milliseconds on a busy machine)."""
-    A = np.array(G, np.float64)
-    A[np.diag_indices_from(A)] += lam
-    prev = _blas_threads_local_py(1)
-    try:
-        M = spd_inverse(A)
-    finally:
-        _blas_threads_local_py(prev)
+    """``(G + lam I)^{-1}`` in ``dtype``, ``G`` symmetric (float64): LAPACK
+    ``dpotrf``/``dpotri`` in float64 on the Fortran-ordered copy (no
+    further copies), with BLAS limited to this thread (OpenBLAS's own
+    threads, woken for a ``k x k`` problem, cost milliseconds on a busy
+    machine); where ``G + lam I`` is not positive definite (or not finite),
+    :func:`spd_inverse`'s ridge fallback."""
+    k = G.shape[0]
+    A = np.array(G, np.float64, order="F")  # symmetric: its own transpose
+    d = np.arange(k)
+    A[d, d] += lam
+    info = 1
+    if k and np.isfinite(A[d, d]).all():
+        prev = _blas_threads_local_py(1)
+        try:
+            c, info = _lapack.dpotrf(A, lower=1, clean=0, overwrite_a=1)
+            if info == 0:
+                inv, info = _lapack.dpotri(c, lower=1, overwrite_c=1)
+        finally:
+            _blas_threads_local_py(prev)
+    if info != 0:
+        A = np.array(G, np.float64)
+        A[d, d] += lam
+        return spd_inverse(A).astype(dtype)
+    M = np.tril(inv)
+    M += np.tril(inv, -1).T
     return M.astype(dtype)
 
 
 def _reduce(parts, cross):
-    """The chunks' partial Gram matrices (upper triangles) and cross terms
-    summed in chunk order, whatever thread formed them."""
-    S = parts[0].copy()
-    for c in range(1, parts.shape[0]):
-        S += parts[c]
-    out = np.triu(S)
-    out += np.triu(S, 1).T
+    """The chunks' partial Gram matrices (upper triangles, zero below) and
+    cross terms summed in chunk order, whatever thread formed them."""
+    S = np.add.reduce(parts, axis=0)
+    d = np.arange(S.shape[0])
+    diag = S[d, d]
+    S += S.T  # numpy buffers the overlap
+    S[d, d] = diag
     total = 0.0
     for v in cross.tolist():
         total += v
-    return out, total
+    return S, total
 
 
 def dense_step(indptr, indices, data, Y, M, X, bounds, G=None, lam=0.0,
