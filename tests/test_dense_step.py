@@ -74,14 +74,16 @@ def test_dense_step_against_naive(k, dtype, blas, inverse):
     # the parallel kernel (here small problems take the serial path)
     kernel = kdense._dense_step_blas if blas and k >= K.blas.BLAS_MIN_FACTORS \
         else kdense._dense_step_loops
+    flags = kdense._SOLVE | (0 if inverse else kdense._HAVE_M) | \
+        (kdense._LAPACK if blas and kernel is kdense._dense_step_loops else 0)
     GY = Y.astype(np.float64).T @ Y.astype(np.float64)
-    M = kdense.dense_inverse(GY, lam, dtype) if inverse else \
+    M = np.empty((k, k), dtype) if inverse else \
         np.linalg.inv(GY + lam * np.eye(k)).astype(dtype)
     Xp = np.zeros_like(X)
     parts = np.empty((bounds.size - 1, k, k))
-    cr = np.zeros(bounds.size - 1)
-    kernel(bounds, indptr, indices, data, Y, M, Xp, parts, cr, kdense._SOLVE)
-    Gp, cp = kdense._reduce(parts, cr)
+    cr = np.empty(bounds.size - 1)
+    Gp = np.empty((k, k))
+    cp = kernel(bounds, indptr, indices, data, Y, M, Xp, GY, parts, cr, Gp, lam, flags)
     np.testing.assert_array_equal(Xp, X)
     np.testing.assert_array_equal(Gp, G)
     assert cp == cross

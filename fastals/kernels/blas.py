@@ -82,7 +82,7 @@ def _blas_local_threads():
         if fn is not None:
             _llvm.add_symbol("fastals_blas_threads_local",
                              ctypes.cast(fn, ctypes.c_void_p).value)
-            return True, fn
+            return True, None
     # Not available: BLAS stays unused; a stub keeps the kernels linkable.
     stub = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(lambda n: 1)
     _llvm.add_symbol("fastals_blas_threads_local",
@@ -91,8 +91,6 @@ def _blas_local_threads():
 
 
 _HAVE_LOCAL_THREADS, _STUB = _blas_local_threads()
-#: The per-thread setter (or the stub) for Python callers: ``prev = f(1)``.
-_blas_threads_local_py = _STUB
 _blas_threads_local = types.ExternalFunction(
     "fastals_blas_threads_local", types.int32(types.int32))
 #: Whether the kernels call BLAS (False: portable loops only).

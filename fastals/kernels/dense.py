@@ -9,14 +9,14 @@ import threading
 import llvmlite.binding as _llvm
 import numba
 import numpy as np
+import scipy.linalg.cython_lapack as _cython_lapack
 import scipy.linalg.lapack as _lapack
 from numba import carray, njit, prange, types
 from numba.core.errors import TypingError
 from numba.extending import overload
 
-from .blas import (BLAS_MIN_FACTORS, USE_BLAS, _blas_threads_local,
-                   _blas_threads_local_py, _gemm, _gemm_rows, _syrk, _syrk_loops,
-                   _with_blas)
+from .blas import (BLAS_MIN_FACTORS, USE_BLAS, _blas_threads_local, _external,
+                   _gemm, _gemm_rows, _potrf, _syrk, _syrk_loops, _with_blas)
 from .chunks import SERIAL_BELOW, _call
 from .llvm import FASTMATH, PREFETCH_AHEAD, _prefetch_entry, _take_next
 from .rows import RIDGE_TRIES, _cholesky_upper, _ridge_solve
@@ -263,34 +263,42 @@ DENSE_BLOCK = 256
 #: ``k x k`` float64 partial Gram matrix).
 DENSE_CHUNK_ROWS = 128
 
-# ``c`` of the callback: all chunks in order, on the calling thread
-_SERIAL = -1
+# ``c`` of the callback below 0: the work before (the inverse) and after
+# (the reduction) the parallel loop, or all of it on the calling thread
+_INVERSE = -1
+_REDUCE = -2
+_SERIAL = -3
 # ``flags`` bits
 _SOLVE = 1      # X = (R Y) M (else only the Gram matrix of X)
+_HAVE_M = 2     # M is given (else M = (G + lam I)^{-1})
+_LAPACK = 4     # the loops variant: invert by LAPACK all the same
+
+_dpotri = _external("dpotri", 5, _cython_lapack)
 
 
 def _dense_signature(dtype, pointers):
     """``float64(c, n_chunks, bounds, indptr, indices, data, Y, M, X, W, T,
-    parts, cross, n_rows, nnz, n_other, k, cap, flags)``: chunk ``c`` (or
-    :data:`_SERIAL`: every chunk) of the fused dense step for factors of
-    ``dtype``, with the scratch ``W`` (``cap x k``) and ``T`` (``k x k``);
-    ``pointers``: typed (the callback's view) or ``voidptr`` (the
-    caller's)."""
+    G, parts, cross, out, n_rows, nnz, n_other, k, cap, lam, flags)``:
+    chunk ``c`` (or :data:`_INVERSE`, :data:`_REDUCE`, :data:`_SERIAL`) of
+    the fused dense step for factors of ``dtype``, with the scratch ``W``
+    (``cap x k``) and ``T`` (``k x k``); ``G``, ``parts``, ``cross`` and
+    ``out`` are float64.  ``pointers``: typed (the callback's view) or
+    ``voidptr`` (the caller's)."""
     f = numba.from_dtype(np.dtype(dtype))
     i8 = types.int64
     if pointers:
         p = types.CPointer
         f8 = p(types.float64)
-        ptrs = (p(i8), p(i8), p(types.int32)) + (p(f),) * 6 + (f8,) * 2
+        ptrs = (p(i8), p(i8), p(types.int32)) + (p(f),) * 6 + (f8,) * 4
     else:
-        ptrs = (types.voidptr,) * 11
-    return types.float64(i8, i8, *ptrs, i8, i8, i8, i8, i8, i8)
+        ptrs = (types.voidptr,) * 13
+    return types.float64(i8, i8, *ptrs, i8, i8, i8, i8, i8, types.float64, i8)
 
 
 _DENSE_LOCK = threading.Lock()
 _DENSE_CTYPES = ctypes.CFUNCTYPE(
-    ctypes.c_double, ctypes.c_int64, ctypes.c_int64, *([ctypes.c_void_p] * 11),
-    *([ctypes.c_int64] * 6))
+    ctypes.c_double, ctypes.c_int64, ctypes.c_int64, *([ctypes.c_void_p] * 13),
+    *([ctypes.c_int64] * 5), ctypes.c_double, ctypes.c_int64)
 
 
 class _DenseCallback:
@@ -322,10 +330,12 @@ class _DenseCallback:
                 self.compiled[name] = cf
                 self.ctypes[name] = _DENSE_CTYPES(cf.address)
 
-    def run(self, bounds, indptr, indices, data, Y, M, X, parts, cross, flags):
-        """Every chunk in order on this thread, called from Python (through
-        ctypes, which releases the GIL): no parallel kernel to compile or
-        wake.  The arrays must be as :func:`dense_step` checks."""
+    def run(self, bounds, indptr, indices, data, Y, M, X, G, parts, cross, out,
+            lam, flags):
+        """The whole step on this thread (:data:`_SERIAL`), called from
+        Python (through ctypes, which releases the GIL): no parallel kernel
+        to compile or wake.  The arrays must be as :func:`dense_step`
+        checks.  Returns the cross term."""
         self.ensure(X.dtype)
         k = X.shape[1]
         cap = max(min(DENSE_BLOCK, X.shape[0]), 1)
@@ -335,8 +345,9 @@ class _DenseCallback:
         return fn(_SERIAL, bounds.size - 1, bounds.ctypes.data, indptr.ctypes.data,
                   indices.ctypes.data, data.ctypes.data, Y.ctypes.data,
                   M.ctypes.data, X.ctypes.data, W.ctypes.data, T.ctypes.data,
-                  parts.ctypes.data, cross.ctypes.data, X.shape[0], indices.size,
-                  Y.shape[0], k, cap, flags)
+                  G.ctypes.data, parts.ctypes.data, cross.ctypes.data,
+                  out.ctypes.data, X.shape[0], indices.size, Y.shape[0], k, cap,
+                  lam, flags)
 
     def guard(self, kernel):
         """``kernel(bounds, indptr, indices, data, Y, M, X, ...)``: make sure
@@ -353,17 +364,18 @@ class _DenseCallback:
         """A function for Numba code that calls the callback on arrays."""
         external = self.external
 
-        def call(c, bounds, indptr, indices, data, Y, M, X, W, T, parts, cross,
-                 flags):
+        def call(c, bounds, indptr, indices, data, Y, M, X, W, T, G, parts,
+                 cross, out, lam, flags):
             raise NotImplementedError("only callable from compiled code")
 
         @overload(call)
-        def call_impl(c, bounds, indptr, indices, data, Y, M, X, W, T, parts,
-                      cross, flags):
+        def call_impl(c, bounds, indptr, indices, data, Y, M, X, W, T, G, parts,
+                      cross, out, lam, flags):
             f = X.dtype
+            f8 = types.float64
             want = ((bounds, types.int64), (indptr, types.int64),
                     (indices, types.int32), (data, f), (Y, f), (M, f), (X, f),
-                    (W, f), (T, f), (parts, types.float64), (cross, types.float64))
+                    (W, f), (T, f), (G, f8), (parts, f8), (cross, f8), (out, f8))
             for arr, dt in want:
                 if not (isinstance(arr, types.Array) and arr.layout == "C"
                         and arr.dtype == dt and f in (types.float32, types.float64)):
@@ -372,26 +384,96 @@ class _DenseCallback:
                                       "dtype, got %s" % (self.name, arr))
             fn = external["float32" if f == types.float32 else "float64"]
 
-            def impl(c, bounds, indptr, indices, data, Y, M, X, W, T, parts, cross,
-                     flags):
+            def impl(c, bounds, indptr, indices, data, Y, M, X, W, T, G, parts,
+                     cross, out, lam, flags):
                 return fn(c, bounds.size - 1, bounds.ctypes.data,
                           indptr.ctypes.data, indices.ctypes.data,
                           data.ctypes.data, Y.ctypes.data, M.ctypes.data,
                           X.ctypes.data, W.ctypes.data, T.ctypes.data,
-                          parts.ctypes.data, cross.ctypes.data, X.shape[0],
-                          indices.size, Y.shape[0], X.shape[1], W.shape[0], flags)
+                          G.ctypes.data, parts.ctypes.data, cross.ctypes.data,
+                          out.ctypes.data, X.shape[0], indices.size, Y.shape[0],
+                          X.shape[1], W.shape[0], lam, flags)
             return impl
         return call
 
 
 @njit(inline="always")
 def _dense_views(n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p, M_p,
-                 X_p, W_p, T_p, parts_p, cross_p, n_rows, nnz, n_other, k, cap):
+                 X_p, W_p, T_p, G_p, parts_p, cross_p, out_p, n_rows, nnz,
+                 n_other, k, cap):
     return (carray(bounds_p, n_chunks + 1), carray(indptr_p, n_rows + 1),
             carray(indices_p, nnz), carray(data_p, nnz),
             carray(Y_p, (n_other, k)), carray(M_p, (k, k)),
             carray(X_p, (n_rows, k)), carray(W_p, (cap, k)), carray(T_p, (k, k)),
-            carray(parts_p, (n_chunks, k, k)), carray(cross_p, n_chunks))
+            carray(G_p, (k, k)), carray(parts_p, (n_chunks, k, k)),
+            carray(cross_p, n_chunks), carray(out_p, (k, k)))
+
+
+@njit(cache=True, inline="always")
+def _lapack_inverse(G, lam, M, A):
+    """``M = (G + lam I)^{-1}`` by LAPACK (``dpotrf``, ``dpotri``; float64
+    in the scratch ``A``, then ``M``'s dtype), with the ridge fallback of
+    :func:`spd_inverse` where ``G + lam I`` is not positive definite:
+    ``delta (mean |diagonal| + 1)``, ``delta`` from 1e-6 growing tenfold,
+    up to ``RIDGE_TRIES - 1`` times; then NaN."""
+    k = G.shape[0]
+    iw = np.empty(8, np.int32)
+    cw = np.empty(4, np.uint8)
+    scale = 0.0
+    for i in range(k):
+        scale += abs(G[i, i] + lam)
+    scale = scale / max(k, 1) + 1.0
+    shift = 0.0
+    delta = 1e-6
+    info = 1
+    for attempt in range(RIDGE_TRIES):
+        for i in range(k):
+            Ai = A[i]
+            Gi = G[i]
+            for j in range(k):
+                Ai[j] = Gi[j]
+            Ai[i] += lam + shift
+        info = _potrf(A, iw, cw)
+        if info == 0:
+            break
+        shift = delta * scale
+        delta *= 10.0
+    if info == 0:
+        # row-major upper = column-major lower ('L', as _potrf left in cw[0])
+        iw[0] = k
+        iw[1] = k
+        iw[2] = 0
+        ip = iw.ctypes.data
+        _dpotri(cw.ctypes.data, ip, A.ctypes.data, ip + iw.itemsize,
+                ip + 2 * iw.itemsize)
+        info = iw[2]
+    for i in range(k):
+        for j in range(i, k):
+            v = A[i, j] if info == 0 else np.nan
+            M[i, j] = v
+            M[j, i] = v
+
+
+@njit(cache=True, inline="always")
+def _reduce(parts, cross, out):
+    """``out = sum_c parts[c]`` (upper triangles, mirrored) and the sum of
+    ``cross``, in chunk order: the same for any number of threads."""
+    n_chunks = parts.shape[0]
+    k = out.shape[0]
+    for i in range(k):
+        Oi = out[i]
+        for j in range(i, k):
+            Oi[j] = 0.0
+        for c in range(n_chunks):
+            Pi = parts[c, i]
+            for j in range(i, k):
+                Oi[j] += Pi[j]
+        for j in range(i + 1, k):
+            out[j, i] = Oi[j]
+    total = 0.0
+    for c in range(n_chunks):
+        total += cross[c]
+    return total
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
@@ -501,33 +583,61 @@ def _chunk_loops(r0, r1, indptr, indices, data, Y, M, X, W, T, P, solve):
 
 
 def _dense_blas_c(c, n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p, M_p,
-                  X_p, W_p, T_p, parts_p, cross_p, n_rows, nnz, n_other, k, cap,
-                  flags):
-    (bounds, indptr, indices, data, Y, M, X, W, T, parts,
-     cross) = _dense_views(n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p,
-                           M_p, X_p, W_p, T_p, parts_p, cross_p, n_rows, nnz,
-                           n_other, k, cap)
+                  X_p, W_p, T_p, G_p, parts_p, cross_p, out_p, n_rows, nnz,
+                  n_other, k, cap, lam, flags):
+    (bounds, indptr, indices, data, Y, M, X, W, T, G, parts, cross,
+     out) = _dense_views(n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p,
+                         M_p, X_p, W_p, T_p, G_p, parts_p, cross_p, out_p,
+                         n_rows, nnz, n_other, k, cap)
     solve = (flags & _SOLVE) != 0
-    first, last = (0, n_chunks) if c == _SERIAL else (c, c + 1)
-    for cc in range(first, last):
-        cross[cc] = _chunk_blas(bounds[cc], bounds[cc + 1], indptr, indices, data,
-                                Y, M, X, W, T, parts[cc], solve)
-    return 0.0
+    if c == _INVERSE or (c == _SERIAL and solve and not flags & _HAVE_M):
+        prev = _blas_threads_local(1)
+        _lapack_inverse(G, lam, M, out)  # out: scratch until the reduction
+        _blas_threads_local(prev)
+        if c == _INVERSE:
+            return 0.0
+    if c >= 0 or c == _SERIAL:
+        first, last = (0, n_chunks) if c == _SERIAL else (c, c + 1)
+        for cc in range(first, last):
+            cross[cc] = _chunk_blas(bounds[cc], bounds[cc + 1], indptr, indices,
+                                    data, Y, M, X, W, T, parts[cc], solve)
+        if c >= 0:
+            return 0.0
+    return _reduce(parts, cross, out)
 
 
 def _dense_loops_c(c, n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p, M_p,
-                   X_p, W_p, T_p, parts_p, cross_p, n_rows, nnz, n_other, k, cap,
-                   flags):
-    (bounds, indptr, indices, data, Y, M, X, W, T, parts,
-     cross) = _dense_views(n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p,
-                           M_p, X_p, W_p, T_p, parts_p, cross_p, n_rows, nnz,
-                           n_other, k, cap)
+                   X_p, W_p, T_p, G_p, parts_p, cross_p, out_p, n_rows, nnz,
+                   n_other, k, cap, lam, flags):
+    (bounds, indptr, indices, data, Y, M, X, W, T, G, parts, cross,
+     out) = _dense_views(n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p,
+                         M_p, X_p, W_p, T_p, G_p, parts_p, cross_p, out_p,
+                         n_rows, nnz, n_other, k, cap)
     solve = (flags & _SOLVE) != 0
-    first, last = (0, n_chunks) if c == _SERIAL else (c, c + 1)
-    for cc in range(first, last):
-        cross[cc] = _chunk_loops(bounds[cc], bounds[cc + 1], indptr, indices,
-                                 data, Y, M, X, W, T, parts[cc], solve)
-    return 0.0
+    if c == _INVERSE or (c == _SERIAL and solve and not flags & _HAVE_M):
+        if flags & _LAPACK:
+            prev = _blas_threads_local(1)
+            _lapack_inverse(G, lam, M, out)
+            _blas_threads_local(prev)
+        else:
+            for i in range(k):
+                for j in range(k):
+                    out[i, j] = G[i, j]
+                out[i, i] += lam
+            Mi = _spd_inverse(out)
+            for i in range(k):
+                for j in range(k):
+                    M[i, j] = Mi[i, j]
+        if c == _INVERSE:
+            return 0.0
+    if c >= 0 or c == _SERIAL:
+        first, last = (0, n_chunks) if c == _SERIAL else (c, c + 1)
+        for cc in range(first, last):
+            cross[cc] = _chunk_loops(bounds[cc], bounds[cc + 1], indptr, indices,
+                                     data, Y, M, X, W, T, parts[cc], solve)
+        if c >= 0:
+            return 0.0
+    return _reduce(parts, cross, out)
 
 
 _DENSE_BLAS = _DenseCallback("dense_blas", _dense_blas_c)
@@ -538,38 +648,50 @@ _dense_loops_chunk = _DENSE_LOOPS.caller()
 
 @_DENSE_BLAS.guard
 @njit(parallel=True, cache=True)
-def _dense_step_blas(bounds, indptr, indices, data, Y, M, X, parts, cross, flags):
+def _dense_step_blas(bounds, indptr, indices, data, Y, M, X, G, parts, cross, out,
+                  lam, flags):
     n_chunks = bounds.size - 1
     k = X.shape[1]
     cap = max(min(DENSE_BLOCK, X.shape[0]), 1)
+    W = np.empty((1, k), X.dtype)  # unused by the inverse and the reduction
+    if (flags & _SOLVE) and not (flags & _HAVE_M):
+        _dense_blas_chunk(_INVERSE, bounds, indptr, indices, data, Y, M, X, W, W, G,
+                          parts, cross, out, lam, flags)
     counter = np.zeros(1, np.int64)
     for _ in prange(n_chunks):  # each thread's first pass drains the queue
-        W = np.empty((cap, k), X.dtype)
+        Wc = np.empty((cap, k), X.dtype)
         T = np.empty((k, k), X.dtype)
         c = _take_next(counter)
         while c < n_chunks:
-            _dense_blas_chunk(c, bounds, indptr, indices, data, Y, M, X, W, T,
-                              parts, cross, flags)
+            _dense_blas_chunk(c, bounds, indptr, indices, data, Y, M, X, Wc, T, G,
+                              parts, cross, out, lam, flags)
             c = _take_next(counter)
-    return 0
+    return _dense_blas_chunk(_REDUCE, bounds, indptr, indices, data, Y, M, X, W, W,
+                             G, parts, cross, out, lam, flags)
 
 
 @_DENSE_LOOPS.guard
 @njit(parallel=True, cache=True)
-def _dense_step_loops(bounds, indptr, indices, data, Y, M, X, parts, cross, flags):
+def _dense_step_loops(bounds, indptr, indices, data, Y, M, X, G, parts, cross, out,
+                  lam, flags):
     n_chunks = bounds.size - 1
     k = X.shape[1]
     cap = max(min(DENSE_BLOCK, X.shape[0]), 1)
+    W = np.empty((1, k), X.dtype)  # unused by the inverse and the reduction
+    if (flags & _SOLVE) and not (flags & _HAVE_M):
+        _dense_loops_chunk(_INVERSE, bounds, indptr, indices, data, Y, M, X, W, W, G,
+                          parts, cross, out, lam, flags)
     counter = np.zeros(1, np.int64)
     for _ in prange(n_chunks):  # each thread's first pass drains the queue
-        W = np.empty((cap, k), X.dtype)
+        Wc = np.empty((cap, k), X.dtype)
         T = np.empty((k, k), X.dtype)
         c = _take_next(counter)
         while c < n_chunks:
-            _dense_loops_chunk(c, bounds, indptr, indices, data, Y, M, X, W, T,
-                               parts, cross, flags)
+            _dense_loops_chunk(c, bounds, indptr, indices, data, Y, M, X, Wc, T, G,
+                              parts, cross, out, lam, flags)
             c = _take_next(counter)
-    return 0
+    return _dense_loops_chunk(_REDUCE, bounds, indptr, indices, data, Y, M, X, W, W,
+                             G, parts, cross, out, lam, flags)
 
 
 def dense_bounds(indptr, k):
@@ -592,49 +714,6 @@ def dense_bounds(indptr, k):
     return bounds
 
 
-def dense_inverse(G, lam, dtype):
-    """``(G + lam I)^{-1}`` in ``dtype``, ``G`` symmetric (float64): LAPACK
-    ``dpotrf``/``dpotri`` in float64 on the Fortran-ordered copy (no
-    further copies), with BLAS limited to this thread (OpenBLAS's own
-    threads, woken for a ``k x k`` problem, cost milliseconds on a busy
-    machine); where ``G + lam I`` is not positive definite (or not finite),
-    :func:`spd_inverse`'s ridge fallback."""
-    k = G.shape[0]
-    A = np.array(G, np.float64, order="F")  # symmetric: its own transpose
-    d = np.arange(k)
-    A[d, d] += lam
-    info = 1
-    if k and np.isfinite(A[d, d]).all():
-        prev = _blas_threads_local_py(1)
-        try:
-            c, info = _lapack.dpotrf(A, lower=1, clean=0, overwrite_a=1)
-            if info == 0:
-                inv, info = _lapack.dpotri(c, lower=1, overwrite_c=1)
-        finally:
-            _blas_threads_local_py(prev)
-    if info != 0:
-        A = np.array(G, np.float64)
-        A[d, d] += lam
-        return spd_inverse(A).astype(dtype)
-    M = np.tril(inv)
-    M += np.tril(inv, -1).T
-    return M.astype(dtype)
-
-
-def _reduce(parts, cross):
-    """The chunks' partial Gram matrices (upper triangles, zero below) and
-    cross terms summed in chunk order, whatever thread formed them."""
-    S = np.add.reduce(parts, axis=0)
-    d = np.arange(S.shape[0])
-    diag = S[d, d]
-    S += S.T  # numpy buffers the overlap
-    S[d, d] = diag
-    total = 0.0
-    for v in cross.tolist():
-        total += v
-    return S, total
-
-
 def dense_step(indptr, indices, data, Y, M, X, bounds, G=None, lam=0.0,
                blas=None):
     """The dense objective's half-step ``X = (R Y) M`` in one pass.
@@ -646,29 +725,31 @@ def dense_step(indptr, indices, data, Y, M, X, bounds, G=None, lam=0.0,
     the item step, that sum is ``sum_obs r_ui x_u . y_i``, the loss's cross
     term, so the loss needs no pass of its own.
 
-    ``M=None`` with ``G`` (``Y^T Y``, float64): ``M`` is
-    :func:`dense_inverse` of ``G`` and ``lam``.  ``M=None`` and ``G=None``:
-    only the Gram matrix of ``X`` (as it is).  Returns ``(X^T X, cross)``.
-    ``bounds`` from :func:`dense_bounds`; ``blas``: None for
-    :data:`.blas.USE_BLAS`.
+    ``M=None`` with ``G`` (``Y^T Y``, float64): ``M = (G + lam I)^{-1}``
+    is computed first, in the same call (LAPACK ``dpotrf``/``dpotri`` in
+    float64, then the factors' dtype; the ridge fallback of
+    :func:`spd_inverse` where it is not positive definite).  ``M=None``
+    and ``G=None``: only the Gram matrix of ``X`` (as it is).  Returns
+    ``(X^T X, cross)``.  ``bounds`` from :func:`dense_bounds`; ``blas``:
+    None for :data:`.blas.USE_BLAS`.
 
     Small steps (below :data:`.chunks.SERIAL_BELOW` multiply-adds) and one
-    thread run the chunk callback from Python, every chunk in order; larger
-    ones the parallel kernel.  The chunks and the order of their sums are
-    the same, so are the results.
+    thread run the chunk callback from Python, every chunk in order, in one
+    call; larger ones the parallel kernel.  The chunks and the order of
+    their sums are the same, so are the results.
     """
     dtype = X.dtype
     k = X.shape[1]
     blas = USE_BLAS if blas is None else bool(blas)
     flags = 0
     if M is not None:
-        flags |= _SOLVE
+        flags |= _SOLVE | _HAVE_M
         M = np.ascontiguousarray(M, dtype)
-    elif G is not None:
-        flags |= _SOLVE
-        M = dense_inverse(G, lam, dtype)
     else:
         M = np.empty((k, k), dtype)
+        if G is not None:
+            flags |= _SOLVE
+    G = np.empty((k, k)) if G is None else np.ascontiguousarray(G, np.float64)
     for name, arr, dt in (("indptr", indptr, np.int64), ("indices", indices, np.int32),
                           ("data", data, dtype), ("Y", Y, dtype), ("X", X, dtype),
                           ("bounds", bounds, np.int64)):
@@ -677,7 +758,8 @@ def dense_step(indptr, indices, data, Y, M, X, bounds, G=None, lam=0.0,
                             f"got {arr.dtype}")
     n_chunks = bounds.size - 1
     parts = np.empty((n_chunks, k, k))
-    cross = np.zeros(n_chunks)
+    cross = np.empty(n_chunks)
+    out = np.empty((k, k))
     work = X.shape[0] * k * k * (2 if flags & _SOLVE else 1) // 2
     if flags & _SOLVE:
         work += indptr[-1] * k
@@ -685,8 +767,12 @@ def dense_step(indptr, indices, data, Y, M, X, bounds, G=None, lam=0.0,
         cb, kernel = _DENSE_BLAS, _dense_step_blas
     else:
         cb, kernel = _DENSE_LOOPS, _dense_step_loops
+        if blas:
+            flags |= _LAPACK
+    args = (bounds, indptr, indices, data, Y, M, X, G, parts, cross, out,
+            float(lam), flags)
     if work < SERIAL_BELOW or numba.get_num_threads() == 1:
-        cb.run(bounds, indptr, indices, data, Y, M, X, parts, cross, flags)
+        total = cb.run(*args)
     else:
-        kernel(bounds, indptr, indices, data, Y, M, X, parts, cross, flags)
-    return _reduce(parts, cross)
+        total = kernel(*args)
+    return out, total
