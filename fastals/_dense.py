@@ -3,7 +3,7 @@ the loss without a pass of its own.
 
 Every row solves ``(G + lam I) x_u = Y^T r_u`` with the shared
 ``G = Y^T Y``: ``M = (G + lam I)^{-1}`` is formed once per half-step (a
-``k x k`` inverse) and :func:`fastals.kernels.dense_step` computes
+``k x k`` inverse, inside the kernel) and :func:`fastals.kernels.dense_step` computes
 ``X = (R Y) M`` block by block, forming ``X^T X`` (the next half-step's
 ``G``) and ``sum_u x_u . (r_u Y)`` in the same pass.  After the item step
 that sum is ``sum_obs r_ui x_u . y_i``, so the loss over all cells,
@@ -37,12 +37,10 @@ def gram(side, F):
 
 def half_step(side, Y, GY, X, lam):
     """Overwrite ``X`` (the rows of ``side``) given the other side ``Y``
-    and ``GY = Y^T Y`` (float64)."""
-    A = GY.copy()
-    A[np.diag_indices_from(A)] += lam
-    M = K.spd_inverse(A).astype(X.dtype)
-    side.fresh = K.dense_step(side.indptr, side.indices, side.target, Y, M, X,
-                              side.dense_bounds)
+    and ``GY = Y^T Y`` (float64): one kernel call, the inverse of
+    ``GY + lam I`` included."""
+    side.fresh = K.dense_step(side.indptr, side.indices, side.target, Y, None, X,
+                              side.dense_bounds, G=GY, lam=lam)
     # A non-finite entry of X makes its Gram diagonal non-finite: no pass
     # over X needed.
     if not np.isfinite(side.fresh[0].diagonal()).all():

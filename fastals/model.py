@@ -1,5 +1,6 @@
 """The :class:`FastALS` estimator."""
 
+import functools
 import os
 import time
 
@@ -83,8 +84,14 @@ class _Side:
         self.indptr, self.indices = kernel_arrays(csr)
         self.data = csr.data
         self.counts = np.diff(self.indptr)
-        self.bounds = K.chunk_bounds(self.indptr, k, _n_chunks(self.n_rows))
+        self.k = k
         self.dtype = dtype
+
+    @functools.cached_property
+    def bounds(self):
+        """Row chunks of the row solvers, made on first use (the fused dense
+        objective has chunks of its own and needs none)."""
+        return K.chunk_bounds(self.indptr, self.k, _n_chunks(self.n_rows))
 
 
 class FastALS(ParamsMixin, RecommenderMixin):

@@ -30,28 +30,35 @@ def problem(k, dtype, m=150, n=110, seed=0):
     return R, Y
 
 
-def run(R, Y, lam, blas):
+def run(R, Y, lam, blas, inverse=False):
+    """The half-step with ``M`` given (numpy's inverse) or, ``inverse``,
+    computed by the kernel from ``G = Y^T Y`` and ``lam``."""
     dtype = Y.dtype
     k = Y.shape[1]
     indptr = R.indptr.astype(np.int64)
     indices = R.indices.astype(np.int32)
     data = R.data.astype(dtype)
     GY = Y.astype(np.float64).T @ Y.astype(np.float64)
-    M = np.linalg.inv(GY + lam * np.eye(k)).astype(dtype)
     X = np.zeros((R.shape[0], k), dtype)
     bounds = K.dense_bounds(indptr, k)
-    G, cross = kdense._dense_step(indptr, indices, data, Y, M, X, bounds, True, blas)
+    if inverse:
+        G, cross = K.dense_step(indptr, indices, data, Y, None, X, bounds, G=GY,
+                                lam=lam, blas=blas)
+    else:
+        M = np.linalg.inv(GY + lam * np.eye(k)).astype(dtype)
+        G, cross = K.dense_step(indptr, indices, data, Y, M, X, bounds, blas=blas)
     return X, G, cross, (indptr, indices, data, bounds)
 
 
 @pytest.mark.parametrize("k", [5, 20])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("blas", [True, False])
-def test_dense_step_against_naive(k, dtype, blas):
+@pytest.mark.parametrize("inverse", [False, True])
+def test_dense_step_against_naive(k, dtype, blas, inverse):
     blas = blas and K.USE_BLAS
     R, Y = problem(k, dtype)
     lam = 0.1
-    X, G, cross, (indptr, indices, data, bounds) = run(R, Y, lam, blas)
+    X, G, cross, (indptr, indices, data, bounds) = run(R, Y, lam, blas, inverse)
     mask = R.toarray() != 0
     W, T = naive.cell_weights(R.toarray(), mask, "dense")
     want = naive.update_rows(W, T, Y.astype(np.float64), lam)
@@ -64,10 +71,25 @@ def test_dense_step_against_naive(k, dtype, blas):
     # cross term: sum_u x_u . (r_u Y) = sum_obs r x.y
     want_cross = float(np.sum(R.toarray() * (Xd @ Y.astype(np.float64).T)))
     assert cross == pytest.approx(want_cross, rel=10 * tol)
+    # the parallel kernel (here small problems take the serial path)
+    kernel = kdense._dense_step_blas if blas and k >= K.blas.BLAS_MIN_FACTORS \
+        else kdense._dense_step_loops
+    flags = kdense._SOLVE | (0 if inverse else kdense._HAVE_M) | \
+        (kdense._LAPACK if blas and kernel is kdense._dense_step_loops else 0)
+    GY = Y.astype(np.float64).T @ Y.astype(np.float64)
+    M = np.empty((k, k), dtype) if inverse else \
+        np.linalg.inv(GY + lam * np.eye(k)).astype(dtype)
+    Xp = np.zeros_like(X)
+    parts = np.empty((bounds.size - 1, k, k))
+    cr = np.empty(bounds.size - 1)
+    Gp = np.empty((k, k))
+    cp = kernel(bounds, indptr, indices, data, Y, M, Xp, GY, parts, cr, Gp, lam, flags)
+    np.testing.assert_array_equal(Xp, X)
+    np.testing.assert_array_equal(Gp, G)
+    assert cp == cross
     # Gram only: X is left alone
     X0 = X.copy()
-    G2, c2 = kdense._dense_step(indptr, indices, data, X, np.empty((k, k), dtype), X,
-                                bounds, False, blas)
+    G2, c2 = K.dense_step(indptr, indices, data, X, None, X, bounds, blas=blas)
     np.testing.assert_array_equal(X, X0)
     np.testing.assert_array_equal(G2, G)
     assert c2 == 0.0
@@ -80,7 +102,7 @@ def test_dense_step_bitwise_across_threads():
     try:
         for t in (1,) + (numba.config.NUMBA_NUM_THREADS,) * 3:
             numba.set_num_threads(t)
-            X, G, cross, _ = run(R, Y, 0.5, K.USE_BLAS)
+            X, G, cross, _ = run(R, Y, 0.5, K.USE_BLAS, inverse=True)
             outs.append((X, G, np.float64(cross)))
     finally:
         numba.set_num_threads(old)
@@ -101,3 +123,41 @@ def test_public_entry_point():
     assert c2 == cross
     G3, _ = K.dense_step(indptr, indices, data, X, None, X, bounds)
     np.testing.assert_array_equal(G3, G)
+
+
+@pytest.mark.parametrize("blas", [True, False])
+def test_inverse_ridge_fallback(blas):
+    """``G + lam I`` singular (``lam = 0``, fewer rows of ``Y`` than
+    factors): the kernel's inverse takes the smallest ridge that makes it
+    positive definite, as :func:`K.spd_inverse` does, instead of NaN."""
+    blas = blas and K.USE_BLAS
+    k = 20
+    rng = np.random.default_rng(3)
+    R = sp.random(30, 12, density=0.5, format="csr", random_state=3)
+    Y = rng.standard_normal((12, k))   # rank 12 < k
+    GY = Y.T @ Y
+    indptr = R.indptr.astype(np.int64)
+    X = np.zeros((30, k))
+    bounds = K.dense_bounds(indptr, k)
+    K.dense_step(indptr, R.indices.astype(np.int32), R.data, Y, None, X, bounds,
+                 G=GY, lam=0.0, blas=blas)
+    assert np.isfinite(X).all() and np.abs(X).max() > 0
+    M = K.spd_inverse(GY)
+    want = (R @ Y) @ M
+    np.testing.assert_allclose(X, want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
+
+
+def test_dense_bounds_as_chunk_bounds():
+    """The numpy ``dense_bounds`` gives exactly the compiled ``chunk_bounds``
+    split (empty rows, one row, long rows, every chunk count)."""
+    from fastals.kernels.chunks import chunk_bounds
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 2, 127, 128, 300, 5000):
+        for k in (3, 100):
+            counts = rng.integers(0, 50, n) * (rng.random(n) < 0.8)
+            if n > 3:
+                counts[rng.integers(0, n)] = 10_000
+            indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+            got = K.dense_bounds(indptr, k)
+            want = chunk_bounds(indptr, k, got.size - 1)
+            np.testing.assert_array_equal(got, want)
