@@ -17,11 +17,14 @@ job runs once there (cold: everything it needs is compiled) and once more
 interpreter start and imports included); ``dense`` reports the fit alone.
 Jobs (and checkouts, with ``--trees``: before/after comparisons run the
 same jobs in each source tree, alternating) take turns within each round;
-the ranges over the rounds are printed.
+the ranges over the rounds are printed, wall clock and, in brackets, the
+CPU time (user + system) of the job's process, which moves much less than
+the wall clock on a machine shared with other jobs.
 """
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -42,16 +45,25 @@ print(json.dumps({"fit_s": time.perf_counter() - t}))
 """
 
 
+def _cpu_children():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def _run(args, cache, tree, parse=False):
+    """``(seconds, cpu seconds)`` of one job: the wall clock of the process
+    (of the fit alone with ``parse``) and the CPU time of the process."""
     env = {**os.environ, "NUMBA_CACHE_DIR": cache, "PYTHONPATH": str(tree)}
     t = time.perf_counter()
+    c = _cpu_children()
     res = subprocess.run(args, env=env, capture_output=True, text=True, cwd=tree)
     wall = time.perf_counter() - t
+    cpu = _cpu_children() - c
     if res.returncode:
         raise SystemExit(f"{args} failed:\n{res.stdout}\n{res.stderr}")
     if parse:
-        return json.loads(res.stdout.strip().splitlines()[-1])["fit_s"]
-    return wall
+        return json.loads(res.stdout.strip().splitlines()[-1])["fit_s"], cpu
+    return wall, cpu
 
 
 def jobs(model):
@@ -80,14 +92,18 @@ def main(rounds=3, only=None, trees=(ROOT,)):
                     warm = job(cache, tree)
                     label = name if len(trees) == 1 else f"{name} [{tree}]"
                     results.setdefault(label, []).append((cold, warm))
-                    print(f"round {r + 1} {label}: cold {cold:.2f} s, "
-                          f"warm {warm:.2f} s (load {os.getloadavg()[0]:.1f})",
-                          flush=True)
+                    print(f"round {r + 1} {label}: cold {cold[0]:.2f} s "
+                          f"[cpu {cold[1]:.2f} s], warm {warm[0]:.2f} s "
+                          f"[cpu {warm[1]:.2f} s] (load "
+                          f"{os.getloadavg()[0]:.1f})", flush=True)
+
+    def span(values):
+        return f"{min(values):.2f}-{max(values):.2f} s"
     for label, runs in results.items():
-        cold = [c for c, _ in runs]
-        warm = [w for _, w in runs]
-        print(f"{label}: cold {min(cold):.2f}-{max(cold):.2f} s, "
-              f"warm {min(warm):.2f}-{max(warm):.2f} s over {len(runs)} rounds")
+        print(f"{label}: cold {span([c[0] for c, _ in runs])} "
+              f"[cpu {span([c[1] for c, _ in runs])}], "
+              f"warm {span([w[0] for _, w in runs])} "
+              f"[cpu {span([w[1] for _, w in runs])}] over {len(runs)} rounds")
     return results
 
 

@@ -245,7 +245,7 @@ def _potrf_impl(A, iw, cw):
     return impl
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, forceinline=True)
 def _syrk_loops(alpha, B, r0, n, C):
     """Portable ``C[upper] += alpha * B[r0:r0+n]^T B[r0:r0+n]``, 4 rows at a time."""
     k = C.shape[0]

@@ -158,11 +158,11 @@ class _ChunkCallback:
         """Wrap a compiled ``kernel`` that calls this callback so that every
         call first makes sure of the symbol (argument 5 holds the factors).
         Loading such a kernel without the symbol would abort the process."""
-        @functools.wraps(kernel.py_func)
+        @functools.wraps(getattr(kernel, "py_func", kernel))
         def guarded(*args):
             self.ensure(args[5].dtype)
             return kernel(*args)
-        guarded.kernel = kernel
+        guarded.kernel = getattr(kernel, "kernel", kernel)
         return guarded
 
     def caller(self):

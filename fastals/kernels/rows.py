@@ -29,7 +29,7 @@ RIDGE_TRIES = 30
 # (``one`` is passed in) so float32 never silently widens to float64.
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, forceinline=True)
 def _cholesky_upper(A, b, k, one):
     """Solve ``A x = b`` in place; ``A``'s row-major upper triangle is read.
 
@@ -43,7 +43,7 @@ def _cholesky_upper(A, b, k, one):
     return True
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, forceinline=True)
 def _factor_upper(A, k, one):
     """Right-looking Cholesky ``A = U^T U`` of the row-major upper triangle,
     in panels of 4 rows: the panel is factored unblocked, then every
@@ -94,14 +94,14 @@ def _factor_upper(A, k, one):
     return True
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, forceinline=True)
 def _solve_upper(A, b, k):
     """``b <- (U^T U)^{-1} b``: ``U^T z = b`` by column sweeps, then
     ``U x = z`` by row dot products (``b`` holds exactly ``k`` entries)."""
     _tri_solve(A, b, k, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, forceinline=True)
 def _tri_solve(A, b, k, forward, backward):
     """``b <- U^{-T} b`` by column sweeps where ``forward``, then
     ``b <- U^{-1} b`` by row dot products where ``backward`` (``U``: upper
@@ -124,7 +124,7 @@ def _tri_solve(A, b, k, forward, backward):
             b[i] = s / A[i, i]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, forceinline=True)
 def _ridge_solve(A, A0, b, b0, k, one, delta, tries):
     """Fallback for a system that is not numerically positive definite.
 
@@ -158,7 +158,7 @@ def _ridge_solve(A, A0, b, b0, k, one, delta, tries):
 # ---------------------------------------------------------------------------
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, forceinline=True)
 def _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
                A, b, B, iw, fw, cw, blas, one):
     """Fill the upper triangle of ``A`` and ``b`` for row ``u``.
@@ -263,34 +263,37 @@ def _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
 # factors (the n x n path uses TRSM and SYRK only: less to compile).
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _short_row(u, indptr, indices, conf, target, offset, Y, GB, reg, w0, nmax,
-               fidx, x, Z, flat, v, iw, fw, cw, blas, one, transformed):
-    """Solve row ``u`` through its n x n system into ``x``; returns False
-    (``x`` untouched) where the row must take the k x k path.
+@njit(cache=True, fastmath=FASTMATH, forceinline=True)
+def _short_system(u, indptr, indices, conf, target, offset, Y, GB, reg, w0,
+                  nmax, fidx, Z, flat, v, iw, fw, cw, one, transformed):
+    """Build row ``u``'s n x n system; returns ``n``, or -1 where the row
+    must take the k x k path.
 
     ``GB[(1 + fidx) k:(2 + fidx) k]`` holds the upper factor ``U`` of
     ``B = w0 G + reg I`` (unused when ``w0 = 0``), and with
-    ``transformed`` ``GB[2 k:]`` holds ``Y U^{-1}``; ``Z`` (at least
-    ``nmax + 1`` rows), ``flat`` (``k * k``) and ``v`` (``nmax``) are
-    scratch.
+    ``transformed`` ``GB[2 k:]`` holds ``Y U^{-1}``.  On return the
+    system's upper triangle is in ``flat[:n * n]`` (row-major ``n x n``),
+    its right-hand side in ``v[:n]``, ``W`` (``Z`` where ``w0 = 0``) in
+    ``Z[:n]`` and ``beta`` in ``Z[n]``, for :func:`_short_finish`.
     """
     k = Y.shape[1]
     start = indptr[u]
     end = indptr[u + 1]
-    n = 0
+    # int64 from the start: a literal 0 made Numba compile every callee
+    # of n once more for the constant.
+    n = np.int64(0)
     for e in range(start, end):
         d = conf[e] * one - w0
         if d < 0:
-            return False
+            return -1
         if d > 0:
             n += 1
     diag = w0 == 0
     if n > nmax or (diag and not reg > 0):
-        return False
+        return -1
     base = (1 + fidx) * k
     if not diag and not GB[base, 0] > 0:  # B not positive definite (NaN factor)
-        return False
+        return -1
     U = GB[base:base + k]  # empty where diag
     src = Y
     if transformed:
@@ -328,20 +331,23 @@ def _short_row(u, indptr, indices, conf, target, offset, Y, GB, reg, w0, nmax,
         Mi[i] = reg if diag else one
     if n > 0:
         _syrk_rows(Z, n, M, iw, fw, cw)
-    vn = v[:n]
     if not diag:
         for i in range(n):
             zi = Z[i]
             acc = zi[0] * b[0]
             for q in range(1, k):
                 acc += zi[q] * b[q]
-            vn[i] = acc
-    if blas and n >= LAPACK_MIN_FACTORS:
-        if _potrf(M, iw, cw) != 0:
-            return False
-        _solve_upper(M, vn, n)
-    elif not _cholesky_upper(M, vn, n, one):
-        return False
+            v[i] = acc
+    return n
+
+
+@njit(cache=True, fastmath=FASTMATH, forceinline=True)
+def _short_finish(U, Z, n, vn, x, diag):
+    """``x`` from the solved n x n system ``vn`` (see :func:`_short_system`):
+    ``Z^T v`` where ``diag`` (``w0 = 0``), else
+    ``U^{-1} (beta - W^T v)``."""
+    k = x.size
+    b = Z[n]
     if diag:
         for l in range(k):
             x[l] = 0
@@ -354,65 +360,58 @@ def _short_row(u, indptr, indices, conf, target, offset, Y, GB, reg, w0, nmax,
         for l in range(k):
             x[l] += vi * zi[l]
     if not diag:
-        _tri_solve(U, x, k, False, True)
-    return True
+        # (bool variables, not literals: one compiled _tri_solve for all sites)
+        _tri_solve(U, x, k, diag, not diag)
+
+
+#: ``mode`` of :func:`_cholesky_rows`: solve only the rows whose
+#: ``X[u, 0]`` is NaN (left by :func:`_short_rows`).
+LEFT_ROWS_MODE = 1
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def _cholesky_rows(r0, r1, indptr, indices, conf, target, offset, Y, GB, lam,
+def _cholesky_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam,
                    wr, w0, X, blas, cap, mode):
-    """Solve rows ``r0:r1`` (one chunk) with scratch allocated once; returns
-    the number of rows that needed the ridge fallback.
-
-    ``GB[:k]`` is ``G``; ``mode = 2 nmax + transformed``: rows with at
-    most ``nmax`` ratings of weight ``c > w0`` are tried through
-    :func:`_short_row` first (factors of ``B`` in ``GB[k:]``, see
-    :func:`short_row_setup`); ``nmax = 0``: none.
+    """Solve rows ``r0:r1`` (one chunk) through their k x k systems, with
+    scratch allocated once; returns the number of rows that needed the
+    ridge fallback.  ``mode`` :data:`LEFT_ROWS_MODE`: only the rows whose
+    ``X[u, 0]`` is NaN (the rest were solved by :func:`_short_rows`).
 
     A row whose system is not numerically positive definite (``lam = 0``
     with fewer ratings than factors, say) is rebuilt with a growing ridge
     ``delta * (mean diagonal + 1)``, ``delta = 1e-6, 1e-5, ...``, until the
     factorization succeeds: a (slightly) regularized least-squares solution
-    instead of NaN; after 29 tries the row is set to zero.  Each helper has
-    one call site, which keeps compilation short.  Inlined into its C
-    callback (see "Chunk functions behind C symbols"), never into a parallel
-    loop's body, which is much more expensive to compile.
+    instead of NaN; after 29 tries the row is set to zero.  Every helper
+    has one call site (each call site of an inlined helper is compiled
+    once more).  The helpers are ``forceinline``: no separately compiled
+    copy of them is ever called, so the code that runs is the same whether
+    this callback was compiled in this process or loaded from the cache.
+    Inlined into its C callback (see "Chunk functions behind C symbols"),
+    never into a parallel loop's body, which is much more expensive to
+    compile.
     """
     k = Y.shape[1]
-    flat = np.empty(k * k, Y.dtype)
-    A = flat.reshape((k, k))
+    A = np.empty((k, k), Y.dtype)
     B = np.empty((cap, k), Y.dtype)
     b = np.empty(k, Y.dtype)
-    v = np.empty(cap, Y.dtype)
     iw = np.empty(8, np.int32)
     fw = np.ones(4, Y.dtype)
     cw = np.empty(4, np.uint8)
     one = fw[3]
     lapack = blas and k >= LAPACK_MIN_FACTORS
-    nmax = mode >> 1
-    transformed = (mode & 1) == 1
-    # BLAS only (TRSM, SYRK): without it, or where BLAS does not pay, the
-    # k x k path's loops (tiny k: its factorization costs little anyway)
-    short = nmax > 0 and blas and k >= BLAS_MIN_FACTORS
-    n_factors = 1 if transformed else GB.shape[0] // k - 1
+    left = mode == LEFT_ROWS_MODE
     fallbacks = 0
     prev = np.int32(1)
     if blas:
         prev = _blas_threads_local(1)
     for u in range(r0, r1):
-        n_u = indptr[u + 1] - indptr[u]
-        if short and n_u > 0:
-            reg = lam * n_u if wr else lam
-            fidx = n_u - 1 if wr else 0
-            if (w0 == 0 or fidx < n_factors) and _short_row(
-                    u, indptr, indices, conf, target, offset, Y, GB, reg, w0,
-                    nmax, fidx, X[u], B, flat, v, iw, fw, cw, blas, one,
-                    transformed):
-                continue
+        x = X[u]
+        if left and not np.isnan(x[0]):
+            continue
         delta = 0.0
         ok = False
         for attempt in range(RIDGE_TRIES):
-            _build_row(u, indptr, indices, conf, target, offset, Y, GB, lam, wr,
+            _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr,
                        w0, A, b, B, iw, fw, cw, blas, one)
             if attempt > 0:
                 scale = 0.0
@@ -423,23 +422,85 @@ def _cholesky_rows(r0, r1, indptr, indices, conf, target, offset, Y, GB, lam,
                     A[i, i] += shift
             if lapack:
                 ok = _potrf(A, iw, cw) == 0
-                if ok:
-                    _solve_upper(A, b, k)
             else:
-                ok = _cholesky_upper(A, b, k, one)
+                ok = _factor_upper(A, k, one)
             if ok:
+                # (bool variables, not literals: one compiled _tri_solve)
+                _tri_solve(A, b, k, ok, ok)
                 break
             if attempt == 0:
                 fallbacks += 1
                 delta = 1e-6
             else:
                 delta *= 10.0
-        x = X[u]
         for i in range(k):
             x[i] = b[i] if ok else 0
     if blas:
         _blas_threads_local(prev)
     return fallbacks
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _short_rows(r0, r1, indptr, indices, conf, target, offset, Y, GB, lam, wr,
+                w0, X, blas, mode):
+    """Solve the short rows of ``r0:r1`` (one chunk) through their n x n
+    systems; every other row (and a short row whose system does not
+    factor) gets ``X[u, 0] = NaN``, for :func:`_cholesky_rows` in
+    :data:`LEFT_ROWS_MODE`.
+
+    ``GB[:k]`` is ``G``; ``mode = 2 nmax + transformed``: rows with at
+    most ``nmax`` ratings of weight ``c > w0`` (factors of ``B`` in
+    ``GB[k:]``, see :func:`short_row_setup`).  A C callback of its own,
+    compiled only where a half-step has enough short rows (see
+    :func:`solve_cholesky`): the first fit on small data does not wait for
+    it.
+    """
+    k = Y.shape[1]
+    nmax = mode >> 1
+    transformed = (mode & 1) == 1
+    Z = np.empty((nmax + 1, k), Y.dtype)
+    flat = np.empty(nmax * nmax, Y.dtype)
+    v = np.empty(max(nmax, 1), Y.dtype)
+    iw = np.empty(8, np.int32)
+    fw = np.ones(4, Y.dtype)
+    cw = np.empty(4, np.uint8)
+    one = fw[3]
+    diag = w0 == 0
+    # BLAS only (TRSM, SYRK): without it, or where BLAS does not pay, the
+    # k x k path's loops (tiny k: its factorization costs little anyway)
+    short = nmax > 0 and blas and k >= BLAS_MIN_FACTORS
+    n_factors = 1 if transformed else GB.shape[0] // k - 1
+    prev = np.int32(1)
+    if short:
+        prev = _blas_threads_local(1)
+    for u in range(r0, r1):
+        n_u = indptr[u + 1] - indptr[u]
+        n = np.int64(-1)
+        base = k
+        if short and n_u > 0:
+            reg = lam * n_u if wr else lam
+            fidx = n_u - 1 if wr else 0
+            base = (1 + fidx) * k
+            if diag or fidx < n_factors:
+                n = _short_system(u, indptr, indices, conf, target, offset, Y,
+                                  GB, reg, w0, nmax, fidx, Z, flat, v, iw, fw,
+                                  cw, one, transformed)
+        ok = False
+        if n >= 0:
+            M = flat[:n * n].reshape((n, n))
+            vn = v[:n]
+            if blas and n >= LAPACK_MIN_FACTORS:
+                ok = _potrf(M, iw, cw) == 0
+            else:
+                ok = _factor_upper(M, n, one)
+            if ok:
+                _tri_solve(M, vn, n, ok, ok)
+                _short_finish(GB[base:base + k], Z, n, vn, X[u], diag)
+        if not ok:
+            X[u, 0] = np.nan  # left to the k x k path
+    if short:
+        _blas_threads_local(prev)
+    return 0.0
 
 
 def _cholesky_rows_c(r0, r1, indptr_p, indices_p, conf_p, target_p, offset_p,
@@ -451,25 +512,36 @@ def _cholesky_rows_c(r0, r1, indptr_p, indices_p, conf_p, target_p, offset_p,
     if mode == LOSS_MODE:
         return _loss_rows(r0, r1, indptr, indices, conf, target, offset, X, Y,
                           w0)
-    GB = carray(G_p, (n_g, k))  # G, then the factors of short_row_setup
+    G = carray(G_p, (n_g, k))  # G (the first k rows of short_row_setup's GB)
     return float(_cholesky_rows(r0, r1, indptr, indices, conf, target, offset,
-                                Y, GB, lam, wr != 0, w0, X, blas != 0, cap,
+                                Y, G[:k], lam, wr != 0, w0, X, blas != 0, cap,
                                 mode))
+
+
+def _short_rows_c(r0, r1, indptr_p, indices_p, conf_p, target_p, offset_p,
+                  Y_p, G_p, X_p, n_rows, nnz, n_other, k, n_g, lam, wr, w0,
+                  blas, cap, mode):
+    indptr, indices, conf, target, offset, Y, _, X = _chunk_views(
+        indptr_p, indices_p, conf_p, target_p, offset_p, Y_p, G_p, X_p, n_rows,
+        nnz, n_other, k, 0)
+    GB = carray(G_p, (n_g, k))  # G, then the factors of short_row_setup
+    return _short_rows(r0, r1, indptr, indices, conf, target, offset, Y, GB,
+                       lam, wr != 0, w0, X, blas != 0, mode)
 
 
 _CHOLESKY = _ChunkCallback("cholesky_rows", _cholesky_rows_c)
 _cholesky_chunk = _CHOLESKY.caller()
+_SHORT = _ChunkCallback("short_rows", _short_rows_c)
+_short_chunk = _SHORT.caller()
 
 
 @_CHOLESKY.guard
 @njit(parallel=True, cache=True)
-def _solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
-                    X, bounds, blas, mode):
-    """Solve every row (``mode`` >= 0: returns the number of ridge
-    fallbacks; ``mode`` > 0: short rows through the n x n system, ``G``
-    then stacks the factors of :func:`short_row_setup` under ``G`` itself,
-    which also gives ``mode``) or sum the loss terms of every row (``mode``
-    :data:`LOSS_MODE`)."""
+def _solve_long(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
+                bounds, blas, mode):
+    """Solve every row through its k x k system (``mode`` 0: returns the
+    number of ridge fallbacks) or sum the loss terms of every row
+    (``mode`` :data:`LOSS_MODE`)."""
     k = Y.shape[1]
     n_chunks = bounds.size - 1
     partial = np.empty(n_chunks, np.float64)  # np.zeros: a parallel loop more
@@ -487,6 +559,53 @@ def _solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
     for c in range(n_chunks):  # fixed order: not a parallel reduction
         total += partial[c]
     return total
+
+
+@_SHORT.guard
+@_CHOLESKY.guard
+@njit(parallel=True, cache=True)
+def _solve_short(indptr, indices, conf, target, offset, Y, GB, lam, wr, w0, X,
+                 bounds, blas, mode):
+    """Solve the short rows of each chunk through their n x n systems,
+    then the chunk's other rows through their k x k systems; returns the
+    number of ridge fallbacks.  ``GB`` and ``mode`` (> 0): see
+    :func:`short_row_setup`."""
+    k = Y.shape[1]
+    n_chunks = bounds.size - 1
+    partial = np.empty(n_chunks, np.float64)
+    cap = _gather_cap(k)
+    counter = np.empty(1, np.int64)
+    counter[0] = 0
+    for _ in prange(n_chunks):
+        c = _take_next(counter)
+        while c < n_chunks:
+            _short_chunk(bounds[c], bounds[c + 1], indptr, indices, conf,
+                         target, offset, Y, GB, lam, wr, w0, X, blas, cap,
+                         mode)
+            partial[c] = _cholesky_chunk(bounds[c], bounds[c + 1], indptr,
+                                         indices, conf, target, offset, Y, GB,
+                                         lam, wr, w0, X, blas, cap,
+                                         LEFT_ROWS_MODE)
+            c = _take_next(counter)
+    total = 0.0
+    for c in range(n_chunks):  # fixed order: not a parallel reduction
+        total += partial[c]
+    return total
+
+
+def _solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
+                    X, bounds, blas, mode):
+    """Solve every row (``mode`` >= 0: returns the number of ridge
+    fallbacks; ``mode`` > 0: short rows through the n x n system, ``G``
+    then stacks the factors of :func:`short_row_setup` under ``G`` itself,
+    which also gives ``mode``) or sum the loss terms of every row (``mode``
+    :data:`LOSS_MODE`).  Two parallel kernels and two C callbacks: a fit
+    without short rows never compiles the n x n path."""
+    if mode > 0:
+        return _solve_short(indptr, indices, conf, target, offset, Y, G, lam,
+                            wr, w0, X, bounds, blas, mode)
+    return _solve_long(indptr, indices, conf, target, offset, Y, G, lam, wr,
+                       w0, X, bounds, blas, mode)
 
 
 @njit(cache=True)
@@ -599,21 +718,51 @@ def short_row_setup(indptr, Y, G, lam, wr, w0, nmax=None, transform=None):
     return GB, 2 * nmax
 
 
+#: A half-step takes the n x n path only where that saves at least this
+#: many multiply-adds (:func:`short_row_saving`; about 10-20 ms of one
+#: core).  The path is a C callback and a parallel kernel of their own,
+#: about 5-7 s to compile on a cold cache: a first fit on small data (the
+#: README's, MovieLens-100k: about 6e6 per item half-step) would wait
+#: longer for them than they ever save it.
+SHORT_ROW_MIN_SAVING = 1e8
+
+
+def short_row_saving(indptr, k, w0):
+    """Multiply-adds the n x n path saves on a half-step: the sum over rows
+    with ``1 <= n <= short_row_limit(k, w0)`` ratings of the two paths'
+    counts in :func:`short_row_limit` (its cost factor included; the
+    untransformed count for ``w0 != 0``)."""
+    nmax = short_row_limit(k, w0)
+    counts = np.diff(indptr)
+    n = counts[(counts > 0) & (counts <= nmax)].astype(np.float64)
+    long = n * k * k / 2 + k ** 3 / 6 + 2 * k * k
+    short = n * n * k / 2 + n ** 3 / 6 + n * k
+    if w0:
+        short += n * k * k / 2 + n * k + k * k
+    cost = SHORT_ROW_COST["implicit" if w0 else "explicit"]
+    return float((long - cost * short).sum())
+
+
 def solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
-                   X, bounds, blas=None, short_rows=True):
+                   X, bounds, blas=None, short_rows=None):
     """Exact ALS half-step: overwrite every row of ``X`` with its solution.
 
     Per row: gather the row's item vectors into a contiguous per-chunk block,
     accumulate ``A`` with a SYRK (symmetric: one triangle), solve by
-    Cholesky; or, for a row with few ratings (``short_rows``, see
-    :func:`short_row_limit`), solve the same system through an n x n one
-    (push-through / Woodbury identity, see :func:`_short_row`): the same
-    solution up to rounding.  ``blas``: default :data:`.blas.USE_BLAS`.
-    Returns the number of rows whose system was not positive definite and
-    needed the ridge fallback.
+    Cholesky; or, for a row with few ratings (see :func:`short_row_limit`),
+    solve the same system through an n x n one (push-through / Woodbury
+    identity, see :func:`_short_system`): the same solution up to rounding.
+    ``short_rows``: None (default) takes the n x n path where BLAS is used
+    and it saves at least :data:`SHORT_ROW_MIN_SAVING` multiply-adds,
+    True wherever rows are short enough, False never.  ``blas``: default
+    :data:`.blas.USE_BLAS`.  Returns the number of rows whose system was
+    not positive definite and needed the ridge fallback.
     """
     blas = USE_BLAS if blas is None else bool(blas)
     k = Y.shape[1]
+    if short_rows is None:
+        short_rows = (blas and k >= BLAS_MIN_FACTORS
+                      and short_row_saving(indptr, k, w0) >= SHORT_ROW_MIN_SAVING)
     GB, mode = short_row_setup(indptr, Y, G, lam, wr, w0) if short_rows else (G, 0)
     work = indptr[-1] * k * (k + 1) // 2 + (indptr.size - 1) * k ** 3 // 3
     return int(_call(_solve_cholesky, work,
