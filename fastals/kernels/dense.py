@@ -3,10 +3,7 @@ the right multiply ``Y M``, the sparse x dense product, and the dense
 objective's half-step fused into one pass (:func:`dense_step`)."""
 
 import ctypes
-import functools
-import threading
 
-import llvmlite.binding as _llvm
 import numba
 import numpy as np
 import scipy.linalg.cython_lapack as _cython_lapack
@@ -18,7 +15,8 @@ from numba.extending import overload
 from .blas import (BLAS_MIN_FACTORS, USE_BLAS, _blas_threads_local, _external,
                    _gemm, _gemm_rows, _potrf, _syrk, _syrk_loops, _with_blas)
 from .chunks import SERIAL_BELOW, _call
-from .llvm import FASTMATH, PREFETCH_AHEAD, _prefetch_entry, _take_next
+from .llvm import (FASTMATH, PREFETCH_AHEAD, _ChunkCallback, _prefetch_entry,
+                   _take_next)
 from .rows import RIDGE_TRIES, _cholesky_upper, _ridge_solve
 
 
@@ -298,40 +296,28 @@ def _dense_signature(dtype, pointers):
     return types.float64(i8, i8, *ptrs, i8, i8, i8, i8, i8, types.float64, i8)
 
 
-_DENSE_LOCK = threading.Lock()
 _DENSE_CTYPES = ctypes.CFUNCTYPE(
     ctypes.c_double, ctypes.c_int64, ctypes.c_int64, *([ctypes.c_void_p] * 13),
     *([ctypes.c_int64] * 5), ctypes.c_double, ctypes.c_int64)
 
 
-class _DenseCallback:
-    """One variant of the fused step's chunk function, compiled per dtype
-    on first use behind the symbol ``fastals_<name>_<dtype>`` (the
-    mechanism of :class:`.llvm._ChunkCallback`, with this signature), and
-    callable from Python (:meth:`run`) as well as from the parallel
-    kernel (:meth:`caller`)."""
+class _DenseCallback(_ChunkCallback):
+    """One variant of the fused step's chunk function: the mechanism of
+    :class:`.llvm._ChunkCallback` (compiled per dtype on first use behind
+    the symbol ``fastals_<name>_<dtype>``) with this signature, callable
+    from Python (:meth:`run`) as well as from the parallel kernel
+    (:meth:`caller`).  Guarded kernels take ``(bounds, indptr, indices,
+    data, Y, M, X, ...)``: the factors are argument 6."""
+
+    signature = staticmethod(_dense_signature)
+    factors_arg = 6
 
     def __init__(self, name, raw):
-        self.name = name
-        self.raw = raw
-        self.compiled = {}
+        super().__init__(name, raw)
         self.ctypes = {}
-        self.external = {
-            dt: types.ExternalFunction(self.symbol(dt), _dense_signature(dt, False))
-            for dt in ("float32", "float64")}
 
-    def symbol(self, dtype):
-        return "fastals_%s_%s" % (self.name, np.dtype(dtype).name)
-
-    def ensure(self, dtype):
-        name = np.dtype(dtype).name
-        with _DENSE_LOCK:
-            if name not in self.compiled:
-                cf = numba.cfunc(_dense_signature(dtype, True), cache=True,
-                                 fastmath=FASTMATH)(self.raw)
-                _llvm.add_symbol(self.symbol(dtype), cf.address)
-                self.compiled[name] = cf
-                self.ctypes[name] = _DENSE_CTYPES(cf.address)
+    def _compiled(self, name, cf):
+        self.ctypes[name] = _DENSE_CTYPES(cf.address)
 
     def run(self, bounds, indptr, indices, data, Y, M, X, G, parts, cross, out,
             lam, flags):
@@ -351,17 +337,6 @@ class _DenseCallback:
                   G.ctypes.data, parts.ctypes.data, cross.ctypes.data,
                   out.ctypes.data, X.shape[0], indices.size, Y.shape[0], k, cap,
                   lam, flags)
-
-    def guard(self, kernel):
-        """``kernel(bounds, indptr, indices, data, Y, M, X, ...)``: make sure
-        of the symbol for ``X``'s dtype before every call (loading a kernel
-        whose symbol is missing would abort the process)."""
-        @functools.wraps(kernel.py_func)
-        def guarded(*args):
-            self.ensure(args[6].dtype)
-            return kernel(*args)
-        guarded.kernel = kernel
-        return guarded
 
     def caller(self):
         """A function for Numba code that calls the callback on arrays."""

@@ -130,14 +130,22 @@ _CALLBACK_LOCK = threading.Lock()
 
 
 class _ChunkCallback:
-    """A chunk function on raw pointers, compiled per dtype on first use."""
+    """A chunk function on raw pointers, compiled per dtype on first use.
+
+    Subclasses with another signature set :attr:`signature` (a function of
+    ``(dtype, pointers)`` as :func:`_chunk_signature`) and
+    :attr:`factors_arg` (the position of the factors among the guarded
+    kernel's arguments), and may extend :meth:`_compiled`."""
+
+    signature = staticmethod(_chunk_signature)
+    factors_arg = 5
 
     def __init__(self, name, raw):
         self.name = name
         self.raw = raw
         self.compiled = {}
         self.external = {
-            dt: types.ExternalFunction(self.symbol(dt), _chunk_signature(dt, False))
+            dt: types.ExternalFunction(self.symbol(dt), self.signature(dt, False))
             for dt in ("float32", "float64")}
 
     def symbol(self, dtype):
@@ -149,18 +157,23 @@ class _ChunkCallback:
         name = np.dtype(dtype).name
         with _CALLBACK_LOCK:
             if name not in self.compiled:
-                cf = numba.cfunc(_chunk_signature(dtype, True), cache=True,
+                cf = numba.cfunc(self.signature(dtype, True), cache=True,
                                  fastmath=FASTMATH)(self.raw)
                 _llvm.add_symbol(self.symbol(dtype), cf.address)
                 self.compiled[name] = cf
+                self._compiled(name, cf)
+
+    def _compiled(self, name, cf):
+        """Called once per dtype, under the lock, after ``cf`` is compiled."""
 
     def guard(self, kernel):
         """Wrap a compiled ``kernel`` that calls this callback so that every
-        call first makes sure of the symbol (argument 5 holds the factors).
-        Loading such a kernel without the symbol would abort the process."""
+        call first makes sure of the symbol (argument :attr:`factors_arg`
+        holds the factors).  Loading such a kernel without the symbol would
+        abort the process."""
         @functools.wraps(getattr(kernel, "py_func", kernel))
         def guarded(*args):
-            self.ensure(args[5].dtype)
+            self.ensure(args[self.factors_arg].dtype)
             return kernel(*args)
         guarded.kernel = getattr(kernel, "kernel", kernel)
         return guarded
