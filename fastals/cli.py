@@ -118,12 +118,12 @@ _UNKNOWN_HELP = ("Held-out ratings whose user or item was not in training: "
               help="als: FastALS. bayes: BayesianALS (Gibbs sampling, nothing "
                    "to tune; explicit ratings; its own defaults: 12 factors, "
                    "200 iterations).")
-@click.option("--burn-in", type=click.IntRange(min=0), default=5,
-              show_default=True, help="--model bayes: sweeps not averaged.")
-@click.option("--implicit-feedback/--no-implicit-feedback", default=True,
-              show_default=True,
+@click.option("--burn-in", type=click.IntRange(min=0), default=None,
+              help="--model bayes: sweeps not averaged.  [default: 5]")
+@click.option("--implicit-feedback/--no-implicit-feedback", default=None,
               help="--model bayes: which items a user rated as information "
-                   "(SVD++-style term, docs/bayesian.md).")
+                   "(SVD++-style term, docs/bayesian.md).  [default: "
+                   "implicit-feedback]")
 @click.option("--ids", type=click.Choice(["auto", "observed", "range"]),
               default="auto", show_default=True,
               help="Integer ids as positions 1..max ('range'; auto when they "
@@ -194,8 +194,13 @@ def train(data, fmt, columns, test, holdout, holdout_by, unknown, ids, output,
         raise click.UsageError("--dask trains the ALS model only, not "
                                "--model bayes")
     if model_kind == "bayes":
-        model, iterations = _bayes_model(params, burn_in, stop, say, log_every,
-                                         as_json, quiet, implicit_feedback)
+        model, iterations = _bayes_model(
+            params, 5 if burn_in is None else burn_in, stop, say, log_every,
+            as_json, quiet, implicit_feedback is not False)
+    elif burn_in is not None or implicit_feedback is not None:
+        given = "--burn-in" if burn_in is not None else (
+            "--implicit-feedback" if implicit_feedback else "--no-implicit-feedback")
+        raise click.UsageError(f"{given} applies to --model bayes only")
     else:
         model = FastALS(callback=callback, **params)
     try:

@@ -224,6 +224,8 @@ def test_bad_data_gives_one_line_and_no_output_file(tmp_path, name, content, mes
     (["--objective", "dense", "--use-bias"], 1, "use_bias=True needs objective"),
     (["--objective", "dense", "--solver", "cg"], 1, "solver='cg'"),
     (["--no-such-option"], 2, "No such option"),
+    (["--burn-in", 3], 2, "--burn-in applies to --model bayes only"),
+    (["--no-implicit-feedback"], 2, "--no-implicit-feedback applies to --model bayes"),
 ])
 def test_bad_hyperparameters(tmp_path, args, code, message):
     out = tmp_path / "m.npz"
