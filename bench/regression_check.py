@@ -218,7 +218,10 @@ def measure(slowdown=1, repeats=REPEATS):
                              f"(rel. err {err:.2e})")
     G_dense, _ = K.dense_step(side.indptr, side.indices, conf, Y, M, X_dense, dbounds)
     err = np.abs(X_dense - X_dref).max() / max(np.abs(X_dref).max(), 1e-30)
-    if not (err < 1e-3 and np.allclose(G_dense, G_dref, rtol=1e-3)):
+    # G in float32: near-zero entries carry the rounding of the large ones,
+    # so its error is measured against its largest entry, as X's is.
+    g_err = np.abs(G_dense - G_dref).max() / max(np.abs(G_dref).max(), 1e-30)
+    if not (err < 1e-3 and g_err < 1e-3):
         raise SystemExit("regression check: fastals and the reference dense step disagree")
     ids, _ = _topk.topk(U, rows, Y, 10)
     if (ids != top_ref).mean() > 1e-3:   # float32 near-ties may swap
