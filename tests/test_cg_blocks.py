@@ -127,9 +127,9 @@ def test_blocks_against_naive_cg(dtype, case):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_k128_long_rows(dtype):
     """k = 128 (LAPACK-sized), a row longer than the gathered block (its item
-    vectors re-gathered piece by piece at every step), rows of k-1, k, k+1."""
+    vectors read in place at every step), rows of k-1, k, k+1."""
     k = 128
-    cap = max(256, 262144 // k)
+    cap = max(kcg.BLOCK_ROWS, kcg.GATHER_VALUES // k)
     counts = np.array([3, 0, 1, k - 1, k, k + 1, cap + 37, 5, 2, 0] + [4] * 30)
     side, conf, target, offset, Y, G, X0 = problem(k, dtype, counts, cap + 100,
                                                    seed=2)

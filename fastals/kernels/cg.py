@@ -12,8 +12,10 @@ from .loss import _loss_rows
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _matvec(G, v, out):
-    """``out = G v`` for a small dense ``G``, four rows per sweep of ``v``."""
+def _matvec(G, v, out, zero):
+    """``out = G v`` for a small dense ``G``, four rows per sweep of ``v``
+    (sums from a typed ``zero`` over all ``k`` entries: a loop from 1 to
+    ``k`` left LLVM a scalar remainder of up to 15 iterations)."""
     k = v.size
     i = 0
     while i + 4 <= k:
@@ -21,11 +23,11 @@ def _matvec(G, v, out):
         g1 = G[i + 1]
         g2 = G[i + 2]
         g3 = G[i + 3]
-        s0 = g0[0] * v[0]
-        s1 = g1[0] * v[0]
-        s2 = g2[0] * v[0]
-        s3 = g3[0] * v[0]
-        for j in range(1, k):
+        s0 = zero
+        s1 = zero
+        s2 = zero
+        s3 = zero
+        for j in range(k):
             vj = v[j]
             s0 += g0[j] * vj
             s1 += g1[j] * vj
@@ -38,93 +40,122 @@ def _matvec(G, v, out):
         i += 4
     while i < k:
         gi = G[i]
-        s0 = gi[0] * v[0]
-        for j in range(1, k):
+        s0 = zero
+        for j in range(k):
             s0 += gi[j] * v[j]
         out[i] = s0
         i += 1
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _cg_gather(indices, conf, target, offset, Y, w0, p, n, B, wv, tv, q):
-    """Copy entries ``p:p+n`` of a row into rows ``q:q+n`` of the block
-    ``B`` with their weights ``c - w0`` and weighted targets
-    ``c (t - offset)``."""
+def _dot(a, b, zero):
+    """``a . b`` summed from a typed ``zero`` (see :func:`_matvec`)."""
+    s = zero
+    for i in range(a.size):
+        s += a[i] * b[i]
+    return s
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _cg_gather(indices, Y, p, n, B, q):
+    """Copy the item vectors of entries ``p:p+n`` of a row into rows
+    ``q:q+n`` of the block ``B``."""
     k = Y.shape[1]
     for e in range(n):
         _prefetch_entry(indices, p + e + PREFETCH_AHEAD, Y)
-        it = indices[p + e]
-        cf = conf[p + e]
-        wv[q + e] = cf - w0
-        tv[q + e] = cf * (target[p + e] - offset[it])
-        yr = Y[it]
+        yr = Y[indices[p + e]]
         row = B[q + e]
         for j in range(k):
             row[j] = yr[j]
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _cg_accumulate(B, wv, tv, o, n, v, out, residual):
-    """``out += sum_e s_e y_e`` over rows ``o:o+n`` of the block, 4 rows at
-    a time, with ``s_e = tv_e - wv_e (y_e . v)`` (residual) or
-    ``wv_e (y_e . v)``."""
+def _cg_accumulate(indices, conf, target, offset, Y, w0, start, n, B, q, v,
+                   out, residual, zero):
+    """``out += sum_e s_e y_e`` over the entries ``start:start+n`` of one
+    row, 4 entries at a time, with ``s_e = c_e (t_e - offset) - (c_e - w0)
+    (y_e . v)`` (residual) or ``(c_e - w0) (y_e . v)``.
+
+    The item vectors ``y_e`` are read from rows ``q:q+n`` of the gathered
+    block ``B``, or where ``q < 0`` straight from ``Y`` (prefetched
+    :data:`PREFETCH_AHEAD` entries ahead): a row that did not fit in the
+    block is read in place at every CG step instead of being copied again.
+    """
     k = v.size
-    e = o
-    n = o + n
+    direct = q < 0
+    e = 0
     while e + 4 <= n:
-        y0 = B[e]
-        y1 = B[e + 1]
-        y2 = B[e + 2]
-        y3 = B[e + 3]
-        d0 = y0[0] * v[0]
-        d1 = y1[0] * v[0]
-        d2 = y2[0] * v[0]
-        d3 = y3[0] * v[0]
-        for i in range(1, k):
+        p = start + e
+        if direct:
+            for a in range(4):
+                _prefetch_entry(indices, p + a + PREFETCH_AHEAD, Y)
+            y0 = Y[indices[p]]
+            y1 = Y[indices[p + 1]]
+            y2 = Y[indices[p + 2]]
+            y3 = Y[indices[p + 3]]
+        else:
+            y0 = B[q + e]
+            y1 = B[q + e + 1]
+            y2 = B[q + e + 2]
+            y3 = B[q + e + 3]
+        d0 = zero
+        d1 = zero
+        d2 = zero
+        d3 = zero
+        for i in range(k):
             vi = v[i]
             d0 += y0[i] * vi
             d1 += y1[i] * vi
             d2 += y2[i] * vi
             d3 += y3[i] * vi
+        c0 = conf[p]
+        c1 = conf[p + 1]
+        c2 = conf[p + 2]
+        c3 = conf[p + 3]
+        s0 = (c0 - w0) * d0
+        s1 = (c1 - w0) * d1
+        s2 = (c2 - w0) * d2
+        s3 = (c3 - w0) * d3
         if residual:
-            s0 = tv[e] - wv[e] * d0
-            s1 = tv[e + 1] - wv[e + 1] * d1
-            s2 = tv[e + 2] - wv[e + 2] * d2
-            s3 = tv[e + 3] - wv[e + 3] * d3
-        else:
-            s0 = wv[e] * d0
-            s1 = wv[e + 1] * d1
-            s2 = wv[e + 2] * d2
-            s3 = wv[e + 3] * d3
+            s0 = c0 * (target[p] - offset[indices[p]]) - s0
+            s1 = c1 * (target[p + 1] - offset[indices[p + 1]]) - s1
+            s2 = c2 * (target[p + 2] - offset[indices[p + 2]]) - s2
+            s3 = c3 * (target[p + 3] - offset[indices[p + 3]]) - s3
         for i in range(k):
             out[i] += s0 * y0[i] + s1 * y1[i] + s2 * y2[i] + s3 * y3[i]
         e += 4
     while e < n:
-        y0 = B[e]
-        d0 = y0[0] * v[0]
-        for i in range(1, k):
-            d0 += y0[i] * v[i]
-        if residual:
-            s0 = tv[e] - wv[e] * d0
+        p = start + e
+        if direct:
+            y0 = Y[indices[p]]
         else:
-            s0 = wv[e] * d0
+            y0 = B[q + e]
+        d0 = zero
+        for i in range(k):
+            d0 += y0[i] * v[i]
+        c0 = conf[p]
+        s0 = (c0 - w0) * d0
+        if residual:
+            s0 = c0 * (target[p] - offset[indices[p]]) - s0
         for i in range(k):
             out[i] += s0 * y0[i]
         e += 1
 
 
 #: Rows solved together: each CG step multiplies the block's search
-#: directions by the shared ``G`` in one matrix product.  Measured (one
-#: thread, float32, short-row set): SGEMM of 64 x k by k x k ran at 15-20
-#: GFLOP/s against 8-11 for one matrix-vector loop per row, 32 rows at
-#: 13-16; blocks of 32-256 rows gave the same half-step time within noise.
-BLOCK_ROWS = 64
-#: Gathered entries of a block of several rows, times ``k`` (256 KiB of
-#: item vectors in float32): the block's vectors are read at every CG step
-#: and must stay in the L2 cache (1 MiB measured 20 % slower than row by
-#: row on the 20M set at k=128, 143 ratings per row).  A longer row forms
-#: a block of its own.
-BLOCK_VALUES = 65536
+#: directions by the shared ``G`` in one matrix product (SGEMM of
+#: ``nb x k`` by ``k x k``, one thread: about 50 GFLOP/s at 64 rows and
+#: 60-70 at 128-256 rows for k=128, 15-25 at 8-16 rows).
+BLOCK_ROWS = 128
+#: Gathered entries of a block, times ``k`` (1 MiB of item vectors in
+#: float32): a block's rows are copied into a contiguous scratch block that
+#: every CG step then reads from cache, and the block ends where the next
+#: row no longer fits.  A row longer than this is solved alone and read in
+#: place from ``Y`` at every step.  Measured (one thread, CPU time, loaded
+#: machine, k=128): one pass over gathered short rows took 0.45-0.6 of a
+#: pass reading ``Y`` in place, the gather itself 0.7 of such a pass; 256
+#: KiB and 1 MiB blocks alike within noise, 4 MiB 10-30 % slower.
+GATHER_VALUES = 262144
 #: Fewer rows than this in a block: one matrix-vector loop per row instead
 #: of a GEMM (a GEMM per single row measured 4-6x slower than the loop).
 GEMM_MIN_ROWS = 12
@@ -141,10 +172,11 @@ def solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
     shared part of every CG step is one matrix product ``D G`` per block
     (BLAS GEMM) instead of one matrix-vector product per row; each row
     keeps its own step sizes and stops on its own (zero residual).  The
-    block's item vectors are gathered once into a contiguous scratch block
-    that every CG step then reads from cache; a row too long for it is
-    re-gathered piece by piece at each step.  Blocks depend on the data
-    only, never on the number of threads.
+    item vectors of a block's rows are gathered once into a contiguous
+    scratch block, as many rows as fit (:data:`GATHER_VALUES`), which
+    every CG step then reads from cache; the other rows (long ones) are
+    read in place from ``Y``.  Blocks depend on the data only, never on
+    the number of threads.
     """
     k = Y.shape[1]
     work = (indptr[-1] * 4 * k + (indptr.size - 1) * k * k) * (steps + 1)
@@ -153,7 +185,7 @@ def solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _times_g(M, m0, nb, G, GV, active, use_blas, iw, fw, cw):
+def _times_g(M, m0, nb, G, GV, active, use_blas, iw, fw, cw, zero):
     """``GV[j] = M[m0 + j] G`` for the rows ``j < nb`` of a block (``G``
     symmetric): one GEMM, or one matrix-vector loop per active row."""
     if use_blas and nb >= GEMM_MIN_ROWS:
@@ -165,33 +197,14 @@ def _times_g(M, m0, nb, G, GV, active, use_blas, iw, fw, cw):
     else:
         for j in range(nb):
             if active[j]:
-                _matvec(G, M[m0 + j], GV[j])
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _cg_correct(indices, conf, target, offset, Y, w0, start, n, streamed,
-                B, wv, tv, o, v, out, residual):
-    """``out += sum_e s_e y_e`` over one row's ``n >= 1`` entries (see
-    :func:`_cg_accumulate`): from the block at ``o`` or, for a row that is
-    ``streamed``, gathered piece by piece.  One call site per helper: each
-    call site with other argument types is compiled once more."""
-    p = start
-    end = start + n
-    while p < end:
-        m = n
-        q = o
-        if streamed:
-            m = min(B.shape[0], end - p)
-            q = p - p
-            _cg_gather(indices, conf, target, offset, Y, w0, p, m, B, wv, tv, q)
-        _cg_accumulate(B, wv, tv, q, m, v, out, residual)
-        p += m
+                _matvec(G, M[m0 + j], GV[j], zero)
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
 def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
              X, steps, cap, blas):
-    """CG for rows ``r0:r1`` (one chunk) in blocks, scratch allocated once.
+    """CG for rows ``r0:r1`` (one chunk) in blocks, scratch allocated once;
+    ``cap``: entries gathered per block.
 
     Pass 0 of a block computes the residuals ``r = b - A x`` of its rows,
     passes ``1..steps`` are the CG steps; both share one loop body (the
@@ -200,10 +213,7 @@ def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
     """
     k = Y.shape[1]
     nbmax = BLOCK_ROWS
-    bcap = min(cap, max(nbmax, BLOCK_VALUES // k))
     B = np.empty((cap, k), Y.dtype)
-    wv = np.empty(cap, Y.dtype)
-    tv = np.empty(cap, Y.dtype)
     R = np.empty((nbmax, k), Y.dtype)
     D = np.empty((nbmax, k), Y.dtype)
     GV = np.zeros((nbmax, k), Y.dtype)
@@ -211,10 +221,11 @@ def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
     rs = np.empty(nbmax, Y.dtype)
     regs = np.empty(nbmax, np.float64)  # lam * n_u, as a float64 scalar before
     active = np.zeros(nbmax, np.bool_)
-    offs = np.empty(nbmax + 1, np.int64)
+    offs = np.empty(nbmax, np.int64)  # row j's place in B, -1: read in place
     iw = np.empty(8, np.int32)
     fw = np.ones(4, Y.dtype)
     cw = np.empty(4, np.uint8)
+    zero = GV[0, 0]  # typed: sums stay in the factors' dtype
     use_blas = blas and k >= BLAS_MIN_FACTORS
     shared = w0 != 0
     prev = np.int32(1)
@@ -222,27 +233,25 @@ def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
         prev = _blas_threads_local(1)
     u0 = r0
     while u0 < r1:
-        # The block: consecutive rows while they fit in ``bcap`` gathered
-        # entries; a longer row alone (re-gathered per step beyond ``cap``).
-        total = indptr[u0 + 1] - indptr[u0]
-        u1 = u0 + 1
-        if total <= bcap:
-            while u1 < r1 and u1 - u0 < nbmax:
-                n = indptr[u1 + 1] - indptr[u1]
-                if total + n > bcap:
-                    break
-                total += n
-                u1 += 1
+        # The block: up to ``nbmax`` consecutive rows while their entries
+        # fit in the gathered block; a longer row alone, read in place.
+        u1 = u0
+        used = 0
+        while u1 < r1 and u1 - u0 < nbmax:
+            n = indptr[u1 + 1] - indptr[u1]
+            if used + n > cap:
+                if u1 == u0:
+                    offs[0] = -1
+                    u1 += 1
+                break
+            _cg_gather(indices, Y, indptr[u1], n, B, used)
+            offs[u1 - u0] = used
+            used += n
+            u1 += 1
         nb = u1 - u0
-        streamed = total > cap
-        offs[0] = 0
         for j in range(nb):
             u = u0 + j
             n = indptr[u + 1] - indptr[u]
-            offs[j + 1] = offs[j] + (0 if streamed else n)
-            if not streamed:
-                _cg_gather(indices, conf, target, offset, Y, w0, indptr[u], n,
-                           B, wv, tv, offs[j])
             active[j] = n > 0
             rs[j] = 1  # pass 0 runs on every row with ratings
             if n == 0:
@@ -270,7 +279,7 @@ def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
                 M = X
                 m0 = u0
             if shared:
-                _times_g(M, m0, nb, G, GV, active, use_blas, iw, fw, cw)
+                _times_g(M, m0, nb, G, GV, active, use_blas, iw, fw, cw, zero)
             for j in range(nb):
                 if not active[j]:
                     continue
@@ -293,20 +302,15 @@ def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
                 if first:
                     for i in range(k):
                         out[i] = -out[i]
-                _cg_correct(indices, conf, target, offset, Y, w0, indptr[u],
-                            indptr[u + 1] - indptr[u], streamed, B, wv, tv,
-                            offs[j], v, out, first)
+                _cg_accumulate(indices, conf, target, offset, Y, w0, indptr[u],
+                               indptr[u + 1] - indptr[u], B, offs[j], v, out,
+                               first, zero)
                 if first:
-                    s = r[0] * r[0]
-                    for i in range(1, k):
-                        s += r[i] * r[i]
-                    rs[j] = s
+                    rs[j] = _dot(r, r, zero)
                     for i in range(k):
                         d[i] = r[i]
                     continue
-                dAd = d[0] * ad[0]
-                for i in range(1, k):
-                    dAd += d[i] * ad[i]
+                dAd = _dot(d, ad, zero)
                 if not dAd > 0:
                     active[j] = False
                     continue
@@ -314,9 +318,7 @@ def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
                 for i in range(k):
                     x[i] += a * d[i]
                     r[i] -= a * ad[i]
-                rs_new = r[0] * r[0]
-                for i in range(1, k):
-                    rs_new += r[i] * r[i]
+                rs_new = _dot(r, r, zero)
                 beta = rs_new / rs[j]
                 for i in range(k):
                     d[i] = r[i] + beta * d[i]
@@ -354,7 +356,7 @@ def _solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
     k = Y.shape[1]
     n_chunks = bounds.size - 1
     partial = np.empty(n_chunks, np.float64)
-    cap = max(256, 262144 // k)
+    cap = max(BLOCK_ROWS, GATHER_VALUES // k)
     counter = np.empty(1, np.int64)
     counter[0] = 0
     for _ in prange(n_chunks):  # each thread's first pass drains the queue
