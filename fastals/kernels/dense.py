@@ -9,7 +9,6 @@ import numpy as np
 import scipy.linalg.cython_lapack as _cython_lapack
 import scipy.linalg.lapack as _lapack
 from numba import carray, njit, prange, types
-from numba.core.errors import TypingError
 from numba.extending import overload
 
 from .blas import (BLAS_MIN_FACTORS, USE_BLAS, _blas_threads_local, _external,
@@ -354,12 +353,7 @@ class _DenseCallback(_ChunkCallback):
             want = ((bounds, types.int64), (indptr, types.int64),
                     (indices, types.int32), (data, f), (Y, f), (M, f), (X, f),
                     (W, f), (T, f), (G, f8), (parts, f8), (cross, f8), (out, f8))
-            for arr, dt in want:
-                if not (isinstance(arr, types.Array) and arr.layout == "C"
-                        and arr.dtype == dt and f in (types.float32, types.float64)):
-                    raise TypingError("%s: arrays must be C-contiguous with "
-                                      "int64 indptr, int32 indices and one float "
-                                      "dtype, got %s" % (self.name, arr))
+            self.check_arrays(want, f)
             fn = external["float32" if f == types.float32 else "float64"]
 
             def impl(c, bounds, indptr, indices, data, Y, M, X, W, T, G, parts,

@@ -178,6 +178,17 @@ class _ChunkCallback:
         guarded.kernel = getattr(kernel, "kernel", kernel)
         return guarded
 
+    def check_arrays(self, want, f):
+        """At compile time, refuse any ``(array type, dtype)`` of ``want``
+        that the callback would misread: not C-contiguous, another dtype, or
+        factors (``f``) neither float32 nor float64."""
+        for arr, dt in want:
+            if not (isinstance(arr, types.Array) and arr.layout == "C"
+                    and arr.dtype == dt and f in (types.float32, types.float64)):
+                raise TypingError("%s: arrays must be C-contiguous with "
+                                  "int64 indptr, int32 indices and one float "
+                                  "dtype, got %s" % (self.name, arr))
+
     def caller(self):
         """A function for Numba code that calls the callback on arrays."""
         external = self.external
@@ -194,12 +205,7 @@ class _ChunkCallback:
             f = Y.dtype
             want = ((indptr, types.int64), (indices, types.int32), (conf, f),
                     (target, f), (offset, f), (Y, f), (G, f), (X, f))
-            for arr, dt in want:
-                if not (isinstance(arr, types.Array) and arr.layout == "C"
-                        and arr.dtype == dt and f in (types.float32, types.float64)):
-                    raise TypingError("%s: arrays must be C-contiguous with "
-                                      "int64 indptr, int32 indices and one float "
-                                      "dtype, got %s" % (self.name, arr))
+            self.check_arrays(want, f)
             fn = external["float32" if f == types.float32 else "float64"]
 
             def impl(r0, r1, indptr, indices, conf, target, offset, Y, G, lam,
