@@ -52,6 +52,8 @@ REFERENCES = {
     "fastals.kernels.chunks": ("test_kernel_paths.py::test_bitwise_identical_across_threads", "-"),
     "fastals.kernels.blas": ("test_kernel_paths.py (every kernel with blas on and off)",
                              "compile_time.py"),
+    "fastals.kernels.openblas": ("test_openblas.py (the caller's count after fits and "
+                                 "recommend, nested and concurrent holds)", "-"),
     "fastals.kernels.llvm": ("test_kernel_paths.py::test_every_chunk_solved_once_on_all_threads",
                              "compile_time.py"),
     "fastals.kernels.gibbs": ("test_bayes.py (exact Gaussian conditionals, numpy residuals)",

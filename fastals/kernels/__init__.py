@@ -19,7 +19,8 @@ Modules
 * :mod:`.sparse` -- the parallel CSR transpose of ``fit``'s set-up.
 * :mod:`.topk` -- top-k scoring and AUC.
 * :mod:`.chunks` -- row chunks of similar cost, serial cutoff.
-* :mod:`.blas` -- BLAS/LAPACK bindings and per-thread thread control.
+* :mod:`.blas` -- BLAS/LAPACK bindings.
+* :mod:`.openblas` -- OpenBLAS held at one thread while kernels run.
 * :mod:`.llvm` -- fast-math flags, intrinsics, the C-callback machinery.
 * :mod:`.gibbs` -- Gibbs row draws and bookkeeping of :class:`fastals.BayesianALS`.
 * :mod:`.lanes` -- eight rows per SIMD lane set: normals, tiny Cholesky and solves.

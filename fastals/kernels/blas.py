@@ -1,5 +1,5 @@
 """BLAS and LAPACK from compiled code: SciPy's Fortran entry points bound
-under fixed symbol names, OpenBLAS's per-thread thread count, and the
+under fixed symbol names, OpenBLAS's thread count (:mod:`.openblas`), and the
 portable loops used where BLAS is not.
 """
 
@@ -13,6 +13,7 @@ import scipy.linalg.cython_lapack as _cython_lapack
 from numba import njit, types
 from numba.extending import overload
 
+from . import openblas as _openblas
 from .llvm import FASTMATH
 
 # ---------------------------------------------------------------------------
@@ -29,10 +30,12 @@ from .llvm import FASTMATH
 #
 # Every call is made from inside our own parallel loops, one small problem
 # per thread, so the BLAS library must not start threads of its own: each
-# chunk sets OpenBLAS's thread-local thread count to 1 and restores it.
-# Where that control is missing (a SciPy not built on a recent OpenBLAS) or
-# FASTALS_NO_BLAS is set, the kernels use their own loops instead (same
-# results up to rounding).
+# chunk calls ``_blas_threads_local(1)`` and restores the count, and every
+# entry point from Python holds :func:`.openblas.single_threaded` (see
+# :mod:`.openblas`: which of the two does the work depends on the OpenBLAS
+# build).  Where that control is missing (a SciPy not built on a recent
+# OpenBLAS) or FASTALS_NO_BLAS is set, the kernels use their own loops
+# instead (same results up to rounding).
 
 
 def _capsule_address(module, name):
@@ -62,39 +65,10 @@ _spotrf = _external("spotrf", 5, _cython_lapack)
 _dpotrf = _external("dpotrf", 5, _cython_lapack)
 
 
-def _blas_local_threads():
-    """Register OpenBLAS's per-thread thread-count setter, if there is one.
-
-    ``openblas_set_num_threads_local`` (OpenBLAS >= 0.3.27) sets the number
-    of BLAS threads for the calling thread only: each of our worker threads
-    then runs its BLAS calls itself, and the caller's global setting (and
-    other threads) are untouched.  Changing the global count instead wakes
-    OpenBLAS's own threads, which then spin and steal the cores.
-    """
-    try:
-        lib = ctypes.CDLL(_cython_blas.__file__)  # dlsym searches its dependencies
-    except OSError:
-        lib = None
-    for name in ("openblas_set_num_threads_local",
-                 "scipy_openblas_set_num_threads_local",
-                 "scipy_openblas_set_num_threads_local64_"):
-        fn = getattr(lib, name, None) if lib is not None else None
-        if fn is not None:
-            _llvm.add_symbol("fastals_blas_threads_local",
-                             ctypes.cast(fn, ctypes.c_void_p).value)
-            return True, None
-    # Not available: BLAS stays unused; a stub keeps the kernels linkable.
-    stub = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(lambda n: 1)
-    _llvm.add_symbol("fastals_blas_threads_local",
-                     ctypes.cast(stub, ctypes.c_void_p).value)
-    return False, stub
-
-
-_HAVE_LOCAL_THREADS, _STUB = _blas_local_threads()
 _blas_threads_local = types.ExternalFunction(
     "fastals_blas_threads_local", types.int32(types.int32))
 #: Whether the kernels call BLAS (False: portable loops only).
-USE_BLAS = _HAVE_LOCAL_THREADS and not os.environ.get("FASTALS_NO_BLAS")
+USE_BLAS = _openblas.CONTROL and not os.environ.get("FASTALS_NO_BLAS")
 #: Below this many factors a BLAS call costs more than it saves.
 BLAS_MIN_FACTORS = 16
 
@@ -288,6 +262,7 @@ def _with_blas(kernel):
     with one atomic counter instead, see :func:`.llvm._take_next`.)"""
     @functools.wraps(kernel)
     def wrapper(*args):
-        return kernel(*args, USE_BLAS)
+        with _openblas.single_threaded():
+            return kernel(*args, USE_BLAS)
     wrapper.kernel = kernel
     return wrapper

@@ -16,6 +16,7 @@ from .blas import (BLAS_MIN_FACTORS, USE_BLAS, _blas_threads_local, _external,
 from .chunks import SERIAL_BELOW, _call
 from .llvm import (FASTMATH, PREFETCH_AHEAD, _ChunkCallback, _prefetch_entry,
                    _take_next)
+from .openblas import single_threaded
 from .rows import RIDGE_TRIES, _cholesky_upper, _ridge_solve
 
 
@@ -686,6 +687,7 @@ def dense_bounds(indptr, k):
     return bounds
 
 
+@single_threaded()
 def dense_step(indptr, indices, data, Y, M, X, bounds, G=None, lam=0.0,
                blas=None):
     """The dense objective's half-step ``X = (R Y) M`` in one pass.

@@ -14,6 +14,8 @@ from numba import carray, njit, types
 from numba.core.errors import TypingError
 from numba.extending import intrinsic, overload
 
+from .openblas import single_threaded
+
 # Safe fast-math: allow reassociation and contraction (FMA) but keep NaN/inf
 # semantics so that non-finite checks still work.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -169,12 +171,13 @@ class _ChunkCallback:
     def guard(self, kernel):
         """Wrap a compiled ``kernel`` that calls this callback so that every
         call first makes sure of the symbol (argument :attr:`factors_arg`
-        holds the factors).  Loading such a kernel without the symbol would
+        holds the factors), with OpenBLAS held at one thread.  Loading such a kernel without the symbol would
         abort the process."""
         @functools.wraps(getattr(kernel, "py_func", kernel))
         def guarded(*args):
             self.ensure(args[self.factors_arg].dtype)
-            return kernel(*args)
+            with single_threaded():
+                return kernel(*args)
         guarded.kernel = getattr(kernel, "kernel", kernel)
         return guarded
 

@@ -40,6 +40,7 @@ from numba.extending import overload
 
 from .blas import USE_BLAS, _blas_threads_local, _gemm
 from .llvm import FASTMATH
+from .openblas import single_threaded
 
 #: Users scored together by the loop that stands in for BLAS.
 TILE = 8
@@ -53,6 +54,7 @@ BLOCK_CANDIDATES = 4096
 SERIAL_WORK = 1 << 22
 
 
+@single_threaded()
 def topk(U, rows, V, n, excl_indptr=None, excl_indices=None, pos_of_item=None):
     """Best ``n`` rows of ``V`` for each ``U[rows[r]]`` by inner product.
 
@@ -147,6 +149,7 @@ def _block_bounds(m):
     return np.append(np.arange(0, m, BLOCK_USERS, dtype=np.int64), np.int64(m))
 
 
+@single_threaded()
 def auc(U, V, train_indptr, train_indices, test_indptr, test_indices):
     """Per-row ROC AUC of ``U @ V.T`` (see :func:`auc_kernel`); NaN where undefined."""
     m = U.shape[0]
