@@ -1,7 +1,8 @@
 """The regression check must fail on a slowed-down kernel.
 
-``.ci/run`` runs ``bench/regression_check.py`` itself; this test makes sure
-that the check can fail.
+``.ci/run`` runs ``bench/regression_check.py`` itself (that is the run at
+normal speed, which must pass); this test makes sure that the check can
+fail.
 """
 
 import subprocess
@@ -21,7 +22,3 @@ def test_fails_when_kernel_is_three_times_slower():
     assert res.returncode == 1, res.stdout + res.stderr
     assert "PERFORMANCE REGRESSION" in res.stderr
 
-
-def test_passes_at_normal_speed():
-    res = run()
-    assert res.returncode == 0, res.stdout + res.stderr
