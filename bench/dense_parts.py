@@ -1,6 +1,7 @@
 """Where an epoch of the dense ML-100k fit goes, per source tree.
 
     python bench/dense_parts.py [--trees OLD,.] [--threads 1] [--repeats 5] [--cpu]
+    python bench/dense_parts.py --budget [--threads 1] [--cpu]
 
 Runs, in a fresh process per tree (alternating over ``--rounds``), the fit
 of ``bench/dense_ml100k.py`` (k=100, lambda 0.01, 100 epochs, float32) with
@@ -11,6 +12,18 @@ where it is a separate call (``kernels.spd_inverse``), the loss and the
 rest of the epoch.  Best of ``--repeats`` fits, per epoch.  ``--cpu``
 times process CPU time instead of wall time (with ``--threads 1`` less
 disturbed by other processes on a busy machine).
+
+``--budget`` instead times each part of one epoch alone, in this tree, on
+the fit's data with factors of the fit's scale (best of ``--repeats``, ms,
+``--threads`` threads): per side the whole half-step (``step``), its
+inverse (``step`` minus the step with ``M`` given), the Gram matrix alone
+(``gram_only``: the step without ``M``), the rest of the solve
+(``solve``: ``R Y``, ``(R Y) M`` and the cross term), the standalone
+sparse product (``sparse_alone``) and, as floors, one SGEMM / SSYRK of the
+whole side by SciPy's BLAS; then LAPACK's ``k x k`` inverse, the loss and
+an empty parallel region of all threads (thread start and sync).  Each
+part's flop and byte counts are printed with the time the one-side SGEMM
+rate would give it.
 """
 
 import argparse
@@ -57,6 +70,102 @@ best["rest"] = best["total"] - sum(v for k, v in best.items() if k != "total")
 print(json.dumps({k: v * 1e3 / 100 for k, v in best.items()}))
 """
 
+BUDGET = r"""
+import json, sys, time
+sys.path.insert(0, %(bench)r)
+import numba, numpy as np, scipy.linalg.blas as B, scipy.linalg.lapack as L
+from numba import njit, prange
+import _data
+from fastals import _dense, kernels as K
+from fastals.model import _Side
+from fastals._input import transpose_csr
+clock = time.process_time if %(cpu)r else time.perf_counter
+k, lam = 100, 0.01
+R = _data.ml100k()
+users = _Side(R.tocsr(), k, np.dtype(np.float32))
+items = _Side(transpose_csr(R.tocsr()), k, np.dtype(np.float32))
+for s in (users, items):
+    s.target = s.data.astype(np.float32)
+    _dense.prepare(s, k)
+rng = np.random.default_rng(0)
+X = (rng.random((R.shape[0], k)) * 0.1).astype(np.float32)
+Y = (rng.random((R.shape[1], k)) * 0.1).astype(np.float32)
+GX = X.astype(np.float64).T @ X; GY = Y.astype(np.float64).T @ Y
+M = np.linalg.inv(GY + lam * np.eye(k)).astype(np.float32)
+W = np.empty_like(X); Z = np.empty_like(Y)
+
+@njit(parallel=True)
+def empty_region(a):
+    for i in prange(a.size):
+        a[i] += 1.0
+
+def best(f, n=30):
+    f()
+    b = 1e9
+    for _ in range(%(repeats)d):
+        t = clock()
+        for _ in range(n):
+            f()
+        b = min(b, (clock() - t) / n)
+    return b * 1e3
+
+def step(s, F, Out, M=None, **kw):
+    return lambda: K.dense_step(s.indptr, s.indices, s.target, F, M, Out,
+                                s.dense_bounds, **kw)
+out = {}
+numba.set_num_threads(%(threads)d)
+for name, s, F, Out, G in (("users", users, Y, X, GY), ("items", items, X, Y, GX)):
+    nnz, m = int(s.indptr[-1]), Out.shape[0]
+    full = best(step(s, F, Out, G=G, lam=lam))
+    given = best(step(s, F, Out, M=M))
+    gram = best(step(s, Out, Out))
+    sparse = best(lambda: K.sparse_times_dense(s.indptr, s.indices, s.target, F, Out,
+                                               s.bounds))
+    out[name] = dict(
+        step=full, inverse=full - given, gram_only=gram, solve=given - gram,
+        sparse_alone=sparse,
+        # transposed views: Fortran order, no copies
+        sgemm=best(lambda: B.sgemm(1.0, M.T, Out.T)), ssyrk=best(lambda: B.ssyrk(1.0, Out.T)),
+        flops=dict(sparse=2 * nnz * k, gemm=2 * m * k * k, syrk=m * k * k, inverse=k ** 3),
+        bytes=dict(sparse=nnz * (8 + 4 * k) + 4 * m * k, gemm=8 * m * k, syrk=4 * m * k))
+out["lapack_inverse"] = best(lambda: L.dpotri(L.dpotrf(GY + lam * np.eye(k))[0]))
+items.cross = 0.0
+out["loss"] = best(lambda: _dense.loss(1.0, items, GX, GY, lam))
+a = np.zeros(2)
+numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+out["empty_parallel_region"] = best(lambda: empty_region(a), n=200)
+print(json.dumps(out))
+"""
+
+
+def budget(a):
+    """Print the per-part budget of one epoch (``--budget``)."""
+    code = BUDGET % dict(bench=str(HERE), cpu=a.cpu, threads=a.threads, repeats=a.repeats)
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    res = subprocess.run([sys.executable, "-c", code], env=env, cwd=HERE.parent,
+                         capture_output=True, text=True)
+    if res.returncode:
+        raise SystemExit(res.stderr)
+    b = json.loads(res.stdout.strip().splitlines()[-1])
+    clock = "CPU" if a.cpu else "wall"
+    print(f"per-part budget, ms ({clock}, threads={a.threads}, load "
+          f"{os.getloadavg()[0]:.1f}):")
+    total = 0.0
+    for side in ("users", "items"):
+        d = b[side]
+        rate = d["flops"]["gemm"] / d["sgemm"] / 1e6   # GFLOP/s of one SGEMM
+        total += d["step"]
+        print(f"  {side}: step {d['step']:.3f} = inverse {d['inverse']:.3f} + "
+              f"gram {d['gram_only']:.3f} + solve {d['solve']:.3f}; sparse alone "
+              f"{d['sparse_alone']:.3f}; SGEMM {d['sgemm']:.3f} ({rate:.0f} GFLOP/s), "
+              f"SSYRK {d['ssyrk']:.3f}")
+        print("    floors at that rate: " + ", ".join(
+            f"{p} {f / rate / 1e6:.3f} ms ({f:.2g} flops, {d['bytes'].get(p, 0) / 1e6:.2f} MB)"
+            for p, f in d["flops"].items()))
+    print(f"  LAPACK inverse alone {b['lapack_inverse']:.3f}, loss {b['loss']:.3f}, "
+          f"empty parallel region {b['empty_parallel_region']:.3f}; the two steps "
+          f"{total:.3f}")
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -65,7 +174,11 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--cpu", action="store_true")
+    ap.add_argument("--budget", action="store_true",
+                    help="time each part of one epoch alone (this tree)")
     a = ap.parse_args()
+    if a.budget:
+        return budget(a)
     code = CHILD % dict(bench=str(HERE), cpu=a.cpu, threads=a.threads, repeats=a.repeats)
     for r in range(a.rounds):
         for tree in a.trees.split(","):
