@@ -45,6 +45,9 @@ REFERENCES = {
                               "test_als.py dense objective (naive.update_rows)",
                               "bench_als.py (objective=dense); dense_ml100k.py; "
                               "regression_check.py dense_step"),
+    "fastals.kernels.gather": ("test_dense_step.py::test_gather_rows_against_scipy "
+                               "(R @ Z, every tile width); test_dense_step.py",
+                               "dense_parts.py --budget; dense_ml100k.py"),
     "fastals.kernels.sparse": ("test_transpose.py (SciPy's transpose)", "setup_time.py"),
     "fastals.kernels.topk": ("test_kernel_paths.py::test_topk_blocks_against_sort; "
                              "test_evaluation.py (naive_metrics.auc)",

@@ -14,8 +14,8 @@ from numba.extending import overload
 from .blas import (BLAS_MIN_FACTORS, USE_BLAS, _blas_threads_local, _external,
                    _gemm, _gemm_rows, _potrf, _syrk, _syrk_loops, _with_blas)
 from .chunks import SERIAL_BELOW, _call
-from .llvm import (FASTMATH, PREFETCH_AHEAD, _ChunkCallback, _prefetch_entry,
-                   _take_next)
+from .gather import _gather_row
+from .llvm import FASTMATH, _ChunkCallback, _take_next
 from .openblas import single_threaded
 from .rows import RIDGE_TRIES, _cholesky_upper, _ridge_solve
 
@@ -121,35 +121,6 @@ def right_multiply(Y, M, bounds, blas):
                  (Y, M, bounds, blas))
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
-def _accumulate_row(u, indptr, indices, data, Z, x):
-    """``x += R[u] Z`` for sparse row ``u`` (four entries at a time, the
-    factor rows prefetched ahead)."""
-    k = Z.shape[1]
-    p = indptr[u]
-    end = indptr[u + 1]
-    while p + 4 <= end:
-        for q in range(4):
-            _prefetch_entry(indices, p + PREFETCH_AHEAD + q, Z)
-        r0 = data[p]
-        r1 = data[p + 1]
-        r2 = data[p + 2]
-        r3 = data[p + 3]
-        z0 = Z[indices[p]]
-        z1 = Z[indices[p + 1]]
-        z2 = Z[indices[p + 2]]
-        z3 = Z[indices[p + 3]]
-        for i in range(k):
-            x[i] += r0 * z0[i] + r1 * z1[i] + r2 * z2[i] + r3 * z3[i]
-        p += 4
-    while p < end:
-        r0 = data[p]
-        z0 = Z[indices[p]]
-        for i in range(k):
-            x[i] += r0 * z0[i]
-        p += 1
-
-
 def sparse_times_dense(indptr, indices, data, Z, X, bounds):
     """Dense-objective half-step ``X = R Z`` with ``Z = Y (G + lam I)^{-1}``.
 
@@ -162,13 +133,9 @@ def sparse_times_dense(indptr, indices, data, Z, X, bounds):
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def _sparse_times_dense(indptr, indices, data, Z, X, bounds):
-    k = Z.shape[1]
     for c in prange(bounds.size - 1):
         for u in range(bounds[c], bounds[c + 1]):
-            x = X[u]
-            for i in range(k):
-                x[i] = 0
-            _accumulate_row(u, indptr, indices, data, Z, x)
+            _gather_row(u, indptr, indices, data, Z, X[u])
     return 0
 
 
@@ -455,10 +422,7 @@ def _block_start(X, u, b, indptr, indices, data, Y, W, T, P, solve):
     k = X.shape[1]
     if solve:
         for r in range(b):
-            w = W[r]
-            for i in range(k):
-                w[i] = 0
-            _accumulate_row(u + r, indptr, indices, data, Y, w)
+            _gather_row(u + r, indptr, indices, data, Y, W[r])
     for i in range(k):
         Ti = T[i]
         for j in range(k):
