@@ -14,7 +14,7 @@ from numba.extending import overload
 from .blas import (BLAS_MIN_FACTORS, USE_BLAS, _blas_threads_local, _external,
                    _gemm, _gemm_rows, _potrf, _syrk, _syrk_loops, _with_blas)
 from .chunks import SERIAL_BELOW, _call
-from .gather import _gather_row
+from .gather import _atomic_store, _gather_row, _wait
 from .llvm import FASTMATH, _ChunkCallback, _take_next
 from .openblas import single_threaded
 from .rows import RIDGE_TRIES, _cholesky_upper, _ridge_solve
@@ -231,11 +231,17 @@ DENSE_BLOCK = 128
 #: failed bench/regression_check.py's comparison with a float64 sum.
 DENSE_CHUNK_ROWS = 64
 
-# ``c`` of the callback below 0: the work before (the inverse) and after
-# (the reduction) the parallel loop, or all of it on the calling thread
-_INVERSE = -1
+# Tasks ``c >= 0`` of the callback, handed out in this order by one queue:
+# 0 the inverse (then ``M`` is ready), ``1..n`` the gathers
+# ``W[chunk] = R[chunk] Y`` (which need no ``M``: on two threads the
+# inverse runs while the other thread gathers), ``n+1..2n`` the chunks'
+# ``X = W M``, Gram matrices and cross terms (each waits until ``M`` and
+# its chunk's rows are ready).  Below 0: the reduction after the parallel
+# loop, or all of it on the calling thread.
 _REDUCE = -2
 _SERIAL = -3
+# slots of ``sync``: the task queue, ``M`` ready, chunk ``c`` gathered at 2 + c
+_READY = 1
 # ``flags`` bits
 _SOLVE = 1      # X = (R Y) M (else only the Gram matrix of X)
 _HAVE_M = 2     # M is given (else M = (G + lam I)^{-1})
@@ -246,25 +252,25 @@ _dpotri = _external("dpotri", 5, _cython_lapack)
 
 def _dense_signature(dtype, pointers):
     """``float64(c, n_chunks, bounds, indptr, indices, data, Y, M, X, W, T,
-    G, parts, cross, out, n_rows, nnz, n_other, k, cap, lam, flags)``:
-    chunk ``c`` (or :data:`_INVERSE`, :data:`_REDUCE`, :data:`_SERIAL`) of
-    the fused dense step for factors of ``dtype``, with the scratch ``W``
-    (``cap x k``) and ``T`` (``k x k``); ``G``, ``parts``, ``cross`` and
-    ``out`` are float64.  ``pointers``: typed (the callback's view) or
-    ``voidptr`` (the caller's)."""
+    G, parts, cross, out, sync, n_rows, nnz, n_other, k, cap, lam, flags)``:
+    task ``c`` (or :data:`_REDUCE`, :data:`_SERIAL`) of the fused dense
+    step for factors of ``dtype``, with the scratch ``W`` (``cap x k``:
+    every row's ``R Y``) and ``T`` (``k x k``); ``G``, ``parts``, ``cross``
+    and ``out`` are float64, ``sync`` int64.  ``pointers``: typed (the
+    callback's view) or ``voidptr`` (the caller's)."""
     f = numba.from_dtype(np.dtype(dtype))
     i8 = types.int64
     if pointers:
         p = types.CPointer
         f8 = p(types.float64)
-        ptrs = (p(i8), p(i8), p(types.int32)) + (p(f),) * 6 + (f8,) * 4
+        ptrs = (p(i8), p(i8), p(types.int32)) + (p(f),) * 6 + (f8,) * 4 + (p(i8),)
     else:
-        ptrs = (types.voidptr,) * 13
+        ptrs = (types.voidptr,) * 14
     return types.float64(i8, i8, *ptrs, i8, i8, i8, i8, i8, types.float64, i8)
 
 
 _DENSE_CTYPES = ctypes.CFUNCTYPE(
-    ctypes.c_double, ctypes.c_int64, ctypes.c_int64, *([ctypes.c_void_p] * 13),
+    ctypes.c_double, ctypes.c_int64, ctypes.c_int64, *([ctypes.c_void_p] * 14),
     *([ctypes.c_int64] * 5), ctypes.c_double, ctypes.c_int64)
 
 
@@ -294,59 +300,67 @@ class _DenseCallback(_ChunkCallback):
         checks.  Returns the cross term."""
         self.ensure(X.dtype)
         k = X.shape[1]
-        cap = max(min(DENSE_BLOCK, X.shape[0]), 1)
-        W = np.empty((cap, k), X.dtype)
+        W = np.empty((_w_rows(X.shape[0], flags), k), X.dtype)
         T = np.empty((k, k), X.dtype)
+        sync = np.zeros(bounds.size + 1, np.int64)
         fn = self.ctypes[np.dtype(X.dtype).name]
         return fn(_SERIAL, bounds.size - 1, bounds.ctypes.data, indptr.ctypes.data,
                   indices.ctypes.data, data.ctypes.data, Y.ctypes.data,
                   M.ctypes.data, X.ctypes.data, W.ctypes.data, T.ctypes.data,
                   G.ctypes.data, parts.ctypes.data, cross.ctypes.data,
-                  out.ctypes.data, X.shape[0], indices.size, Y.shape[0], k, cap,
-                  lam, flags)
+                  out.ctypes.data, sync.ctypes.data, X.shape[0], indices.size,
+                  Y.shape[0], k, W.shape[0], lam, flags)
 
     def caller(self):
         """A function for Numba code that calls the callback on arrays."""
         external = self.external
 
         def call(c, bounds, indptr, indices, data, Y, M, X, W, T, G, parts,
-                 cross, out, lam, flags):
+                 cross, out, sync, lam, flags):
             raise NotImplementedError("only callable from compiled code")
 
         @overload(call)
         def call_impl(c, bounds, indptr, indices, data, Y, M, X, W, T, G, parts,
-                      cross, out, lam, flags):
+                      cross, out, sync, lam, flags):
             f = X.dtype
             f8 = types.float64
             want = ((bounds, types.int64), (indptr, types.int64),
                     (indices, types.int32), (data, f), (Y, f), (M, f), (X, f),
-                    (W, f), (T, f), (G, f8), (parts, f8), (cross, f8), (out, f8))
+                    (W, f), (T, f), (G, f8), (parts, f8), (cross, f8), (out, f8),
+                    (sync, types.int64))
             self.check_arrays(want, f)
             fn = external["float32" if f == types.float32 else "float64"]
 
             def impl(c, bounds, indptr, indices, data, Y, M, X, W, T, G, parts,
-                     cross, out, lam, flags):
+                     cross, out, sync, lam, flags):
                 return fn(c, bounds.size - 1, bounds.ctypes.data,
                           indptr.ctypes.data, indices.ctypes.data,
                           data.ctypes.data, Y.ctypes.data, M.ctypes.data,
                           X.ctypes.data, W.ctypes.data, T.ctypes.data,
                           G.ctypes.data, parts.ctypes.data, cross.ctypes.data,
-                          out.ctypes.data, X.shape[0], indices.size, Y.shape[0],
-                          X.shape[1], W.shape[0], lam, flags)
+                          out.ctypes.data, sync.ctypes.data, X.shape[0],
+                          indices.size, Y.shape[0], X.shape[1], W.shape[0], lam,
+                          flags)
             return impl
         return call
 
 
 @njit(inline="always")
 def _dense_views(n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p, M_p,
-                 X_p, W_p, T_p, G_p, parts_p, cross_p, out_p, n_rows, nnz,
+                 X_p, W_p, T_p, G_p, parts_p, cross_p, out_p, sync_p, n_rows, nnz,
                  n_other, k, cap):
     return (carray(bounds_p, n_chunks + 1), carray(indptr_p, n_rows + 1),
             carray(indices_p, nnz), carray(data_p, nnz),
             carray(Y_p, (n_other, k)), carray(M_p, (k, k)),
             carray(X_p, (n_rows, k)), carray(W_p, (cap, k)), carray(T_p, (k, k)),
             carray(G_p, (k, k)), carray(parts_p, (n_chunks, k, k)),
-            carray(cross_p, n_chunks), carray(out_p, (k, k)))
+            carray(cross_p, n_chunks), carray(out_p, (k, k)),
+            carray(sync_p, n_chunks + 2))
+
+
+def _w_rows(n_rows, flags):
+    """Rows of the scratch ``W``: every row's ``R Y`` when solving."""
+    return max(n_rows, 1) if flags & _SOLVE else 1
 
 
 @njit(cache=True, inline="always")
@@ -416,13 +430,19 @@ def _reduce(parts, cross, out):
     return total
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
-def _block_start(X, u, b, indptr, indices, data, Y, W, T, P, solve):
-    """Gather ``W[:b] = R[u:u+b] Y`` (with ``solve``) and clear ``T``."""
-    k = X.shape[1]
+@njit(cache=True, inline="always")
+def _gather_chunk(c, bounds, indptr, indices, data, Y, W, sync, solve):
+    """Task: ``W[rows] = R[rows] Y`` for chunk ``c`` (with ``solve``), then
+    mark it gathered."""
     if solve:
-        for r in range(b):
-            _gather_row(u + r, indptr, indices, data, Y, W[r])
+        for u in range(bounds[c], bounds[c + 1]):
+            _gather_row(u, indptr, indices, data, Y, W[u])
+    _atomic_store(sync, 2 + c, 1)
+
+
+@njit(cache=True, inline="always")
+def _clear(T):
+    k = T.shape[0]
     for i in range(k):
         Ti = T[i]
         for j in range(k):
@@ -444,7 +464,7 @@ def _block_end(X, u, b, W, T, P, solve):
     if solve:
         for r in range(b):
             x = X[u + r]
-            w = W[r]
+            w = W[u + r]
             s = x[0] * w[0]
             for i in range(1, k):
                 s += x[i] * w[i]
@@ -453,14 +473,13 @@ def _block_end(X, u, b, W, T, P, solve):
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def _chunk_blas(r0, r1, indptr, indices, data, Y, M, X, W, T, P, solve):
-    """Rows ``r0:r1``, block by block: with ``solve``, ``W = R[rows] Y``
-    (sparse x dense), ``X[rows] = W M`` (GEMM) and the sum of
+def _chunk_blas(r0, r1, M, X, W, T, P, solve):
+    """Rows ``r0:r1`` (``W[rows] = R[rows] Y`` gathered), block by block:
+    with ``solve``, ``X[rows] = W[rows] M`` (GEMM) and the sum of
     ``x_r . w_r`` (returned; over the item step it is ``sum_obs r x.y``,
     the loss's cross term); always ``P = X[r0:r1]^T X[r0:r1]`` (upper; one
     SYRK per block in the factors' dtype, summed in float64)."""
     k = X.shape[1]
-    cap = W.shape[0]
     iw = np.empty(8, np.int32)
     fw = np.empty(4, X.dtype)
     cw = np.empty(4, np.uint8)
@@ -473,11 +492,12 @@ def _chunk_blas(r0, r1, indptr, indices, data, Y, M, X, W, T, P, solve):
     cross = 0.0
     u = r0
     while u < r1:
-        b = min(cap, r1 - u)
-        _block_start(X, u, b, indptr, indices, data, Y, W, T, P, solve)
+        b = min(DENSE_BLOCK, r1 - u)
+        _clear(T)
         if solve:
             # column-major: X[u:u+b]^T (k x b) = M^T (k x k) W^T (k x b)
-            _gemm(78, 78, k, b, k, M.ctypes.data, k, W.ctypes.data, k,
+            _gemm(78, 78, k, b, k, M.ctypes.data, k,
+                  W.ctypes.data + u * k * W.itemsize, k,
                   X.ctypes.data + u * k * X.itemsize, k, iw, fw, cw)
         _syrk(one, X, u, b, T, iw, fw, cw)
         cross += _block_end(X, u, b, W, T, P, solve)
@@ -487,10 +507,9 @@ def _chunk_blas(r0, r1, indptr, indices, data, Y, M, X, W, T, P, solve):
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def _chunk_loops(r0, r1, indptr, indices, data, Y, M, X, W, T, P, solve):
+def _chunk_loops(r0, r1, M, X, W, T, P, solve):
     """:func:`_chunk_blas` with the portable loops."""
     k = X.shape[1]
-    cap = W.shape[0]
     fw = np.empty(1, X.dtype)
     fw[0] = 1
     one = fw[0]
@@ -500,12 +519,12 @@ def _chunk_loops(r0, r1, indptr, indices, data, Y, M, X, W, T, P, solve):
     cross = 0.0
     u = r0
     while u < r1:
-        b = min(cap, r1 - u)
-        _block_start(X, u, b, indptr, indices, data, Y, W, T, P, solve)
+        b = min(DENSE_BLOCK, r1 - u)
+        _clear(T)
         if solve:
             for r in range(b):
                 x = X[u + r]
-                w = W[r]
+                w = W[u + r]
                 for j in range(k):
                     x[j] = 0
                 for a in range(k):
@@ -519,61 +538,82 @@ def _chunk_loops(r0, r1, indptr, indices, data, Y, M, X, W, T, P, solve):
     return cross
 
 
+@njit(inline="always")
+def _tasks(c, n_chunks):
+    """The tasks that a call with ``c`` runs: all of them (:data:`_SERIAL`),
+    task ``c``, or none (:data:`_REDUCE`)."""
+    if c == _SERIAL:
+        return 0, 2 * n_chunks + 1
+    if c >= 0:
+        return c, c + 1
+    return 0, 0
+
+
 def _dense_blas_c(c, n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p, M_p,
-                  X_p, W_p, T_p, G_p, parts_p, cross_p, out_p, n_rows, nnz,
+                  X_p, W_p, T_p, G_p, parts_p, cross_p, out_p, sync_p, n_rows, nnz,
                   n_other, k, cap, lam, flags):
-    (bounds, indptr, indices, data, Y, M, X, W, T, G, parts, cross,
-     out) = _dense_views(n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p,
-                         M_p, X_p, W_p, T_p, G_p, parts_p, cross_p, out_p,
-                         n_rows, nnz, n_other, k, cap)
+    (bounds, indptr, indices, data, Y, M, X, W, T, G, parts, cross, out,
+     sync) = _dense_views(n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p,
+                          M_p, X_p, W_p, T_p, G_p, parts_p, cross_p, out_p, sync_p,
+                          n_rows, nnz, n_other, k, cap)
     solve = (flags & _SOLVE) != 0
-    if c == _INVERSE or (c == _SERIAL and solve and not flags & _HAVE_M):
-        prev = _blas_threads_local(1)
-        _lapack_inverse(G, lam, M, out)  # out: scratch until the reduction
-        _blas_threads_local(prev)
-        if c == _INVERSE:
-            return 0.0
-    if c >= 0 or c == _SERIAL:
-        first, last = (0, n_chunks) if c == _SERIAL else (c, c + 1)
-        for cc in range(first, last):
-            cross[cc] = _chunk_blas(bounds[cc], bounds[cc + 1], indptr, indices,
-                                    data, Y, M, X, W, T, parts[cc], solve)
-        if c >= 0:
-            return 0.0
+    first, last = _tasks(c, n_chunks)
+    for t in range(first, last):
+        if t == 0:
+            if solve and not flags & _HAVE_M:
+                prev = _blas_threads_local(1)
+                _lapack_inverse(G, lam, M, out)  # out: scratch until the reduction
+                _blas_threads_local(prev)
+            _atomic_store(sync, _READY, 1)
+        elif t <= n_chunks:
+            _gather_chunk(t - 1, bounds, indptr, indices, data, Y, W, sync, solve)
+        else:
+            cc = t - 1 - n_chunks
+            _wait(sync, _READY)
+            _wait(sync, 2 + cc)
+            cross[cc] = _chunk_blas(bounds[cc], bounds[cc + 1], M, X, W, T,
+                                    parts[cc], solve)
+    if c >= 0:
+        return 0.0
     return _reduce(parts, cross, out)
 
 
 def _dense_loops_c(c, n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p, M_p,
-                   X_p, W_p, T_p, G_p, parts_p, cross_p, out_p, n_rows, nnz,
+                   X_p, W_p, T_p, G_p, parts_p, cross_p, out_p, sync_p, n_rows, nnz,
                    n_other, k, cap, lam, flags):
-    (bounds, indptr, indices, data, Y, M, X, W, T, G, parts, cross,
-     out) = _dense_views(n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p,
-                         M_p, X_p, W_p, T_p, G_p, parts_p, cross_p, out_p,
-                         n_rows, nnz, n_other, k, cap)
+    (bounds, indptr, indices, data, Y, M, X, W, T, G, parts, cross, out,
+     sync) = _dense_views(n_chunks, bounds_p, indptr_p, indices_p, data_p, Y_p,
+                          M_p, X_p, W_p, T_p, G_p, parts_p, cross_p, out_p, sync_p,
+                          n_rows, nnz, n_other, k, cap)
     solve = (flags & _SOLVE) != 0
-    if c == _INVERSE or (c == _SERIAL and solve and not flags & _HAVE_M):
-        if flags & _LAPACK:
-            prev = _blas_threads_local(1)
-            _lapack_inverse(G, lam, M, out)
-            _blas_threads_local(prev)
+    first, last = _tasks(c, n_chunks)
+    for t in range(first, last):
+        if t == 0:
+            if solve and not flags & _HAVE_M:
+                if flags & _LAPACK:
+                    prev = _blas_threads_local(1)
+                    _lapack_inverse(G, lam, M, out)
+                    _blas_threads_local(prev)
+                else:
+                    for i in range(k):
+                        for j in range(k):
+                            out[i, j] = G[i, j]
+                        out[i, i] += lam
+                    Mi = _spd_inverse(out)
+                    for i in range(k):
+                        for j in range(k):
+                            M[i, j] = Mi[i, j]
+            _atomic_store(sync, _READY, 1)
+        elif t <= n_chunks:
+            _gather_chunk(t - 1, bounds, indptr, indices, data, Y, W, sync, solve)
         else:
-            for i in range(k):
-                for j in range(k):
-                    out[i, j] = G[i, j]
-                out[i, i] += lam
-            Mi = _spd_inverse(out)
-            for i in range(k):
-                for j in range(k):
-                    M[i, j] = Mi[i, j]
-        if c == _INVERSE:
-            return 0.0
-    if c >= 0 or c == _SERIAL:
-        first, last = (0, n_chunks) if c == _SERIAL else (c, c + 1)
-        for cc in range(first, last):
-            cross[cc] = _chunk_loops(bounds[cc], bounds[cc + 1], indptr, indices,
-                                     data, Y, M, X, W, T, parts[cc], solve)
-        if c >= 0:
-            return 0.0
+            cc = t - 1 - n_chunks
+            _wait(sync, _READY)
+            _wait(sync, 2 + cc)
+            cross[cc] = _chunk_loops(bounds[cc], bounds[cc + 1], M, X, W, T,
+                                     parts[cc], solve)
+    if c >= 0:
+        return 0.0
     return _reduce(parts, cross, out)
 
 
@@ -586,49 +626,41 @@ _dense_loops_chunk = _DENSE_LOOPS.caller()
 @_DENSE_BLAS.guard
 @njit(parallel=True, cache=True)
 def _dense_step_blas(bounds, indptr, indices, data, Y, M, X, G, parts, cross, out,
-                  lam, flags):
+                     lam, flags):
     n_chunks = bounds.size - 1
     k = X.shape[1]
-    cap = max(min(DENSE_BLOCK, X.shape[0]), 1)
-    W = np.empty((1, k), X.dtype)  # unused by the inverse and the reduction
-    if (flags & _SOLVE) and not (flags & _HAVE_M):
-        _dense_blas_chunk(_INVERSE, bounds, indptr, indices, data, Y, M, X, W, W, G,
-                          parts, cross, out, lam, flags)
-    counter = np.zeros(1, np.int64)
+    W = np.empty((max(X.shape[0], 1) if flags & _SOLVE else 1, k), X.dtype)
+    sync = np.zeros(n_chunks + 2, np.int64)
+    n_tasks = 2 * n_chunks + 1
     for _ in prange(n_chunks):  # each thread's first pass drains the queue
-        Wc = np.empty((cap, k), X.dtype)
         T = np.empty((k, k), X.dtype)
-        c = _take_next(counter)
-        while c < n_chunks:
-            _dense_blas_chunk(c, bounds, indptr, indices, data, Y, M, X, Wc, T, G,
-                              parts, cross, out, lam, flags)
-            c = _take_next(counter)
+        c = _take_next(sync)
+        while c < n_tasks:
+            _dense_blas_chunk(c, bounds, indptr, indices, data, Y, M, X, W, T, G,
+                              parts, cross, out, sync, lam, flags)
+            c = _take_next(sync)
     return _dense_blas_chunk(_REDUCE, bounds, indptr, indices, data, Y, M, X, W, W,
-                             G, parts, cross, out, lam, flags)
+                             G, parts, cross, out, sync, lam, flags)
 
 
 @_DENSE_LOOPS.guard
 @njit(parallel=True, cache=True)
 def _dense_step_loops(bounds, indptr, indices, data, Y, M, X, G, parts, cross, out,
-                  lam, flags):
+                      lam, flags):
     n_chunks = bounds.size - 1
     k = X.shape[1]
-    cap = max(min(DENSE_BLOCK, X.shape[0]), 1)
-    W = np.empty((1, k), X.dtype)  # unused by the inverse and the reduction
-    if (flags & _SOLVE) and not (flags & _HAVE_M):
-        _dense_loops_chunk(_INVERSE, bounds, indptr, indices, data, Y, M, X, W, W, G,
-                          parts, cross, out, lam, flags)
-    counter = np.zeros(1, np.int64)
+    W = np.empty((max(X.shape[0], 1) if flags & _SOLVE else 1, k), X.dtype)
+    sync = np.zeros(n_chunks + 2, np.int64)
+    n_tasks = 2 * n_chunks + 1
     for _ in prange(n_chunks):  # each thread's first pass drains the queue
-        Wc = np.empty((cap, k), X.dtype)
         T = np.empty((k, k), X.dtype)
-        c = _take_next(counter)
-        while c < n_chunks:
-            _dense_loops_chunk(c, bounds, indptr, indices, data, Y, M, X, Wc, T, G,
-                              parts, cross, out, lam, flags)
-            c = _take_next(counter)
+        c = _take_next(sync)
+        while c < n_tasks:
+            _dense_loops_chunk(c, bounds, indptr, indices, data, Y, M, X, W, T, G,
+                               parts, cross, out, sync, lam, flags)
+            c = _take_next(sync)
     return _dense_loops_chunk(_REDUCE, bounds, indptr, indices, data, Y, M, X, W, W,
-                             G, parts, cross, out, lam, flags)
+                              G, parts, cross, out, sync, lam, flags)
 
 
 def dense_bounds(indptr, k):

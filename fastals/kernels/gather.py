@@ -18,10 +18,14 @@ both times.  Tiles use only whole vectors, so ``k`` below one vector
 (8 float32, 4 float64) takes a plain loop.
 """
 
+import platform
+
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 #: Entries ahead of the current one whose factor tile is prefetched.
 GATHER_AHEAD = 8
@@ -156,3 +160,61 @@ def _gather_row(u, indptr, indices, data, Z, x):
             w = min(k - t0, lanes)
             _gather_tile(Z, indices, data, p0, p1, t0, x, 1, w)
         t0 += w
+
+
+# ---------------------------------------------------------------------------
+# Flags between the tasks of one parallel loop
+# ---------------------------------------------------------------------------
+# The fused dense step hands out the inverse, the gathers and the solves of
+# its chunks from one queue; a solve waits until the inverse and its
+# chunk's gather are done.  Every task it waits for was taken from the
+# queue before it by a running thread, so the wait always ends.
+
+
+def _slot(context, builder, arr_ty, arr, i):
+    ary = context.make_array(arr_ty)(context, builder, arr)
+    return builder.gep(ary.data, [i])
+
+
+@intrinsic
+def _atomic_store(typingctx, arr, i, v):
+    """``arr[i] = v`` (int64) with release order: what this thread wrote
+    before is visible to a thread that sees the new value."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
+        return None
+    sig = types.void(arr, types.intp, types.int64)
+
+    def codegen(context, builder, signature, args):
+        ptr = _slot(context, builder, signature.args[0], args[0], args[1])
+        builder.store_atomic(args[2], ptr, "release", 8)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@intrinsic
+def _wait(typingctx, arr, i):
+    """Spin (with the CPU's pause hint) until ``arr[i]`` (int64) is not 0,
+    reading it with acquire order."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
+        return None
+    sig = types.void(arr, types.intp)
+
+    def codegen(context, builder, signature, args):
+        ptr = _slot(context, builder, signature.args[0], args[0], args[1])
+        hdr = builder.append_basic_block("wait.hdr")
+        spin = builder.append_basic_block("wait.spin")
+        done = builder.append_basic_block("wait.done")
+        builder.branch(hdr)
+        builder.position_at_end(hdr)
+        val = builder.load_atomic(ptr, "acquire", 8)
+        builder.cbranch(builder.icmp_signed("!=", val, ir.Constant(ir.IntType(64), 0)),
+                        done, spin)
+        builder.position_at_end(spin)
+        if _X86:
+            pause = builder.module.declare_intrinsic(
+                "llvm.x86.sse2.pause", (), ir.FunctionType(ir.VoidType(), []))
+            builder.call(pause, [])
+        builder.branch(hdr)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
+    return sig, codegen
