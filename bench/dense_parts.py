@@ -141,7 +141,8 @@ print(json.dumps(out))
 def budget(a):
     """Print the per-part budget of one epoch (``--budget``)."""
     code = BUDGET % dict(bench=str(HERE), cpu=a.cpu, threads=a.threads, repeats=a.repeats)
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    # SciPy's BLAS on one thread, as the kernels' calls are
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent), "OPENBLAS_NUM_THREADS": "1"}
     res = subprocess.run([sys.executable, "-c", code], env=env, cwd=HERE.parent,
                          capture_output=True, text=True)
     if res.returncode:
