@@ -212,17 +212,18 @@ def gram(Y, bounds, blas):
 # The dense objective's half-step in one pass
 # ---------------------------------------------------------------------------
 # One parallel kernel per half-step whose work is done by C callbacks (as the
-# row solvers', see :mod:`.llvm`): the inverse ``M = (G + lam I)^{-1}``
-# before the parallel loop, then one chunk of rows per call, then the
-# reduction of the chunks' partial sums.  The parallel kernel itself is a
+# row solvers', see :mod:`.llvm`), one task per call from one queue: the
+# inverse ``M = (G + lam I)^{-1}``, the gathers ``W = R Y`` of every chunk
+# (which run while the inverse does), the chunks' ``X = W M`` and partial
+# Gram matrices; then the reduction of the partial sums in chunk order on
+# the calling thread (see ``_REDUCE`` below).  The parallel kernel itself is a
 # few lines, so a cold first dense fit compiles little more than the
 # callback; and only one of its two variants is compiled: BLAS/LAPACK
 # (``k >= BLAS_MIN_FACTORS`` where BLAS is usable), or the portable loops.
 
-#: Rows of a side gathered per block of the fused dense step: ``W`` (block x
-#: k, the rows' ``R Y``) stays in cache for its GEMM, the block's ``X`` for
-#: its SYRK (summed in the factors' dtype per block: as on main, for the
-#: same float32 rounding of the Gram matrix).
+#: Rows per block of the fused dense step: one GEMM ``X = W M`` and one
+#: SYRK of the block's ``X`` (in cache for it; summed in the factors' dtype
+#: per block: as on main, for the same float32 rounding of the Gram matrix).
 DENSE_BLOCK = 128
 
 #: Rows per chunk of the fused dense step (at most 32 chunks; each holds a
