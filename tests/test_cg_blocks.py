@@ -204,3 +204,32 @@ def test_bitwise_identical_across_thread_counts():
         numba.set_num_threads(old)
     for other in outs[1:]:
         np.testing.assert_array_equal(outs[0], other)
+
+
+@pytest.mark.skipif(not K.USE_BLAS or numba.config.NUMBA_NUM_THREADS < 2,
+                    reason="needs BLAS and two Numba threads")
+def test_bitwise_identical_across_threads_with_gemm_blocks():
+    """k = 128, float32, many chunks of GEMM-sized blocks: two threads
+    (repeated) agree bit for bit with one.  OpenBLAS's 'local' thread count
+    is process-wide in its pthreads build: a chunk that restored it while
+    the other thread was inside a block's GEMM let that GEMM run threaded,
+    rounded differently (failed here before kernels/openblas.py)."""
+    k, m = 128, 6000
+    rng = np.random.default_rng(5)
+    counts = rng.integers(1, 40, m)
+    side, conf, target, offset, Y, G, X0 = problem(k, np.float32, counts, 400,
+                                                   seed=5)
+    bounds = K.chunk_bounds(side.indptr, k, 96)
+    outs = []
+    old = numba.get_num_threads()
+    try:
+        for t in (1, 2, 2, 2, 2):
+            numba.set_num_threads(t)
+            X = X0.copy()
+            K.solve_cg(side.indptr, side.indices, conf, target, offset, Y, G,
+                       np.float32(0.1), False, np.float32(1), X, bounds, 3)
+            outs.append(X)
+    finally:
+        numba.set_num_threads(old)
+    for other in outs[1:]:
+        np.testing.assert_array_equal(outs[0], other)
