@@ -126,12 +126,15 @@ def test_blocks_against_naive_cg(dtype, case):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_k128_long_rows(dtype):
-    """k = 128 (LAPACK-sized), a row longer than the gathered block (its item
-    vectors read in place at every step), rows of k-1, k, k+1."""
+    """k = 128 (LAPACK-sized), a row longer than the gathered block (gathered
+    alone into its own scratch), one longer than that too (its item vectors
+    read in place at every step), rows of k-1, k, k+1."""
     k = 128
     cap = max(kcg.BLOCK_ROWS, kcg.GATHER_VALUES // k)
-    counts = np.array([3, 0, 1, k - 1, k, k + 1, cap + 37, 5, 2, 0] + [4] * 30)
-    side, conf, target, offset, Y, G, X0 = problem(k, dtype, counts, cap + 100,
+    lcap = max(cap, kcg.LONG_GATHER_VALUES // k)
+    counts = np.array([3, 0, 1, k - 1, k, k + 1, cap + 37, 5, 2, 0, lcap + 3]
+                      + [4] * 30)
+    side, conf, target, offset, Y, G, X0 = problem(k, dtype, counts, lcap + 100,
                                                    seed=2)
     want = reference(side, conf, target, offset, Y, X0, 0.5, False, 1.0, 3)
     got = run(side, conf, target, offset, Y, G, X0, 0.5, False, 1.0,
