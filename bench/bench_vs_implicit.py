@@ -17,6 +17,7 @@ implicit, and fastals' exact Cholesky / implicit's CG) and their ranges::
 
     python bench/bench_vs_implicit.py --size short3M --factors 64,128 --repeats 3
     python bench/bench_vs_implicit.py --size 20M --factors 64,128 --repeats 3
+    python bench/bench_vs_implicit.py --size 20M --factors 128 --solvers cg
 
 (``--size``: a set of ``bench/_data.py:SIZES``; ``short3M`` is the short-row
 set of issue 14.  Threads: ``FASTALS_BENCH_THREADS``, default 2; iterations
@@ -125,6 +126,8 @@ def main(argv=None):
     ap.add_argument("--factors", default="64,128")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--iterations", type=int, default=2)
+    ap.add_argument("--solvers", default="cg,cholesky",
+                    help="comma-separated subset of cg,cholesky (default both)")
     ap.add_argument("--kxk-too", action="store_true",
                     help="also time fastals' Cholesky with every row through its "
                          "k x k system (the solver before the n x n short-row path)")
@@ -135,10 +138,14 @@ def main(argv=None):
           f"user median {np.median(n):.0f}, threads {THREADS}, float32, "
           f"{args.iterations} iterations (median timed)", flush=True)
     factors = [int(k) for k in args.factors.split(",")]
+    wanted = args.solvers.split(",")
+    solvers = [(s, c) for s, c in SOLVERS if s in wanted]
+    if not solvers or len(solvers) != len(set(wanted)):
+        ap.error(f"--solvers: a subset of {','.join(s for s, _ in SOLVERS)}")
     secs = {}
     for rep in range(args.repeats):
         for k in factors:
-            for solver, use_cg in SOLVERS:
+            for solver, use_cg in solvers:
                 t_imp = _implicit_seconds(R, k, use_cg, args.iterations)
                 t_fa = _fastals_seconds(R, k, solver, args.iterations)
                 secs.setdefault((k, solver), []).append((t_imp, t_fa))
@@ -151,11 +158,14 @@ def main(argv=None):
                           f"{t_kk:.3f} s/iter  ratio {t_kk / t_imp:.3f}", flush=True)
     print(time.strftime("summary (%H:%M UTC, ranges over repeats):", time.gmtime()))
     for k in factors:
-        for solver in [s for s, _ in SOLVERS] + ["cholesky k x k"] * args.kxk_too:
+        kxk = ["cholesky k x k"] * (args.kxk_too and "cholesky" in wanted)
+        for solver in [s for s, _ in solvers] + kxk:
             r = [fa / imp for imp, fa in secs[(k, solver)]]
             print(f"k={k:<4d} {solver:8s} fastals/implicit {min(r):.3f}-{max(r):.3f}")
-        x = [fa / imp for (imp, _), (_, fa) in zip(secs[(k, "cg")], secs[(k, "cholesky")])]
-        print(f"k={k:<4d} fastals cholesky / implicit cg {min(x):.3f}-{max(x):.3f}")
+        if len(solvers) == len(SOLVERS):
+            x = [fa / imp for (imp, _), (_, fa) in zip(secs[(k, "cg")],
+                                                      secs[(k, "cholesky")])]
+            print(f"k={k:<4d} fastals cholesky / implicit cg {min(x):.3f}-{max(x):.3f}")
     return 0
 
 

@@ -126,12 +126,15 @@ def test_blocks_against_naive_cg(dtype, case):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_k128_long_rows(dtype):
-    """k = 128 (LAPACK-sized), a row longer than the gathered block (its item
-    vectors read in place at every step), rows of k-1, k, k+1."""
+    """k = 128 (LAPACK-sized), a row longer than the gathered block (gathered
+    alone into its own scratch), one longer than that too (its item vectors
+    read in place at every step), rows of k-1, k, k+1."""
     k = 128
     cap = max(kcg.BLOCK_ROWS, kcg.GATHER_VALUES // k)
-    counts = np.array([3, 0, 1, k - 1, k, k + 1, cap + 37, 5, 2, 0] + [4] * 30)
-    side, conf, target, offset, Y, G, X0 = problem(k, dtype, counts, cap + 100,
+    lcap = max(cap, kcg.LONG_GATHER_VALUES // k)
+    counts = np.array([3, 0, 1, k - 1, k, k + 1, cap + 37, 5, 2, 0, lcap + 3]
+                      + [4] * 30)
+    side, conf, target, offset, Y, G, X0 = problem(k, dtype, counts, lcap + 100,
                                                    seed=2)
     want = reference(side, conf, target, offset, Y, X0, 0.5, False, 1.0, 3)
     got = run(side, conf, target, offset, Y, G, X0, 0.5, False, 1.0,
@@ -200,6 +203,35 @@ def test_bitwise_identical_across_thread_counts():
             numba.set_num_threads(min(t, numba.config.NUMBA_NUM_THREADS))
             outs.append(run(side, conf, target, offset, Y, G, X0, 0.4, True, 1.0,
                             bounds, K.USE_BLAS, 3))
+    finally:
+        numba.set_num_threads(old)
+    for other in outs[1:]:
+        np.testing.assert_array_equal(outs[0], other)
+
+
+@pytest.mark.skipif(not K.USE_BLAS or numba.config.NUMBA_NUM_THREADS < 2,
+                    reason="needs BLAS and two Numba threads")
+def test_bitwise_identical_across_threads_with_gemm_blocks():
+    """k = 128, float32, many chunks of GEMM-sized blocks: two threads
+    (repeated) agree bit for bit with one.  OpenBLAS's 'local' thread count
+    is process-wide in its pthreads build: a chunk that restored it while
+    the other thread was inside a block's GEMM let that GEMM run threaded,
+    rounded differently (failed here before kernels/openblas.py)."""
+    k, m = 128, 6000
+    rng = np.random.default_rng(5)
+    counts = rng.integers(1, 40, m)
+    side, conf, target, offset, Y, G, X0 = problem(k, np.float32, counts, 400,
+                                                   seed=5)
+    bounds = K.chunk_bounds(side.indptr, k, 96)
+    outs = []
+    old = numba.get_num_threads()
+    try:
+        for t in (1, 2, 2, 2, 2):
+            numba.set_num_threads(t)
+            X = X0.copy()
+            K.solve_cg(side.indptr, side.indices, conf, target, offset, Y, G,
+                       np.float32(0.1), False, np.float32(1), X, bounds, 3)
+            outs.append(X)
     finally:
         numba.set_num_threads(old)
     for other in outs[1:]:
