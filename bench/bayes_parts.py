@@ -27,8 +27,9 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 from bayes_vs_myfm import default_root, load  # noqa: E402
 from fastals import BayesianALS  # noqa: E402
 from fastals._input import to_csr, transpose_csr  # noqa: E402
+from fastals._bayes_implicit import ImplicitTerm  # noqa: E402
 from fastals.bayes import _outer_table, _Side  # noqa: E402
-from fastals.kernels import gibbs  # noqa: E402
+from fastals.kernels import gibbs, gibbs_implicit  # noqa: E402
 from fastals.kernels.chunks import threads  # noqa: E402
 
 
@@ -72,7 +73,17 @@ def main():
     off = (np.empty(0), 0, False, np.empty((0, 3)))
     zu, zi = np.zeros_like(users.indptr), np.zeros_like(items.indptr)
     s, G = np.empty(w), np.empty((w, w))
+    Us, Ur = np.zeros((m, k * 195), dt), np.zeros((m, k * 195), dt)
+    Vs, ub, ib = np.zeros((n, k * 195), dt), np.zeros((m, 195), dt), np.zeros((n, 195), dt)
+    ub_mean = np.zeros(m)
     r = args.reps
+    imp = ImplicitTerm(users, items, k, wp, dt)
+    imp.Z[:] = 0.1 * rng.standard_normal(imp.Z.shape)
+    imp.Zp[:, :k] = imp.Z
+    E = np.empty_like(U)
+    Pz, Pzm = 2.0 * np.eye(k), np.zeros(k)
+    hr = np.random.default_rng(1)
+    ru = np.empty(w + w * (w - 1) // 2 + w)
 
     def draw(side, indptr, o, D, O, X, means, res=off):
         return lambda: gibbs.sample_rows(indptr, side.indices, side.target, o, D, O, 1.0,
@@ -93,6 +104,21 @@ def main():
          draw(items, items.indptr, ou, Du, Ou, V, none, (pred, 3, True, stats))),
         ("separate residual pass", lambda: gibbs.residual_pass(
             items.indptr, items.indices, items.target, ou, V, Du, pred, 3, True, stats)),
+        ("implicit: h_u sums (implicit_sums)", lambda: gibbs_implicit.implicit_sums(
+            users.indptr, users.indices, imp.scale, imp.Zp, imp.H)),
+        ("implicit: shifted targets", lambda: gibbs_implicit.shift_targets(
+            users.indptr, users.indices, users.target, Dv, imp.H, imp.shifted.target)),
+        ("implicit: effective rows (add_implicit x2)", lambda: (
+            gibbs_implicit.add_implicit(U, imp.H, 1.0, E),
+            gibbs_implicit.add_implicit(M, imp.H, 1.0, M))),
+        ("implicit: Z draw (sample_implicit)", lambda: gibbs_implicit.sample_implicit(
+            items.indptr, items.indices, imp.scale, U, P, Pm, Pz, Pzm, key, imp.Z,
+            imp.Zp, imp.zeta, imp.r, 0.0)),
+        ("python: hyperparameter random numbers", lambda: (
+            np.random.default_rng([0, 5]).standard_normal(),
+            hr.chisquare(np.arange(w, 0, -1) + m), hr.standard_normal(out=ru[w:]))),
+        ("keep_sample (one kept sample)", lambda: gibbs.keep_sample(
+            3, M, U, Dv, ov, 3.5, Us, Ur, Vs, ub, ub_mean, ib)),
     ]
     with threads(1):
         for _, f in parts:
