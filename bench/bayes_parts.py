@@ -1,17 +1,20 @@
 """Per-part thread CPU time of one BayesianALS sweep on MovieLens-100k
-``ua.base`` (12 factors, one Numba thread): the budget of a fit.
+``ua.base`` (12 factors unless ``--factors``, one Numba thread): the
+budget of a fit.
 
 Usage::
 
-    python bench/bayes_parts.py [--data DIR] [--reps 30]
+    python bench/bayes_parts.py [--data DIR] [--reps 30] [--factors 12]
 
 Each part is timed alone with ``time.thread_time`` (minimum over
-``--reps`` calls) on the arrays a fit uses: the outer-product tables, the
-rows' moments, each side's row draws (the users' against the items' table,
-the items' with and without the fused residual sums), the eight-lane
+``--reps`` calls) on the arrays a fit uses: the rows' moments, each side's
+row draws (the items' with and without the fused residual sums), the eight-lane
 factorizations, solves and normals alone (the same draws over empty rows),
-and the separate residual pass; then whole fits (fit and predict, thread
-time).  Nothing from the data set is written anywhere.
+the separate residual pass, the implicit-feedback term's parts (the sums
+``h_u``, the users' draw with the targets shifted by ``y_i . h_u``, the
+effective rows, the draw of ``Z``), the per-sweep random numbers of the
+hyperparameters and the storing of one kept sample; then whole fits (fit
+and predict, thread time).  Nothing from the data set is written anywhere.
 """
 
 import argparse
@@ -28,7 +31,7 @@ from bayes_vs_myfm import default_root, load  # noqa: E402
 from fastals import BayesianALS  # noqa: E402
 from fastals._input import to_csr, transpose_csr  # noqa: E402
 from fastals._bayes_implicit import ImplicitTerm  # noqa: E402
-from fastals.bayes import _outer_table, _Side  # noqa: E402
+from fastals.bayes import _Side  # noqa: E402
 from fastals.kernels import gibbs, gibbs_implicit  # noqa: E402
 from fastals.kernels.chunks import threads  # noqa: E402
 
@@ -46,13 +49,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=default_root())
     ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--factors", type=int, default=12)
     args = ap.parse_args()
     if not (args.data / "ua.base").is_file():
         raise SystemExit(f"MovieLens-100k not found at {args.data} (--data or "
                          "$FASTALS_DATA)")
     train, test = load(args.data / "ua.base"), load(args.data / "ua.test")
     csr, _, _ = to_csr(train, "sum")
-    k, dt = 12, np.float32
+    k, dt = args.factors, np.float32
     w = k + 1
     wp = -(-w // gibbs.LANES) * gibbs.LANES
     users, items = _Side(csr, w, dt), _Side(transpose_csr(csr), w, dt)
@@ -62,11 +66,8 @@ def main():
     U[:, :k] = 0.3 * rng.standard_normal((m, k))
     V[:, :k] = 0.3 * rng.standard_normal((n, k))
     Du, ou, Dv, ov = np.zeros((m, wp), dt), np.empty(m, dt), np.zeros((n, wp), dt), np.empty(n, dt)
-    Ou, Ov = _outer_table(m, w, dt), _outer_table(n, w, dt)
     gibbs.design(U, 3.5, Du, ou)
     gibbs.design(V, 3.5, Dv, ov)
-    gibbs.outer_products(Du, w, Ou)
-    gibbs.outer_products(Dv, w, Ov)
     P, Pm, key = 2.0 * np.eye(w), np.zeros(w), np.uint64(5)
     pred, stats = np.zeros(csr.nnz, dt), np.empty((n, 3))
     M, none = np.empty((m, w), dt), np.empty((0, w), dt)
@@ -85,29 +86,29 @@ def main():
     hr = np.random.default_rng(1)
     ru = np.empty(w + w * (w - 1) // 2 + w)
 
-    def draw(side, indptr, o, D, O, X, means, res=off):
-        return lambda: gibbs.sample_rows(indptr, side.indices, side.target, o, D, O, 1.0,
-                                         P, Pm, key, X, means, side.bounds, *res)
+    no_shift = np.zeros((0, wp), dt)
+
+    def draw(side, indptr, o, D, X, means, res=off, H=no_shift):
+        return lambda: gibbs.sample_rows(indptr, side.indices, side.target, o, D, 1.0,
+                                         P, Pm, H, key, X, means, side.bounds, *res)
 
     parts = [
-        ("outer-product table of the users (362 KB)", lambda: gibbs.outer_products(Du, w, Ou)),
-        ("outer-product table of the items (646 KB)", lambda: gibbs.outer_products(Dv, w, Ov)),
         ("moments of the item rows", lambda: gibbs.row_moments(V, s, G)),
-        ("users' draw (against the items' table)",
-         draw(users, users.indptr, ov, Dv, Ov, U, M)),
+        ("users' draw",
+         draw(users, users.indptr, ov, Dv, U, M)),
         ("  of which eight-lane factor, solves, normals",
-         draw(users, zu, ov, Dv, Ov, U, M)),
-        ("items' draw, no residual sums", draw(items, items.indptr, ou, Du, Ou, V, none)),
+         draw(users, zu, ov, Dv, U, M)),
+        ("items' draw, no residual sums", draw(items, items.indptr, ou, Du, V, none)),
         ("  of which eight-lane factor, solves, normals",
-         draw(items, zi, ou, Du, Ou, V, none)),
+         draw(items, zi, ou, Du, V, none)),
         ("items' draw with the fused residual sums",
-         draw(items, items.indptr, ou, Du, Ou, V, none, (pred, 3, True, stats))),
+         draw(items, items.indptr, ou, Du, V, none, (pred, 3, True, stats))),
         ("separate residual pass", lambda: gibbs.residual_pass(
             items.indptr, items.indices, items.target, ou, V, Du, pred, 3, True, stats)),
         ("implicit: h_u sums (implicit_sums)", lambda: gibbs_implicit.implicit_sums(
             users.indptr, users.indices, imp.scale, imp.Zp, imp.H)),
-        ("implicit: shifted targets", lambda: gibbs_implicit.shift_targets(
-            users.indptr, users.indices, users.target, Dv, imp.H, imp.shifted.target)),
+        ("implicit: users' draw with the targets shifted by y_i . h_u",
+         draw(users, users.indptr, ov, Dv, U, M, H=imp.H)),
         ("implicit: effective rows (add_implicit x2)", lambda: (
             gibbs_implicit.add_implicit(U, imp.H, 1.0, E),
             gibbs_implicit.add_implicit(M, imp.H, 1.0, M))),
@@ -131,7 +132,7 @@ def main():
         fits = []
         for _ in range(3):
             t = time.thread_time()
-            model = BayesianALS(random_state=0, num_threads=1).fit(train)
+            model = BayesianALS(factors=k, random_state=0, num_threads=1).fit(train)
             model.predict(test[0], test[1], unknown="default")
             fits.append(time.thread_time() - t)
     print(f"whole default fit + predict, thread CPU: {min(fits):.3f}-{max(fits):.3f} s "

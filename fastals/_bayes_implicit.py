@@ -4,11 +4,11 @@ The model and the sampler are described in :mod:`fastals.kernels.gibbs_implicit`
 each user's factors get ``h_u = |N(u)|^-1/2 sum_{j in N(u)} z_j`` added, the
 rows ``z_j`` one per item with a Gaussian prior under the same kind of
 hyperprior as the other rows.  :class:`ImplicitTerm` holds the state of one
-fit and does the three steps a sweep needs: shift the users' targets before
-their draw, form the effective user rows after it, and draw ``Z``.
+fit and does the three steps a sweep needs: the sums ``h_u`` before the
+users' draw (which shifts their targets by ``y_i . h_u``, see
+:func:`fastals.kernels.gibbs.sample_rows`), the effective user rows after
+it, and the draw of ``Z``.
 """
-
-import copy
 
 import numpy as np
 
@@ -23,15 +23,14 @@ class ImplicitTerm:
     """State of the implicit term during one fit.
 
     A sweep calls :meth:`prepare` before the users' hyperparameters and
-    draw (which reads ``imp.shifted`` in place of the users' CSR),
+    draw (which shifts the targets by ``y_i . h_u`` with ``imp.H``),
     :meth:`effective` after it and :meth:`sample` before the items' draw,
     which then sees the effective rows.
 
     Parameters
     ----------
     users, items : ``fastals.bayes._Side``
-        The users' CSR (``shifted``: a copy of it whose ``target`` is
-        rewritten each sweep) and the items' (who rated each item).
+        The users' CSR and the items' (who rated each item).
     k : int
         Number of factors.
     wp : int
@@ -43,32 +42,25 @@ class ImplicitTerm:
     def __init__(self, users, items, k, wp, dtype):
         m, n = users.n_rows, items.n_rows
         self.users, self.items = users, items
-        self.shifted = copy.copy(users)
-        self.shifted.target = np.empty_like(users.target)
         self.scale = gibbs_implicit.user_scales(users.indptr)
         self.Z = np.zeros((n, k), dtype)
         self.Zp = np.zeros((n, wp), dtype)    # Z, zero-padded
-        self.Vp = np.zeros((n, wp), dtype)    # the item factors, zero-padded
         self.H = np.zeros((m, wp), dtype)     # h_u, zero past column k
         self.zeta = np.empty((n, k))
         self.r = np.empty((m, -(-k // LANES) * LANES), dtype)
         self.moments = (np.empty(k), np.empty((k, k)))
         self.drawn = False
 
-    def prepare(self, X, E, V):
+    def prepare(self, X, E):
         """Before the users' hyperparameters and draw: ``h_u`` from the
-        current ``Z``; after a draw of ``Z``, the user rows ``X = E - [H, 0]``
-        under it (the effective rows ``E`` unchanged); the users' targets
-        ``r_ui - y_i . h_u`` in ``shifted.target`` (``V``: the item rows
-        ``[y_i, c_i]``)."""
+        current ``Z`` in ``H`` (zero past column ``k``: the users' draw
+        sees the targets ``r_ui - y_i . h_u``); after a draw of ``Z``, the
+        user rows ``X = E - [H, 0]`` under it (the effective rows ``E``
+        unchanged)."""
         u = self.users
         gibbs_implicit.implicit_sums(u.indptr, u.indices, self.scale, self.Zp, self.H)
         if self.drawn:
             gibbs_implicit.add_implicit(E, self.H, -1.0, X)
-        k = self.Z.shape[1]
-        self.Vp[:, :k] = V[:, :k]
-        gibbs_implicit.shift_targets(u.indptr, u.indices, u.target, self.Vp, self.H,
-                                     self.shifted.target)
 
     def effective(self, X, M, E):
         """``E = X + [H, 0]`` (the effective user rows) and ``M += [H, 0]``

@@ -277,7 +277,7 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
         wp = -(-w // gibbs.LANES) * gibbs.LANES   # padded: see gibbs.sample_rows
         Du, ou = np.zeros((m, wp), dtype), np.empty(m, dtype)
         Dv, ov = np.zeros((n, wp), dtype), np.empty(n, dtype)
-        Ou, Ov = _outer_table(m, w, dtype), _outer_table(n, w, dtype)
+        no_shift = np.zeros((0, wp), dtype)     # targets not shifted
         # scratch of the hyperparameter draws: moments, prior, random numbers
         scratch = (np.empty(w), np.empty((w, w)), np.empty((w, w)), np.empty(w))
         prior = _Prior(self.prior, w)
@@ -307,12 +307,11 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
                 mu, alpha = gibbs.mean_noise(stats, nnz, mu, alpha, z_mu, g_alpha,
                                              _MEAN_PRECISION, _NOISE_RATE)
                 if imp:
-                    imp.prepare(U, E, V)
-                target = imp.shifted.target if imp else users.target
+                    imp.prepare(U, E)
                 failed = gibbs.half_sweep(
-                    users.indptr, users.indices, target, users.bounds, V, mu,
-                    Dv, ov, Ov, U, alpha, prior.wishart, prior.hyper, ru, *scratch,
-                    _key(seed, sweep, 0), M, *no_stats)
+                    users.indptr, users.indices, users.target, users.bounds, V, mu,
+                    Dv, ov, U, alpha, prior.wishart, prior.hyper, ru, *scratch,
+                    imp.H if imp else no_shift, _key(seed, sweep, 0), M, *no_stats)
                 if imp:
                     imp.effective(U, M, E)
                 keep = sweep >= self.burn_in
@@ -334,8 +333,9 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
                 # the items' draw also sums the residuals of the new sample
                 failed += gibbs.half_sweep(
                     items.indptr, items.indices, items.target, items.bounds, E, mu,
-                    Du, ou, Ou, V, alpha, prior.wishart, prior.hyper, rv, *scratch,
-                    _key(seed, sweep, 1), no_means, pred_sum, kept, keep, stats)
+                    Du, ou, V, alpha, prior.wishart, prior.hyper, rv, *scratch,
+                    no_shift, _key(seed, sweep, 1), no_means, pred_sum, kept, keep,
+                    stats)
                 if failed:  # counts non-finite draws too
                     raise NumericalError(
                         "sampling diverged: a row's posterior precision is not "
@@ -528,21 +528,6 @@ def _lane_bounds(indptr, w):
     b = chunk_bounds(indptr, w, n_chunks)
     b = np.minimum(-(-b // gibbs.LANES) * gibbs.LANES, n)
     return np.unique(b)
-
-
-#: Largest table of packed outer products (bytes) that the row draws use;
-#: beyond it (large ``factors`` times many rows) the table would stream from
-#: memory, and the row systems are built from the design rows directly.
-OUTER_TABLE_BYTES = 32 << 20
-
-
-def _outer_table(n, w, dtype):
-    """Scratch for :func:`gibbs.outer_products` of ``n`` design rows, or an
-    empty table when it would exceed ``OUTER_TABLE_BYTES``."""
-    nq = gibbs.packed_size(w)
-    if n * nq * np.dtype(dtype).itemsize > OUTER_TABLE_BYTES:
-        return np.zeros((0, 0), dtype)
-    return np.zeros((n, nq), dtype)
 
 
 def _key(seed, sweep, which):

@@ -163,7 +163,7 @@ def test_passes_leave_the_exact_joint_posterior_invariant():
     assert _gaussian_ok(S, mean, C)
 
 
-def test_sums_and_shifted_targets_match_numpy():
+def test_sums_and_effective_rows_match_numpy():
     rng = np.random.default_rng(1)
     m, n, k, wp = 30, 20, 5, gibbs.LANES
     R = sp.random(m, n, density=0.3, random_state=2, format="csr")
@@ -179,17 +179,50 @@ def test_sums_and_shifted_targets_match_numpy():
     gi.implicit_sums(indptr, indices, scale, Zp, H)
     assert np.allclose(H[:, :k], scale[:, None] * ((R > 0).astype(float) @ Z), atol=1e-12)
     assert np.all(H[:, k:] == 0)
-    D = np.zeros((n, wp))
-    D[:, :k + 1] = rng.standard_normal((n, k + 1))
-    out = np.empty(R.nnz)
-    gi.shift_targets(indptr, indices, R.data, D, H, out)
-    rows = np.repeat(np.arange(m), cnt)
-    assert np.allclose(out, R.data - np.einsum("ef,ef->e", D[R.indices, :k], H[rows, :k]),
-                       atol=1e-12)
     X = rng.standard_normal((m, k + 1))
     Ep = np.empty_like(X)
     gi.add_implicit(X, H, 1.0, Ep)
     assert np.allclose(Ep[:, :k], X[:, :k] + H[:, :k]) and np.all(Ep[:, k] == X[:, k])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_row_draws_with_shifted_targets_match_numpy(dtype):
+    """The users' draw with ``H`` sees the targets ``r_ui - d_i . H[u]``
+    (folded into the row systems): its conditional means equal numpy's
+    solution of the shifted systems (float64: 1e-10; float32 sums: 1e-4),
+    and the draws equal those of the same kernel given the shifted
+    targets up to the rounding of the sums."""
+    from test_bayes import _exact, _padded, _toy_side
+    rng = np.random.default_rng(5)
+    w, k = 4, 3
+    indptr, indices, target, offset, D, _ = _toy_side(rng, 3, w, patterns=5,
+                                                      n_cols=9, dtype=dtype)
+    m = indptr.size - 1
+    Dk = _padded(D)
+    H = np.zeros((m, Dk.shape[1]), dtype)
+    H[:, :k] = rng.standard_normal((m, k))
+    rows = np.repeat(np.arange(m), np.diff(indptr))
+    shifted = (target - np.einsum("ef,ef->e", D[indices].astype(np.float64),
+                                  H[rows, :w].astype(np.float64))).astype(dtype)
+    M = rng.standard_normal((w, w))
+    P = M @ M.T / w + 0.5 * np.eye(w)
+    Pm = P @ rng.standard_normal(w)
+    bounds = np.array([0, 8, m], np.int64)
+    key = np.uint64(9)
+    out = {}
+    for name, (t, h) in {"H": (target, H),
+                         "shifted": (shifted, np.zeros((0, Dk.shape[1]), dtype))}.items():
+        X, means = np.empty((m, w), dtype), np.empty((m, w), dtype)
+        assert gibbs.sample_rows(indptr, indices, t, offset, Dk, 1.3, P, Pm, h, key, X, means, bounds, np.empty(0), 0,
+                                 False, np.empty((0, 3))) == 0
+        out[name] = X, means
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
+    for u in range(m):
+        cols = indices[indptr[u]:indptr[u + 1]]
+        mean, _ = _exact((cols, shifted[indptr[u]:indptr[u + 1]].astype(np.float64)),
+                         D.astype(np.float64), offset.astype(np.float64), 1.3, P, Pm)
+        assert np.allclose(out["H"][1][u], mean, **tol), u
+    assert np.allclose(out["H"][0], out["shifted"][0], **tol)
 
 
 def test_item_streams_are_standard_normal_and_match_the_kernel():

@@ -1,8 +1,8 @@
 """fastals.kernels.lanes (eight rows side by side) against numpy: the
 batched Cholesky and triangular solves against np.linalg per lane, the
 vectorized Box-Muller against libm on the same uniforms, the whole-vector
-intrinsics against plain numpy, and the packed outer products of
-fastals.kernels.gibbs.
+intrinsics (among them the eight dot products at once and the
+register-blocked sums of outer products) against plain numpy.
 
 Tolerances: float64 linear algebra of well-conditioned 13 x 13 systems
 agrees to 1e-10 relative; the polynomial log, cos and sin are within a few
@@ -10,6 +10,7 @@ units in the last place of libm (1e-14 absolute on normals below 9).
 """
 
 import numpy as np
+import pytest
 from numba import njit
 
 from fastals.kernels import gibbs, lanes
@@ -143,16 +144,34 @@ def test_whole_vector_intrinsics_match_numpy():
     assert np.allclose(R, 1 / A)
 
 
-def test_outer_products_pack_the_upper_triangles():
-    rng = np.random.default_rng(4)
-    w = 5
-    D = np.zeros((7, 8))
-    D[:, :w] = rng.standard_normal((7, w))
-    O = np.full((7, gibbs.packed_size(w)), np.nan)
-    gibbs.outer_products(D, w, O)
-    iu = np.triu_indices(w)
-    for r in range(7):
-        full = np.outer(D[r, :w], D[r, :w])
-        assert np.allclose(O[r, :iu[0].size], full[iu], rtol=1e-15)
-        assert np.all(O[r, iu[0].size:] == 0)
-    assert gibbs.packed_size(w) % LANES == 0 and gibbs.packed_size(13) == 96
+@njit
+def _dots_axpy_gram(S, X, Y, o, c, G, D, idx, start, end, ci, nr, jb):
+    lanes.v_dots8(S, X, 3, Y, o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7])
+    X2 = X.copy()
+    lanes.v_axpy(X2, 2, Y, 5, c)
+    lanes.v_gram8(G, 2, 16, D, idx, start, end, ci, nr, jb)
+    return X2
+
+
+@pytest.mark.parametrize("dt", [np.float64, np.float32])
+def test_dots_axpy_and_blocked_gram_match_numpy(dt):
+    rng = np.random.default_rng(6)
+    X, Y = rng.standard_normal(16).astype(dt), rng.standard_normal(100).astype(dt)
+    o = rng.integers(0, 92, 8)
+    S = rng.standard_normal(8).astype(dt)
+    D = rng.standard_normal((9, 16)).astype(dt)
+    idx = rng.integers(0, 9, 30).astype(np.int32)
+    tol = dict(rtol=1e-5, atol=1e-5) if dt == np.float32 else dict(rtol=1e-13, atol=1e-13)
+    for ci, nr, jb in ((0, 8, 0), (8, 5, 8), (4, 1, 8)):
+        G = np.full(16 * 9, np.nan, dt)
+        S1 = S.copy()
+        X2 = _dots_axpy_gram(S1, X, Y, o, dt(0.7), G, D, idx, 4, 27, ci, nr, jb)
+        assert np.allclose(S1, S + [X[3:11] @ Y[q:q + 8] for q in o], **tol)
+        want = X.copy()
+        want[2:10] += dt(0.7) * Y[5:13]
+        assert np.allclose(X2, want, **tol) and X2.dtype == dt
+        F = D[idx[4:27]].astype(np.float64)
+        full = F[:, ci:ci + 8].T @ F[:, jb:jb + 8]     # rows ci.., columns jb..
+        got = G[2:2 + 16 * 8].reshape(8, 16)[:, :8]
+        assert np.allclose(got[:nr], full[:nr], **tol)
+        assert np.all(np.isnan(got[nr:])) and np.all(np.isnan(G[:2]))

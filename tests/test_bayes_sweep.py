@@ -105,21 +105,31 @@ def test_lane_bounds_cover_the_rows_on_lane_multiples():
         assert b.size - 1 <= 256
 
 
-def test_direct_row_systems_match_the_outer_product_table(monkeypatch):
-    """Above OUTER_TABLE_BYTES the rows are built from the design directly:
-    the same draws up to rounding (float64, a few sweeps)."""
-    import fastals.bayes as B
-    rng = np.random.default_rng(4)
-    u, i = rng.integers(0, 40, 600), rng.integers(0, 30, 600)
-    r = rng.integers(1, 6, 600).astype(float)
-    kw = dict(factors=4, iterations=4, burn_in=1, random_state=3, dtype=np.float64)
-    packed = B.BayesianALS(**kw).fit((u, i, r))
-    monkeypatch.setattr(B, "OUTER_TABLE_BYTES", 0)
-    assert B._outer_table(30, 5, np.float64).shape == (0, 0)
-    direct = B.BayesianALS(**kw).fit((u, i, r))
-    assert np.allclose(packed.user_factors, direct.user_factors, rtol=1e-8, atol=1e-10)
-    assert np.allclose(packed.item_factors, direct.item_factors, rtol=1e-8, atol=1e-10)
-    assert packed.loss_history == pytest.approx(direct.loss_history, rel=1e-9)
+@pytest.mark.parametrize("w", [3, 8, 13, 20])
+def test_row_systems_match_numpy(w):
+    """``_gram_row``: the upper blocks of ``sum d_i d_i^T`` (per group of
+    eight rows, in registers) and ``sum (t - o_i) d_i`` against numpy, for
+    rows of 0 to 11 entries (float64: 1e-12 relative)."""
+    rng = np.random.default_rng(w)
+    L = gibbs.LANES
+    wp = -(-w // L) * L
+    n = 9
+    D = np.zeros((n, wp))
+    D[:, :w] = rng.standard_normal((n, w))
+    off = rng.standard_normal(n)
+    indices = rng.integers(0, n, 40).astype(np.int32)
+    target = rng.standard_normal(40)
+    for start, end in ((0, 0), (3, 4), (5, 12), (20, 31)):
+        S = np.full((w, wp), np.nan)
+        s = np.full(wp, np.nan)
+        gibbs._gram_row(start, end, indices, target, off, D, S, s, w)
+        F = D[indices[start:end]]
+        full = F.T @ F
+        for i in range(w):
+            jb = (i // L) * L
+            assert np.allclose(S[i, jb:], full[i, jb:], rtol=1e-12, atol=1e-12), (i, start)
+        want = F.T @ (target[start:end] - off[indices[start:end]])
+        assert np.allclose(s, want, rtol=1e-12, atol=1e-12)
 
 
 def test_pair_dots_match_numpy_and_zero_unknown_pairs():

@@ -35,7 +35,7 @@ import numpy as np
 from numba import njit, prange
 
 from .lanes import (GOLDEN, LANES, lane_factor, lane_normals, lane_sample, mix,
-                    v_add4, v_axpy4, v_dot)
+                    v_axpy4, v_dots8, v_gram8)
 from .llvm import FASTMATH
 
 
@@ -65,20 +65,23 @@ def row_normals(key, row, n):
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def _gram_row(start, end, indices, target, offset, D, S, s, w):
     """``S = sum d_i d_i^T`` (upper triangle, by ``LANES``-wide blocks) and
-    ``s = sum (t - o_i) d_i`` over entries ``start:end``, four entries per
-    pass, in the dtype of ``D``.
+    ``s = sum (t - o_i) d_i`` over entries ``start:end``, in the dtype of
+    ``D``.
 
     ``D`` is ``(n_cols, wp)`` with ``wp`` a multiple of ``LANES`` (columns
     past ``w`` are zero), ``S`` is ``(w, wp)`` and ``s`` ``(wp,)``.  Row
-    ``i`` of ``S`` is filled from the block holding column ``i`` onwards
-    (whole vectors, :func:`.lanes.v_axpy4`); a last pass of fewer than
-    four entries repeats its first one with weight zero.
+    ``i`` of ``S`` is filled from the block holding column ``i`` onwards:
+    per group of ``LANES`` rows and column block, one pass over the
+    entries with the sums in registers (:func:`.lanes.v_gram8`); ``s``
+    four entries per pass, a last pass of fewer than four repeating its
+    first entry with weight zero.
     """
     wp = D.shape[1]
     zero = D.dtype.type(0)
-    for i in range(w):
-        for j in range(wp):
-            S[i, j] = zero
+    for ci in range(0, w, LANES):
+        for jb in range(ci, wp, LANES):
+            v_gram8(S, ci * wp + jb, wp, D, indices, start, end, ci,
+                    min(LANES, w - ci), jb)
     for j in range(wp):
         s[j] = zero
     for e in range(start, end, 4):
@@ -91,94 +94,13 @@ def _gram_row(start, end, indices, target, offset, D, S, s, w):
         t1 = target[e + 1] - offset[i1] if n > 1 else zero
         t2 = target[e + 2] - offset[i2] if n > 2 else zero
         t3 = target[e + 3] - offset[i3] if n > 3 else zero
-        o0 = i0 * wp
-        o1 = i1 * wp
-        o2 = i2 * wp
-        o3 = i3 * wp
-        for jb in range(0, wp, LANES):
-            v_axpy4(s, jb, D, o0 + jb, o1 + jb, o2 + jb, o3 + jb, t0, t1, t2, t3)
-        for i in range(w):
-            a0 = D[i0, i]
-            a1 = D[i1, i] if n > 1 else zero
-            a2 = D[i2, i] if n > 2 else zero
-            a3 = D[i3, i] if n > 3 else zero
-            for jb in range((i // LANES) * LANES, wp, LANES):
-                v_axpy4(S, i * wp + jb, D, o0 + jb, o1 + jb, o2 + jb, o3 + jb,
-                        a0, a1, a2, a3)
-
-
-def packed_size(w):
-    """Length of a packed upper triangle of a ``w x w`` matrix, rounded up
-    to whole ``LANES`` vectors."""
-    return -(-(w * (w + 1) // 2) // LANES) * LANES
-
-
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def outer_products(D, w, O):
-    """``O[r]``: the upper triangle of ``D[r, :w] D[r, :w]^T``, packed row by
-    row (entry ``(i, j)``, ``i <= j``, at ``i w - i (i - 1) / 2 + j - i``),
-    then zeros."""
-    n, nq = O.shape
-    for r in prange(n):
-        q = 0
-        for i in range(w):
-            a = D[r, i]
-            for j in range(i, w):
-                O[r, q] = a * D[r, j]
-                q += 1
-        for t in range(q, nq):
-            O[r, t] = 0
-
-
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def _gram_packed(start, end, indices, target, offset, D, O, S, s):
-    """``S = sum O[i]`` (the packed ``sum d_i d_i^T``, see
-    :func:`outer_products`) and ``s = sum (t - o_i) d_i`` over entries
-    ``start:end``, four at a time, in the dtype of ``D``.
-
-    Every user of item ``i`` adds the same ``d_i d_i^T``: computed once per
-    half-sweep, it turns the ``w^2 / 2`` multiply-adds per entry into as
-    many additions of contiguous memory, which vectorize without overhead.
-    """
-    nq = O.shape[1]
-    wp = D.shape[1]
-    zero = D.dtype.type(0)
-    one = D.dtype.type(1)
-    for q in range(nq):
-        S[q] = zero
-    for j in range(wp):
-        s[j] = zero
-    e = start
-    while e + 4 <= end:
-        i0 = indices[e]
-        i1 = indices[e + 1]
-        i2 = indices[e + 2]
-        i3 = indices[e + 3]
-        t0 = target[e] - offset[i0]
-        t1 = target[e + 1] - offset[i1]
-        t2 = target[e + 2] - offset[i2]
-        t3 = target[e + 3] - offset[i3]
-        for qb in range(0, nq, LANES):
-            v_add4(S, qb, O, i0 * nq + qb, i1 * nq + qb, i2 * nq + qb,
-                   i3 * nq + qb)
         for jb in range(0, wp, LANES):
             v_axpy4(s, jb, D, i0 * wp + jb, i1 * wp + jb, i2 * wp + jb,
                     i3 * wp + jb, t0, t1, t2, t3)
-        e += 4
-    while e < end:
-        i0 = indices[e]
-        t0 = target[e] - offset[i0]
-        o0 = i0 * nq
-        for qb in range(0, nq, LANES):
-            v_axpy4(S, qb, O, o0 + qb, o0 + qb, o0 + qb, o0 + qb, one, zero, zero,
-                    zero)
-        for j in range(wp):
-            s[j] += t0 * D[i0, j]
-        e += 1
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def sample_rows(indptr, indices, target, offset, D, O, alpha, P, Pm, key, X,
+def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, H, key, X,
                 means, bounds, pred_sum, n_kept, keep, stats):
     """Draw every row of ``X`` from its conditional posterior (see module doc).
 
@@ -193,15 +115,17 @@ def sample_rows(indptr, indices, target, offset, D, O, alpha, P, Pm, key, X,
     D : (n_cols, wp) float
         Design rows of the other side, ``wp >= w`` a multiple of ``LANES``
         (columns past ``w`` are zero padding, for whole SIMD vectors).
-    O : (n_cols, packed_size(w)) or (0, 0), dtype of ``D``
-        The packed outer products of the rows of ``D``
-        (:func:`outer_products`), or empty: the row systems are then built
-        from ``D`` directly (:func:`_gram_row`, for when the table would
-        not fit in cache).
     alpha : float
         Noise precision.
     P : (w, w) float64
         Prior precision (symmetric positive definite); ``Pm``: ``P @ m0``.
+    H : (n_rows, wp) or (0, wp), dtype of ``D``
+        Unless empty, per-row shifts of the targets: row ``u`` sees the
+        targets ``r_ui - d_i . H[u]``, by ``b_u = alpha (s_u - S_u H[u]) +
+        P m0`` from the same ``S_u = sum d_i d_i^T`` and ``s_u = sum (r_ui -
+        o_i) d_i`` (exact algebra, without a pass over the entries: the
+        implicit-feedback term's ``y_i . h_u``, :mod:`.gibbs_implicit`).
+        Columns past ``w`` are not read.
     key : uint64
         Stream key of this half-sweep (:func:`stream_key`).
     X : (n_rows, w)
@@ -226,14 +150,15 @@ def sample_rows(indptr, indices, target, offset, D, O, alpha, P, Pm, key, X,
     """
     w = X.shape[1]
     wp = D.shape[1]
-    packed = O.shape[0] > 0
+    shifted = H.shape[0] > 0
     n_chunks = bounds.size - 1
     failed = np.zeros(n_chunks, np.int64)
     for c in prange(n_chunks):
         S = np.empty((w, wp), D.dtype)
-        Sp = np.empty(max(O.shape[1], 1), D.dtype)
         s = np.empty(wp, D.dtype)
         xp = np.zeros(wp, D.dtype)
+        dots = np.empty(LANES, D.dtype)
+        hs = np.zeros(w)
         A = np.empty((w, w, LANES))
         b = np.empty((w, LANES))
         Z = np.empty((w + (w & 1), LANES))
@@ -249,22 +174,20 @@ def sample_rows(indptr, indices, target, offset, D, O, alpha, P, Pm, key, X,
                 bad[l] = 0.0
                 if l < nb:
                     u = u0 + l
-                    if packed:
-                        _gram_packed(indptr[u], indptr[u + 1], indices, target,
-                                     offset, D, O, Sp, s)
-                        q = 0
-                        for i in range(w):
-                            b[i, l] = alpha * s[i] + Pm[i]
-                            for j in range(i, w):
-                                A[i, j, l] = alpha * Sp[q] + P[i, j]
-                                q += 1
-                    else:
-                        _gram_row(indptr[u], indptr[u + 1], indices, target,
-                                  offset, D, S, s, w)
-                        for i in range(w):
-                            b[i, l] = alpha * s[i] + Pm[i]
-                            for j in range(i, w):
-                                A[i, j, l] = alpha * S[i, j] + P[i, j]
+                    for i in range(w):
+                        hs[i] = 0.0
+                    _gram_row(indptr[u], indptr[u + 1], indices, target, offset, D,
+                              S, s, w)
+                    for i in range(w):
+                        for j in range(i, w):
+                            a = np.float64(S[i, j])
+                            A[i, j, l] = alpha * a + P[i, j]
+                            if shifted:    # hs = S_u H[u], S_u symmetric
+                                hs[i] += a * np.float64(H[u, j])
+                                if j > i:
+                                    hs[j] += a * np.float64(H[u, i])
+                    for i in range(w):
+                        b[i, l] = alpha * (np.float64(s[i]) - hs[i]) + Pm[i]
                     rk[l] = _row_key(key, u)
                 else:  # an idle lane solves the identity
                     for i in range(w):
@@ -293,7 +216,7 @@ def sample_rows(indptr, indices, target, offset, D, O, alpha, P, Pm, key, X,
                         for i in range(w):
                             xp[i] = X[u, i]
                         _row_residuals(u, indptr, indices, target, offset, xp, D,
-                                       pred_sum, n_kept, keep, stats)
+                                       pred_sum, n_kept, keep, stats, dots)
                 else:
                     failed[c] += 1
                     for i in range(w):
@@ -303,29 +226,49 @@ def sample_rows(indptr, indices, target, offset, D, O, alpha, P, Pm, key, X,
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def _row_residuals(u, indptr, indices, target, offset, xp, D, pred_sum, n_kept,
-                   keep, out):
+                   keep, out, dots):
     """Residual sums of row ``u`` (row vector ``xp``, zero-padded to the
-    width of ``D``, dot products in that dtype), see :func:`residual_pass`."""
+    width of ``D``, dot products in that dtype), see :func:`residual_pass`.
+
+    The dot products of ``LANES`` entries at a time are made side by side
+    (:func:`.lanes.v_dots8`, into the scratch ``dots`` of ``LANES``
+    elements); a last group of fewer entries repeats its first one.
+    """
     wp = D.shape[1]
     s = 0.0
     s2 = 0.0
     q2 = 0.0
     inv = 1.0 / n_kept if n_kept > 0 else 0.0
-    for e in range(indptr[u], indptr[u + 1]):
-        it = indices[e]
-        dot = D.dtype.type(0)
+    zero = D.dtype.type(0)
+    lo, hi = indptr[u], indptr[u + 1]
+    for e0 in range(lo, hi, LANES):
+        n = min(LANES, hi - e0)
+        f = indices[e0] * wp
+        o0 = f
+        o1 = indices[e0 + 1] * wp if n > 1 else f
+        o2 = indices[e0 + 2] * wp if n > 2 else f
+        o3 = indices[e0 + 3] * wp if n > 3 else f
+        o4 = indices[e0 + 4] * wp if n > 4 else f
+        o5 = indices[e0 + 5] * wp if n > 5 else f
+        o6 = indices[e0 + 6] * wp if n > 6 else f
+        o7 = indices[e0 + 7] * wp if n > 7 else f
+        for q in range(LANES):
+            dots[q] = zero
         for jb in range(0, wp, LANES):
-            dot += v_dot(xp, jb, D, it * wp + jb)
-        p = np.float64(offset[it]) + np.float64(dot)
-        t = np.float64(target[e])
-        r = t - p
-        s += r
-        s2 += r * r
-        if keep:
-            pred_sum[e] += p
-        if n_kept > 0:
-            q = t - pred_sum[e] * inv
-            q2 += q * q
+            v_dots8(dots, xp, jb, D, o0 + jb, o1 + jb, o2 + jb, o3 + jb, o4 + jb,
+                    o5 + jb, o6 + jb, o7 + jb)
+        for q in range(n):
+            e = e0 + q
+            p = np.float64(offset[indices[e]]) + np.float64(dots[q])
+            t = np.float64(target[e])
+            r = t - p
+            s += r
+            s2 += r * r
+            if keep:
+                pred_sum[e] += p
+            if n_kept > 0:
+                d = t - pred_sum[e] * inv
+                q2 += d * d
     out[u, 0] = s
     out[u, 1] = s2
     out[u, 2] = q2
@@ -346,11 +289,12 @@ def residual_pass(indptr, indices, target, offset, X, D, pred_sum, n_kept,
     w = X.shape[1]
     for c in prange((n + 63) // 64):     # 64 rows per scratch row vector
         xp = np.zeros(D.shape[1], D.dtype)
+        dots = np.empty(LANES, D.dtype)
         for u in range(c * 64, min(n, (c + 1) * 64)):
             for i in range(w):
                 xp[i] = X[u, i]
             _row_residuals(u, indptr, indices, target, offset, xp, D, pred_sum,
-                           n_kept, keep, out)
+                           n_kept, keep, out, dots)
 
 
 # ---------------------------------------------------------------------------
@@ -503,19 +447,19 @@ def mean_noise(stats, nnz, mu, alpha, z, g, mean_precision, noise_rate):
 
 
 @njit(cache=True)
-def half_sweep(indptr, indices, target, bounds, F, mu, D, offset, O, X, alpha,
-               wishart, hyper, rand, s, G, P, Pm, key, means, pred_sum, n_kept,
+def half_sweep(indptr, indices, target, bounds, F, mu, D, offset, X, alpha,
+               wishart, hyper, rand, s, G, P, Pm, H, key, means, pred_sum, n_kept,
                keep, stats):
     """One half of a Gibbs sweep, in one call: the prior of the rows ``X``
     from their moments (:func:`normal_wishart` or :func:`normal_gamma`),
     the other side's design ``D, offset`` from its rows ``F`` and ``mu``
-    (:func:`design`), its outer-product table ``O`` unless empty, then every
-    row of ``X`` (:func:`sample_rows`, whose count of failed rows it returns).
+    (:func:`design`), then every row of ``X`` (:func:`sample_rows`, whose count of failed rows it returns).
 
     ``hyper``: ``(beta0, inv_scale)`` of the Normal-Wishart or ``(rate0,
     beta0)`` of the Normal-Gamma prior; ``rand``: its random numbers,
     ``chi`` (``w``) then ``zl`` and ``zm``, or ``g`` (``w``) then ``z``
     (``w``).  ``s, G, P, Pm``: scratch of ``(w,)`` and ``(w, w)`` float64.
+    ``H``: the targets' per-row shifts, or empty (see :func:`sample_rows`).
     """
     n, w = X.shape
     row_moments(X, s, G)
@@ -527,9 +471,7 @@ def half_sweep(indptr, indices, target, bounds, F, mu, D, offset, O, X, alpha,
         normal_gamma(float(n), s, G, hyper[0], hyper[1], rand[:w], rand[w:2 * w],
                      P, Pm)
     design(F, mu, D, offset)
-    if O.shape[0] > 0:
-        outer_products(D, w, O)
-    return sample_rows(indptr, indices, target, offset, D, O, alpha, P, Pm, key,
+    return sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, H, key,
                        X, means, bounds, pred_sum, n_kept, keep, stats)
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")

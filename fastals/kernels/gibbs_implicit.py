@@ -12,8 +12,8 @@ the training data and ``s_u = |N(u)|^-1/2``::
     h_u  = s_u sum_{j in N(u)} z_j,      z_j ~ N(m_Z, Lambda_Z^-1)
 
 ``[x_u, b_u] ~ N(m_U, Lambda_U^-1)`` as without the term.  The user rows
-are drawn given ``Z`` (the targets shifted by ``y_i . h_u``,
-:func:`shift_targets`), and the rows ``z_j`` given the *effective* user
+are drawn given ``Z`` (the targets shifted by ``y_i . h_u``, which
+:func:`.gibbs.sample_rows` folds into its row systems), and the rows ``z_j`` given the *effective* user
 rows ``p_u = [x_u + h_u, b_u]``: a change of variables ``(x, Z) -> (p,
 Z)`` that leaves the posterior as it is, so each step is an exact draw
 from a conditional of the same posterior (the two parametrizations
@@ -41,7 +41,7 @@ stream (as :mod:`.gibbs`), so the result does not depend on threads.
 import numpy as np
 from numba import njit, prange
 
-from .lanes import GOLDEN, LANES, lane_normals, mix, v_axpy4, v_dot
+from .lanes import GOLDEN, LANES, lane_normals, mix, v_axpy, v_axpy4
 from .llvm import FASTMATH
 
 
@@ -113,31 +113,11 @@ def implicit_sums(indptr, indices, scale, Zp, H):
         while e < hi:
             j0 = indices[e]
             for jb in range(0, wp, LANES):
-                v_axpy4(H, u * wp + jb, Zp, j0 * wp + jb, j0 * wp + jb,
-                        j0 * wp + jb, j0 * wp + jb, one, zero, zero, zero)
+                v_axpy(H, u * wp + jb, Zp, j0 * wp + jb, one)
             e += 1
         s = Zp.dtype.type(scale[u])
         for f in range(wp):
             H[u, f] *= s
-
-
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def shift_targets(indptr, indices, target, D, H, out):
-    """``out[e] = target[e] - D[i] . H[u]`` for entry ``e = (u, i)`` of the
-    users' CSR: the ratings as seen by ``[x_u, b_u]`` once ``y_i . h_u`` is
-    known.  ``D`` (the items' design rows) and ``H`` (``h_u``, zero past
-    column ``k``) have the same dtype and a width that is a multiple of
-    ``LANES``; the dot products are whole vectors in that dtype
-    (:func:`.lanes.v_dot`)."""
-    m = indptr.size - 1
-    wp = D.shape[1]
-    for u in prange(m):
-        for e in range(indptr[u], indptr[u + 1]):
-            i = indices[e]
-            d = D.dtype.type(0)
-            for jb in range(0, wp, LANES):
-                d += v_dot(H, u * wp + jb, D, i * wp + jb)
-            out[e] = target[e] - d
 
 
 @njit(parallel=True, cache=True)
@@ -245,7 +225,6 @@ def sample_implicit(indptr, indices, scale, X, P, Pm, Pz, Pzm, key, Z, Zp, zeta,
             r[u, f] = rt[f]
     g = np.zeros(kp, r.dtype)
     d = np.zeros(kp, r.dtype)
-    zero = r.dtype.type(0)
     rk = np.zeros(LANES, np.uint64)
     xi = np.empty((k + (k & 1), LANES))
     keys = np.empty(LANES * k + LANES, np.uint64)
@@ -277,8 +256,7 @@ def sample_implicit(indptr, indices, scale, X, P, Pm, Pz, Pzm, key, Z, Zp, zeta,
             c += s0 * s0
             s0 = r.dtype.type(s0)
             for jb in range(0, kp, LANES):
-                v_axpy4(g, jb, r, u0 * kp + jb, u0 * kp + jb, u0 * kp + jb,
-                        u0 * kp + jb, s0, zero, zero, zero)
+                v_axpy(g, jb, r, u0 * kp + jb, s0)
             e += 1
         for f in range(k):
             prec = 1.0 + c * gamma[f]      # >= 1
@@ -288,9 +266,9 @@ def sample_implicit(indptr, indices, scale, X, P, Pm, Pz, Pzm, key, Z, Zp, zeta,
             zeta[j, f] = new
         for e in range(lo, hi):
             u0 = indices[e]
+            c0 = r.dtype.type(-scale[u0])
             for jb in range(0, kp, LANES):
-                v_axpy4(r, u0 * kp + jb, d, jb, jb, jb, jb, r.dtype.type(-scale[u0]),
-                        zero, zero, zero)
+                v_axpy(r, u0 * kp + jb, d, jb, c0)
     zj = np.empty(k)
     for j in range(n):
         for f in range(k):

@@ -303,6 +303,87 @@ def v_axpy4(typingctx, X, ix, Y, i0, i1, i2, i3, c0, c1, c2, c3):
 
 
 @intrinsic
+def v_axpy(typingctx, X, ix, Y, iy, c):
+    """``X[ix:ix+8] += c Y[iy:iy+8]`` (flat offsets, ``c`` a scalar of
+    ``X``'s dtype): one fused multiply-add per element."""
+    if not _float_arrays(X, Y) or c != X.dtype:
+        return None
+
+    def codegen(context, builder, sig, args):
+        t = sig.args
+        px = _vector_ptr(context, builder, t[0], args[0], t[1], args[1])
+        py = _vector_ptr(context, builder, t[2], args[2], t[3], args[3])
+        al = t[0].dtype.bitwidth // 8
+        acc = builder.load(px, align=al)
+        vt = acc.type
+        cv = builder.insert_element(ir.Constant(vt, ir.Undefined), args[4],
+                                    ir.IntType(32)(0))
+        cv = builder.shuffle_vector(cv, ir.Constant(vt, ir.Undefined),
+                                    ir.Constant(ir.VectorType(ir.IntType(32), LANES),
+                                                [0] * LANES))
+        builder.store(_fmuladd(builder, cv, builder.load(py, align=al), acc), px,
+                      align=al)
+        return context.get_dummy_value()
+    return types.void(X, ix, Y, iy, c), codegen
+
+
+@intrinsic
+def v_gram8(typingctx, S, so, ss, D, indices, start, end, ci, nr, jb):
+    """Eight rows of ``sum_e d_e d_e^T`` on one column block, accumulated in
+    registers: with ``d_e = D[indices[e]]`` (``D`` 2-D, C-contiguous) over
+    ``e`` in ``start:end``, ``S.flat[so + r ss : so + r ss + 8] = sum_e
+    D[idx_e, ci + r] D[idx_e, jb:jb+8]`` for ``r < nr`` (at most 8; the
+    other rows are summed, not stored).  Columns ``ci:ci+8`` and
+    ``jb:jb+8`` must lie within the rows of ``D``.  Each entry costs one
+    vector load, eight broadcasts and eight fused multiply-adds, the sums
+    in ``D``'s dtype in entry order, with no store until the end."""
+    if not _float_arrays(S, D) or not isinstance(indices, types.Array) \
+            or not isinstance(indices.dtype, types.Integer) or D.ndim != 2:
+        return None
+
+    def codegen(context, builder, sig, args):
+        t = sig.args
+        Sa, so_, ss_, Da, ia, st, en, ci_, nr_, jb_ = args
+        intp = context.get_value_type(types.intp)
+
+        def cast(v, ty):
+            return context.cast(builder, v, ty, types.intp)
+        so_, ss_, st, en = cast(so_, t[1]), cast(ss_, t[2]), cast(st, t[5]), cast(en, t[6])
+        ci_, nr_, jb_ = cast(ci_, t[7]), cast(nr_, t[8]), cast(jb_, t[9])
+        darr = context.make_array(t[3])(context, builder, Da)
+        iarr = context.make_array(t[4])(context, builder, ia)
+        sarr = context.make_array(t[0])(context, builder, Sa)
+        et = context.get_data_type(t[3].dtype)
+        vt = ir.VectorType(et, LANES)
+        al = t[3].dtype.bitwidth // 8
+        wp = builder.extract_value(darr.shape, 1)
+        accs = [cgutils.alloca_once_value(builder, ir.Constant(vt, [0.0] * LANES))
+                for _ in range(LANES)]
+        mask = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+        with cgutils.for_range_slice(builder, st, en, ir.Constant(intp, 1),
+                                     inc=True) as (e, _):
+            idx = builder.load(builder.gep(iarr.data, [e]))
+            idx = context.cast(builder, idx, t[4].dtype, types.intp)
+            row = builder.gep(darr.data, [builder.mul(idx, wp)])
+            v = builder.load(builder.bitcast(builder.gep(row, [jb_]), vt.as_pointer()),
+                             align=al)
+            for r in range(LANES):
+                a = builder.load(builder.gep(row, [builder.add(ci_, ir.Constant(intp, r))]))
+                a = builder.insert_element(ir.Constant(vt, ir.Undefined), a,
+                                           ir.IntType(32)(0))
+                a = builder.shuffle_vector(a, ir.Constant(vt, ir.Undefined), mask)
+                builder.store(_fmuladd(builder, a, v, builder.load(accs[r])), accs[r])
+        for r in range(LANES):
+            rr = ir.Constant(intp, r)
+            with builder.if_then(builder.icmp_signed("<", rr, nr_)):
+                off = builder.add(so_, builder.mul(rr, ss_))
+                dst = builder.bitcast(builder.gep(sarr.data, [off]), vt.as_pointer())
+                builder.store(builder.load(accs[r]), dst, align=al)
+        return context.get_dummy_value()
+    return types.void(S, so, ss, D, indices, start, end, ci, nr, jb), codegen
+
+
+@intrinsic
 def v_add4(typingctx, X, ix, Y, i0, i1, i2, i3):
     """``X[ix:ix+8] += (Y[i0:i0+8] + Y[i1:i1+8]) + (Y[i2:i2+8] + Y[i3:i3+8])``
     (flat offsets)."""
@@ -343,6 +424,48 @@ def v_dot(typingctx, X, ix, Y, iy):
             p = builder.fadd(lo, hi)
         return builder.extract_element(p, ir.IntType(32)(0))
     return X.dtype(X, ix, Y, iy), codegen
+
+
+@intrinsic
+def v_dots8(typingctx, S, X, ix, Y, i0, i1, i2, i3, i4, i5, i6, i7):
+    """``S[q] += sum(X[ix:ix+8] * Y[iq:iq+8])`` for ``q = 0..7`` (flat
+    offsets; ``S`` holds 8 elements): eight dot products at once, the
+    products of each summed by the same fixed tree (pairs, then quads,
+    then halves), in their dtype.  One transposing reduction for eight
+    dots instead of one horizontal sum each."""
+    if not _float_arrays(S, X, Y):
+        return None
+
+    def codegen(context, builder, sig, args):
+        t = sig.args
+        al = t[0].dtype.bitwidth // 8
+        ps = _vector_ptr(context, builder, t[0], args[0], types.intp,
+                         context.get_constant(types.intp, 0))
+        x = builder.load(_vector_ptr(context, builder, t[1], args[1], t[2], args[2]),
+                         align=al)
+        p = [builder.fmul(x, builder.load(_vector_ptr(
+            context, builder, t[3], args[3], t[4 + q], args[4 + q]), align=al))
+            for q in range(LANES)]
+        i32 = ir.IntType(32)
+
+        def shuf(a, b, idx):
+            return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(i32, LANES), idx))
+        # level 1: lanes (2c, 2c+1) of a and b -> [a01, b01, a23, b23, ...]
+        lo1 = [0, 8, 2, 10, 4, 12, 6, 14]
+        hi1 = [1, 9, 3, 11, 5, 13, 7, 15]
+        a = [builder.fadd(shuf(p[2 * q], p[2 * q + 1], lo1),
+                          shuf(p[2 * q], p[2 * q + 1], hi1)) for q in range(4)]
+        # level 2: -> [p0 0:4, p1 0:4, p2 0:4, p3 0:4, p0 4:8, ...]
+        lo2 = [0, 1, 8, 9, 4, 5, 12, 13]
+        hi2 = [2, 3, 10, 11, 6, 7, 14, 15]
+        b = [builder.fadd(shuf(a[2 * q], a[2 * q + 1], lo2),
+                          shuf(a[2 * q], a[2 * q + 1], hi2)) for q in range(2)]
+        # level 3: the two halves
+        tot = builder.fadd(shuf(b[0], b[1], [0, 1, 2, 3, 8, 9, 10, 11]),
+                           shuf(b[0], b[1], [4, 5, 6, 7, 12, 13, 14, 15]))
+        builder.store(builder.fadd(builder.load(ps, align=al), tot), ps, align=al)
+        return context.get_dummy_value()
+    return types.void(S, X, ix, Y, i0, i1, i2, i3, i4, i5, i6, i7), codegen
 
 
 @intrinsic
