@@ -307,19 +307,21 @@ def row_moments(F, s, G):
     """``s = sum_r F[r]`` and ``G = sum_r F[r] F[r]^T`` in float64, serially
     (the same sums for any number of threads); the hyperparameters' data."""
     n, w = F.shape
+    x = np.empty(w)
+    Gl = np.zeros((w, w))          # local: no aliasing with F, whole rows
     for i in range(w):
         s[i] = 0.0
-        for j in range(w):
-            G[i, j] = 0.0
     for r in range(n):             # 2-D indexing: a row view costs a refcount
         for i in range(w):
-            a = np.float64(F[r, i])
+            x[i] = np.float64(F[r, i])
+        for i in range(w):
+            a = x[i]
             s[i] += a
-            for j in range(i, w):
-                G[i, j] += a * np.float64(F[r, j])
+            for j in range(w):     # the whole square (a_i a_j = a_j a_i exactly)
+                Gl[i, j] += a * x[j]
     for i in range(w):
-        for j in range(i):
-            G[i, j] = G[j, i]
+        for j in range(w):
+            G[i, j] = Gl[i, j]
 
 
 @njit(cache=True)
