@@ -384,49 +384,6 @@ def v_gram8(typingctx, S, so, ss, D, indices, start, end, ci, nr, jb):
 
 
 @intrinsic
-def v_add4(typingctx, X, ix, Y, i0, i1, i2, i3):
-    """``X[ix:ix+8] += (Y[i0:i0+8] + Y[i1:i1+8]) + (Y[i2:i2+8] + Y[i3:i3+8])``
-    (flat offsets)."""
-    if not _float_arrays(X, Y):
-        return None
-
-    def codegen(context, builder, sig, args):
-        t = sig.args
-        px = _vector_ptr(context, builder, t[0], args[0], t[1], args[1])
-        al = t[0].dtype.bitwidth // 8
-        y = [builder.load(_vector_ptr(context, builder, t[2], args[2], t[3 + q],
-                                      args[3 + q]), align=al) for q in range(4)]
-        total = builder.fadd(builder.fadd(y[0], y[1]), builder.fadd(y[2], y[3]))
-        builder.store(builder.fadd(builder.load(px, align=al), total), px, align=al)
-        return context.get_dummy_value()
-    return types.void(X, ix, Y, i0, i1, i2, i3), codegen
-
-
-@intrinsic
-def v_dot(typingctx, X, ix, Y, iy):
-    """``sum(X[ix:ix+8] * Y[iy:iy+8])`` (flat offsets), in their dtype."""
-    if not _float_arrays(X, Y):
-        return None
-
-    def codegen(context, builder, sig, args):
-        t = sig.args
-        px = _vector_ptr(context, builder, t[0], args[0], t[1], args[1])
-        py = _vector_ptr(context, builder, t[2], args[2], t[3], args[3])
-        al = t[0].dtype.bitwidth // 8
-        p = builder.fmul(builder.load(px, align=al), builder.load(py, align=al))
-        n = LANES
-        while n > 1:  # pairwise halving: a fixed order of additions
-            n //= 2
-            lo = builder.shuffle_vector(p, p, ir.Constant(
-                ir.VectorType(ir.IntType(32), n), list(range(n))))
-            hi = builder.shuffle_vector(p, p, ir.Constant(
-                ir.VectorType(ir.IntType(32), n), list(range(n, 2 * n))))
-            p = builder.fadd(lo, hi)
-        return builder.extract_element(p, ir.IntType(32)(0))
-    return X.dtype(X, ix, Y, iy), codegen
-
-
-@intrinsic
 def v_dots8(typingctx, S, X, ix, Y, i0, i1, i2, i3, i4, i5, i6, i7):
     """``S[q] += sum(X[ix:ix+8] * Y[iq:iq+8])`` for ``q = 0..7`` (flat
     offsets; ``S`` holds 8 elements): eight dot products at once, the
