@@ -255,7 +255,8 @@ def _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
 # serves every row (no weighted regularization) and enough rows are short,
 # the other side is transformed once per half-step, ``Y U^{-1}``: a row then
 # gathers its rows of ``W`` (and ``beta``, a sum of them) without the
-# triangular solve, and costs about n^2 k / 2 + n^3 / 6 + k^2 / 2.  Rows with a weight
+# triangular solve, and costs about n^2 k / 2 + n^3 / 6 + k^2 / 2 (the last
+# ``U^{-1}`` as a product with the precomputed inverse: no dependent chain).  Rows with a weight
 # ``c < w0`` (the correction would not be positive semidefinite), rows
 # whose ``B`` is not positive definite (``lam = 0``) and rows whose n x n
 # system does not factor take the k x k path, with its ridge fallback, and
@@ -271,7 +272,8 @@ def _short_system(u, indptr, indices, conf, target, offset, Y, GB, reg, w0,
 
     ``GB[(1 + fidx) k:(2 + fidx) k]`` holds the upper factor ``U`` of
     ``B = w0 G + reg I`` (unused when ``w0 = 0``), and with
-    ``transformed`` ``GB[2 k:]`` holds ``Y U^{-1}``.  On return the
+    ``transformed`` ``V = U^{-T}`` instead and ``GB[2 k:]`` holds
+    ``Y U^{-1}``.  On return the
     system's upper triangle is in ``flat[:n * n]`` (row-major ``n x n``),
     its right-hand side in ``v[:n]``, ``W`` (``Z`` where ``w0 = 0``) in
     ``Z[:n]`` and ``beta`` in ``Z[n]``, for :func:`_short_finish`.
@@ -329,8 +331,10 @@ def _short_system(u, indptr, indices, conf, target, offset, Y, GB, reg, w0,
         for l in range(n):
             Mi[l] = 0
         Mi[i] = reg if diag else one
-    if n > 0:
+    if n > SMALL_GRAM:
         _syrk_rows(Z, n, M, iw, fw, cw)
+    else:
+        _gram_small(Z, n, M)
     if not diag:
         for i in range(n):
             zi = Z[i]
@@ -341,25 +345,107 @@ def _short_system(u, indptr, indices, conf, target, offset, Y, GB, reg, w0,
     return n
 
 
+#: Up to this many rows, the n x n Gram matrix of a short row is summed by
+#: :func:`_gram_small`'s loops instead of a BLAS SYRK call, whose fixed cost
+#: (argument checks, buffer, packing) exceeds the work for such ``n``.
+SMALL_GRAM = 32
+
+
 @njit(cache=True, fastmath=FASTMATH, forceinline=True)
-def _short_finish(U, Z, n, vn, x, diag):
+def _gram_small(Z, n, M):
+    """``M[upper] += Z[:n] Z[:n]^T`` by dot products, two rows of ``M`` at
+    a time (each loaded row of ``Z`` serves both)."""
+    i = 0
+    while i + 1 < n:
+        z0 = Z[i]
+        z1 = Z[i + 1]
+        M0 = M[i]
+        M1 = M[i + 1]
+        a = z0[0] * z1[0]
+        for l in range(1, z0.size):
+            a += z0[l] * z1[l]
+        M0[i + 1] += a
+        a = z0[0] * z0[0]
+        for l in range(1, z0.size):
+            a += z0[l] * z0[l]
+        M0[i] += a
+        a = z1[0] * z1[0]
+        for l in range(1, z1.size):
+            a += z1[l] * z1[l]
+        M1[i + 1] += a
+        for j in range(i + 2, n):
+            zj = Z[j]
+            a0 = z0[0] * zj[0]
+            a1 = z1[0] * zj[0]
+            for l in range(1, zj.size):
+                a0 += z0[l] * zj[l]
+                a1 += z1[l] * zj[l]
+            M0[j] += a0
+            M1[j] += a1
+        i += 2
+    if i < n:
+        z0 = Z[i]
+        a = z0[0] * z0[0]
+        for l in range(1, z0.size):
+            a += z0[l] * z0[l]
+        M[i, i] += a
+
+
+@njit(cache=True, fastmath=FASTMATH, forceinline=True)
+def _short_finish(U, Z, n, vn, x, diag, transformed):
     """``x`` from the solved n x n system ``vn`` (see :func:`_short_system`):
     ``Z^T v`` where ``diag`` (``w0 = 0``), else
-    ``U^{-1} (beta - W^T v)``."""
+    ``U^{-1} (beta - W^T v)``: by back substitution with ``U``, or where
+    ``transformed`` as ``V^T (beta - W^T v)`` with ``U`` holding
+    ``V = U^{-T}`` (row-major lower triangle), a sum of ``k`` contiguous
+    row prefixes of ``V`` with no chain of dependent steps (the
+    substitution's chain cost more than the rest of a short row)."""
     k = x.size
     b = Z[n]
     if diag:
         for l in range(k):
             x[l] = 0
+        for i in range(n):
+            vi = vn[i]
+            zi = Z[i]
+            for l in range(k):
+                x[l] += vi * zi[l]
+        return
+    for i in range(n):  # b <- beta - W^T v
+        vi = vn[i]
+        zi = Z[i]
+        for l in range(k):
+            b[l] -= vi * zi[l]
+    if transformed:
+        for l in range(k):
+            x[l] = 0
+        j = 0
+        while j + 4 <= k:  # rows j..j+3 of V: one pass over x[:j+1]
+            y0 = b[j]
+            y1 = b[j + 1]
+            y2 = b[j + 2]
+            y3 = b[j + 3]
+            v0 = U[j, :j + 1]
+            v1 = U[j + 1, :j + 1]
+            v2 = U[j + 2, :j + 1]
+            v3 = U[j + 3, :j + 1]
+            xs = x[:j + 1]
+            for l in range(xs.size):
+                xs[l] += (y0 * v0[l] + y1 * v1[l]) + (y2 * v2[l] + y3 * v3[l])
+            x[j + 1] += y1 * U[j + 1, j + 1] + y2 * U[j + 2, j + 1] + y3 * U[j + 3, j + 1]
+            x[j + 2] += y2 * U[j + 2, j + 2] + y3 * U[j + 3, j + 2]
+            x[j + 3] += y3 * U[j + 3, j + 3]
+            j += 4
+        while j < k:
+            yj = b[j]
+            vj = U[j, :j + 1]
+            xs = x[:j + 1]
+            for l in range(xs.size):
+                xs[l] += yj * vj[l]
+            j += 1
     else:
         for l in range(k):
             x[l] = b[l]
-    for i in range(n):
-        vi = -vn[i] if not diag else vn[i]
-        zi = Z[i]
-        for l in range(k):
-            x[l] += vi * zi[l]
-    if not diag:
         # (bool variables, not literals: one compiled _tri_solve for all sites)
         _tri_solve(U, x, k, diag, not diag)
 
@@ -495,7 +581,8 @@ def _short_rows(r0, r1, indptr, indices, conf, target, offset, Y, GB, lam, wr,
                 ok = _factor_upper(M, n, one)
             if ok:
                 _tri_solve(M, vn, n, ok, ok)
-                _short_finish(GB[base:base + k], Z, n, vn, X[u], diag)
+                _short_finish(GB[base:base + k], Z, n, vn, X[u], diag,
+                              transformed)
         if not ok:
             X[u, 0] = np.nan  # left to the k x k path
     if short:
@@ -663,13 +750,15 @@ def short_row_setup(indptr, Y, G, lam, wr, w0, nmax=None, transform=None):
     ratings count ``n <= nmax`` (``lam_u = lam n``, factor ``n - 1``; only
     the counts that occur are factored).  A ``B`` that is not positive
     definite gets a NaN factor: its rows take the k x k path.  ``w0 = 0``
-    needs no factor (``B = lam_u I``).  With one factor, ``Y U^{-1}`` is
-    stacked under it where ``transform`` (default: where the short rows
-    hold more ratings than ``Y`` has rows, so that it pays), and the limit
-    is then ``short_row_limit(..., transformed=True)``.  ``nmax``: that
-    limit instead of :func:`short_row_limit`'s.  Computed in float64 from
-    ``Y`` and ``G`` as the solver sees them, once per half-step.  ``mode``
-    is ``2 nmax + transformed`` (0: no short rows).
+    needs no factor (``B = lam_u I``).  With one factor, where
+    ``transform`` (default: where the short rows hold more ratings than
+    ``Y`` has rows, so that it pays), the factor is replaced by
+    ``V = U^{-T}`` (lower triangle) and ``Y U^{-1}`` is stacked under it,
+    and the limit is then ``short_row_limit(..., transformed=True)``.
+    ``nmax``: that limit instead of :func:`short_row_limit`'s.  Factors
+    and inverse are computed in float64 from ``Y`` and ``G`` as the solver
+    sees them, ``Y U^{-1}`` by one GEMM in their dtype, once per
+    half-step.  ``mode`` is ``2 nmax + transformed`` (0: no short rows).
     """
     k = G.shape[0]
     if w0 == 0:
@@ -686,12 +775,13 @@ def short_row_setup(indptr, Y, G, lam, wr, w0, nmax=None, transform=None):
                 U = np.triu(np.linalg.cholesky(B).T)
             except np.linalg.LinAlgError:
                 return G, 0
-            YU = scipy.linalg.solve_triangular(U, Y.astype(np.float64).T,
-                                               trans="T").T
+            Ui = scipy.linalg.solve_triangular(U, np.eye(k))  # U^{-1}, upper
             GB = np.empty((2 * k + Y.shape[0], k), G.dtype)
             GB[:k] = G
-            GB[k:2 * k] = U
-            GB[2 * k:] = YU
+            GB[k:2 * k] = Ui.T
+            # Y U^{-1} as one GEMM in the factors' dtype (as the rows'
+            # own triangular solves would be without the transform)
+            np.matmul(Y, Ui.astype(G.dtype), out=GB[2 * k:])
             return GB, 2 * nmax_t + 1
     if nmax is None:
         nmax = short_row_limit(k, w0)
