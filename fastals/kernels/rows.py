@@ -334,7 +334,7 @@ def _short_system(u, indptr, indices, conf, target, offset, Y, GB, reg, w0,
     if n > SMALL_GRAM:
         _syrk_rows(Z, n, M, iw, fw, cw)
     else:
-        _gram_small(Z, n, M)
+        _gram_small(Z, n, M, one)
     if not diag:
         for i in range(n):
             zi = Z[i]
@@ -348,47 +348,45 @@ def _short_system(u, indptr, indices, conf, target, offset, Y, GB, reg, w0,
 #: Up to this many rows, the n x n Gram matrix of a short row is summed by
 #: :func:`_gram_small`'s loops instead of a BLAS SYRK call, whose fixed cost
 #: (argument checks, buffer, packing) exceeds the work for such ``n``.
-SMALL_GRAM = 32
+SMALL_GRAM = 64
 
 
 @njit(cache=True, fastmath=FASTMATH, forceinline=True)
-def _gram_small(Z, n, M):
+def _gram_small(Z, n, M, one):
     """``M[upper] += Z[:n] Z[:n]^T`` by dot products, two rows of ``M`` at
-    a time (each loaded row of ``Z`` serves both)."""
+    a time (each loaded row of ``Z`` serves both); sums from a typed zero
+    over all entries (a loop from 1 leaves LLVM a scalar remainder)."""
+    zero = one - one
     i = 0
     while i + 1 < n:
         z0 = Z[i]
         z1 = Z[i + 1]
-        M0 = M[i]
-        M1 = M[i + 1]
-        a = z0[0] * z1[0]
-        for l in range(1, z0.size):
-            a += z0[l] * z1[l]
-        M0[i + 1] += a
-        a = z0[0] * z0[0]
-        for l in range(1, z0.size):
-            a += z0[l] * z0[l]
-        M0[i] += a
-        a = z1[0] * z1[0]
-        for l in range(1, z1.size):
-            a += z1[l] * z1[l]
-        M1[i + 1] += a
+        a0 = zero
+        a1 = zero
+        a2 = zero
+        for l in range(z0.size):
+            a0 += z0[l] * z0[l]
+            a1 += z0[l] * z1[l]
+            a2 += z1[l] * z1[l]
+        M[i, i] += a0
+        M[i, i + 1] += a1
+        M[i + 1, i + 1] += a2
         for j in range(i + 2, n):
             zj = Z[j]
-            a0 = z0[0] * zj[0]
-            a1 = z1[0] * zj[0]
-            for l in range(1, zj.size):
+            a0 = zero
+            a1 = zero
+            for l in range(zj.size):
                 a0 += z0[l] * zj[l]
                 a1 += z1[l] * zj[l]
-            M0[j] += a0
-            M1[j] += a1
+            M[i, j] += a0
+            M[i + 1, j] += a1
         i += 2
     if i < n:
         z0 = Z[i]
-        a = z0[0] * z0[0]
-        for l in range(1, z0.size):
-            a += z0[l] * z0[l]
-        M[i, i] += a
+        a0 = zero
+        for l in range(z0.size):
+            a0 += z0[l] * z0[l]
+        M[i, i] += a0
 
 
 @njit(cache=True, fastmath=FASTMATH, forceinline=True)
