@@ -33,6 +33,9 @@ REFERENCES = {
                              "test_als.py (naive.update_rows)",
                              "bench_als.py; short_rows.py; regression_check.py "
                              "solve_cholesky, solve_cholesky_short"),
+    "fastals.kernels.factor": ("test_kernel_paths.py::test_cholesky_rows (np.linalg.solve per row, "
+                               "k < 64: own factorization); test_short_rows.py (n x n systems)",
+                               "regression_check.py solve_cholesky, solve_cholesky_short"),
     "fastals.kernels.cg": ("test_cg_blocks.py (naive.cg_rows); "
                            "test_kernel_paths.py::test_cg_converges_to_cholesky",
                            "bench_als.py (solver=cg); cg_halfsteps.py; "
