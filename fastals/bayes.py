@@ -67,8 +67,11 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
     ----------
     factors : int, default 12
         Number of latent factors ``k``.
-    iterations : int, default 200
-        Gibbs sweeps (each draws every user row and every item row once).
+    iterations : int, default 100
+        Gibbs sweeps (each draws every user row and every item row once);
+        100 as in libFM and myFM.  More sweeps give a slightly better
+        posterior mean (200: about 0.001 lower RMSE on MovieLens-100k) in
+        proportionally more time.
     burn_in : int, default 5
         Sweeps discarded before samples are kept; ``iterations - burn_in``
         samples are averaged.
@@ -137,7 +140,7 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
     ``partial_fit_users``, ...) are not available.
     """
 
-    def __init__(self, factors=12, iterations=200, burn_in=5, prior="wishart",
+    def __init__(self, factors=12, iterations=100, burn_in=5, prior="wishart",
                  init_std=0.1, dtype=np.float32, random_state=None,
                  num_threads=0, calculate_training_loss=True, callback=None,
                  duplicates="sum", implicit_feedback=True):

@@ -117,7 +117,7 @@ _UNKNOWN_HELP = ("Held-out ratings whose user or item was not in training: "
               default="als", show_default=True,
               help="als: FastALS. bayes: BayesianALS (Gibbs sampling, nothing "
                    "to tune; explicit ratings; its own defaults: 12 factors, "
-                   "200 iterations).")
+                   "100 iterations).")
 @click.option("--burn-in", type=click.IntRange(min=0), default=None,
               help="--model bayes: sweeps not averaged.  [default: 5]")
 @click.option("--implicit-feedback/--no-implicit-feedback", default=None,
