@@ -26,7 +26,6 @@ import threading
 
 import llvmlite.binding as _llvm
 import scipy.linalg.cython_blas as _cython_blas
-from numba import cfunc, types
 
 
 def _library():
@@ -71,11 +70,26 @@ def _setter_is_per_thread():
     return True
 
 
-@cfunc(types.int32(types.int32), cache=True)
-def _keep(n):
-    """The per-thread setter's stand-in where the real one is process-wide:
-    the count is already one (see :func:`single_threaded`)."""
-    return 1
+def _keep_address():
+    """Address of a C function ``int f(int)`` without side effects that
+    returns 1 for 1, the stand-in for the per-thread setter where the real
+    one is process-wide (the count is already one then, see
+    :func:`single_threaded`; the kernels pass back what it returned): the C
+    library's ``abs``, found at once, or else a compiled no-op (about a
+    quarter of a second at import)."""
+    try:
+        return ctypes.cast(ctypes.CDLL(None).abs, ctypes.c_void_p).value
+    except (OSError, AttributeError, TypeError):
+        from numba import cfunc, types
+
+        def one(n):
+            return 1
+        keep = cfunc(types.int32(types.int32))(one)
+        _KEEP.append(keep)  # keeps the compiled code alive
+        return keep.address
+
+
+_KEEP = []
 
 
 if _SET_LOCAL is not None and _GET is not None and _SET is not None:
@@ -91,7 +105,7 @@ else:
 #: Address of what the kernels call as ``fastals_blas_threads_local``.
 _llvm.add_symbol("fastals_blas_threads_local",
                  ctypes.cast(_SET_LOCAL, ctypes.c_void_p).value if PER_THREAD
-                 else _keep.address)
+                 else _keep_address())
 
 _LOCK = threading.Lock()
 _DEPTH = 0
