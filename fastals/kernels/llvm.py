@@ -171,8 +171,8 @@ class _ChunkCallback:
     def guard(self, kernel):
         """Wrap a compiled ``kernel`` that calls this callback so that every
         call first makes sure of the symbol (argument :attr:`factors_arg`
-        holds the factors), with OpenBLAS held at one thread.  Loading such a kernel without the symbol would
-        abort the process."""
+        holds the factors) and runs with OpenBLAS held at one thread.
+        Loading such a kernel without the symbol would abort the process."""
         @functools.wraps(getattr(kernel, "py_func", kernel))
         def guarded(*args):
             self.ensure(args[self.factors_arg].dtype)
