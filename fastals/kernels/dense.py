@@ -684,7 +684,6 @@ def dense_bounds(indptr, k):
     return bounds
 
 
-@single_threaded()
 def dense_step(indptr, indices, data, Y, M, X, bounds, G=None, lam=0.0,
                blas=None):
     """The dense objective's half-step ``X = (R Y) M`` in one pass.
@@ -743,7 +742,8 @@ def dense_step(indptr, indices, data, Y, M, X, bounds, G=None, lam=0.0,
     args = (bounds, indptr, indices, data, Y, M, X, G, parts, cross, out,
             float(lam), flags)
     if work < SERIAL_BELOW or numba.get_num_threads() == 1:
-        total = cb.run(*args)
+        with single_threaded():  # the parallel kernel's guard holds it itself
+            total = cb.run(*args)
     else:
         total = kernel(*args)
     return out, total
