@@ -7,7 +7,8 @@ Usage::
 
 ``DIR`` is the ``ml-100k`` folder (default: ``$FASTALS_DATA/ml-100k`` or
 ``../shared/data/ml-100k`` beside the repository).  Each repeat fits
-``BayesianALS(random_state=0)`` (the defaults: 12 factors, 200 sweeps)
+``BayesianALS(random_state=0)`` (the defaults: 12 factors, 100 sweeps;
+the figures in docs/bayesian.md were measured at 200)
 with and without the term and prints wall and thread CPU time
 (``time.thread_time``: with ``--threads 1`` the kernels run on the calling
 thread, so it is less sensitive to other jobs than wall time) and the
