@@ -33,7 +33,9 @@ between blocks on the same worker do not cross the network.
 import contextlib
 import os
 import time
+import traceback
 import warnings
+import weakref
 
 import numpy as np
 
@@ -50,6 +52,9 @@ RETRIES = 2
 #: Seconds a restart waits for the cluster to get its workers back (it goes
 #: on with fewer, if at least one is there).
 RESTART_WAIT = 30
+
+#: Seconds between the checks for lost workers while a fit waits for tasks.
+POLL = 1.0
 
 
 class WorkerLost(FastALSError):
@@ -96,6 +101,24 @@ class _Cluster:
         if not self.workers:
             raise FastALSError("the Dask cluster has no workers")
         self.threads = sum(int(w.get("nthreads", 1)) for w in info["workers"].values())
+        self._made = []  # weak references to every future of the fit
+
+    def _track(self, futures):
+        self._made.extend(weakref.ref(f) for f in futures)
+        return futures
+
+    def release(self):
+        """Release every future of the fit still alive.  Dask frees a
+        task's data on the workers only when no future of it is left; the
+        futures of a fit can outlive it in reference cycles (tracebacks of
+        the one-second waits keep their frames), and the workers then keep
+        the fit's blocks until Python's cyclic collector runs (measured:
+        worker memory 1.0 GB after one 20M fit, 2.3 GB after three)."""
+        made, self._made = self._made, []
+        for ref in made:
+            f = ref()
+            if f is not None:
+                f.release()
 
     def submit(self, fn, *args, worker=None):
         """``client.submit``, pinned to ``worker`` when given.  Pinned
@@ -107,7 +130,11 @@ class _Cluster:
         kw = {"pure": False}
         if worker is not None:
             kw.update(workers=[worker], allow_other_workers=False)
-        return self.client.submit(fn, *args, **kw)
+        return self._track([self.client.submit(fn, *args, **kw)])[0]
+
+    def compute(self, collection):
+        """``client.compute``, its futures tracked like :meth:`submit`'s."""
+        return self._track(self.client.compute(collection))
 
     def place(self, data, workers):
         """Scatter ``data[j]`` to ``workers[j]`` (one call per worker);
@@ -116,8 +143,8 @@ class _Cluster:
         for w in dict.fromkeys(workers):
             idx = [j for j, x in enumerate(workers) if x == w]
             try:
-                got = self.client.scatter([data[j] for j in idx], workers=[w],
-                                          hash=False)
+                got = self._track(self.client.scatter(
+                    [data[j] for j in idx], workers=[w], hash=False))
             except Exception as exc:
                 raise self.failure(exc) from None
             for j, f in zip(idx, got):
@@ -132,10 +159,10 @@ class _Cluster:
         flat = [f for f in _flatten(futures) if isinstance(f, self.dd.Future)]
         while True:
             try:
-                self.dd.wait(flat, timeout=1)
+                self.dd.wait(flat, timeout=POLL)
                 break
-            except TimeoutError:
-                pass
+            except TimeoutError as exc:
+                _forget(exc)
             except FastALSError:
                 raise
             except Exception as exc:
@@ -205,6 +232,20 @@ class _Cluster:
             return list(self.client.nthreads())  # asks the scheduler, not a cache
         except Exception:
             return []
+
+
+def _forget(exc):
+    """Drop the frames that ``exc`` and the exceptions chained to it hold.
+    Dask raises its timeout from a frame that holds the exception itself (a
+    reference cycle), so the frames of the wait and of its callers, with
+    their futures and arrays, would live until Python's cyclic collector
+    runs."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        traceback.clear_frames(exc.__traceback__)
+        exc.__traceback__ = None
+        exc = exc.__cause__ or exc.__context__
 
 
 def _flatten(x):
@@ -306,6 +347,7 @@ def fit_on_cluster(model, X, client, show_progress=False, columns=None,
                               f"restarting the fit from epoch 1 (restart "
                               f"{run.restarts} of at most {RETRIES})",
                               RuntimeWarning, stacklevel=3)
+                cl.release()
                 cl.rejoin(exc.worker)
     except BaseException:
         model.__dict__.clear()
@@ -313,6 +355,7 @@ def fit_on_cluster(model, X, client, show_progress=False, columns=None,
         raise
     finally:
         cl.held = ()
+        cl.release()
         run.close()
     return model
 
@@ -564,7 +607,7 @@ def _partition_dataframe(cl, X, columns, k, n_blocks, duplicates):
         raise InputError(f"the dataframe has no column(s) {', '.join(map(repr, missing))}"
                          f" (columns: {', '.join(map(str, X.columns))}); pass "
                          "columns=(user, item, value)")
-    frames = cl.client.compute(X[list(columns)].to_delayed())
+    frames = cl.compute(X[list(columns)].to_delayed())
     parts = [cl.submit(T._read_partition, f, columns) for f in frames]
     del frames
     uu = cl.submit(T._merge_uniques, f"column {columns[0]!r}",

@@ -5,9 +5,11 @@ interface is started once for the module and closed at its end.  Skipped
 when ``dask.distributed`` is not installed (extra ``fastals[dask]``).
 """
 
+import gc
 import os
 import signal
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -285,6 +287,38 @@ def _killer(client, at_epoch):
             os.kill(pid, signal.SIGKILL)
         return False
     return kill, victim
+
+
+def _scheduler_tasks(client):
+    return client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+
+
+def _settles(cond, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return cond()
+
+
+def test_fit_releases_its_data_on_the_cluster(client, monkeypatch):
+    """When a fit returns, the workers drop its blocks and factors without
+    waiting for Python's cyclic garbage collector.  Dask raises its wait
+    timeouts from a frame that holds the exception (a reference cycle), so
+    the futures of a fit used to live on in the traceback's frames: worker
+    memory grew fit after fit until the collector happened to run.  A tiny
+    poll interval makes every wait time out many times."""
+    import fastals.distributed as fd
+    monkeypatch.setattr(fd, "POLL", 1e-3)
+    X = _synthetic()
+    gc.collect()
+    before = _scheduler_tasks(client)
+    gc.disable()
+    try:
+        FastALS(factors=8, iterations=3, random_state=0).fit(X, client=client)
+        assert _settles(lambda: not client.refcount), dict(client.refcount)
+        assert _settles(lambda: _scheduler_tasks(client) <= before)
+    finally:
+        gc.enable()
 
 
 def test_worker_lost_mid_fit_restarts(client):
