@@ -35,7 +35,7 @@ import numpy as np
 from numba import njit, prange
 
 from .lanes import (GOLDEN, LANES, lane_factor, lane_normals, lane_sample, mix,
-                    v_axpy4, v_dots8, v_gram8)
+                    v_axpy4, v_dots8, v_gram8, v_gram16)
 from .llvm import FASTMATH
 
 
@@ -151,10 +151,13 @@ def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, H, key, X,
     w = X.shape[1]
     wp = D.shape[1]
     shifted = H.shape[0] > 0
+    # 16 design columns with a spare one: the right-hand side rides in it
+    # (v_gram16, the same sums in fewer passes)
+    aug = wp == 16 and w < 16
     n_chunks = bounds.size - 1
     failed = np.zeros(n_chunks, np.int64)
     for c in prange(n_chunks):
-        S = np.empty((w, wp), D.dtype)
+        S = np.empty((wp, wp), D.dtype)
         s = np.empty(wp, D.dtype)
         xp = np.zeros(wp, D.dtype)
         dots = np.empty(LANES, D.dtype)
@@ -176,8 +179,14 @@ def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, H, key, X,
                     u = u0 + l
                     for i in range(w):
                         hs[i] = 0.0
-                    _gram_row(indptr[u], indptr[u + 1], indices, target, offset, D,
-                              S, s, w)
+                    if aug:
+                        v_gram16(S, D, indices, target, offset, indptr[u],
+                                 indptr[u + 1])
+                        for i in range(w):
+                            s[i] = S[i, 15]
+                    else:
+                        _gram_row(indptr[u], indptr[u + 1], indices, target, offset,
+                                  D, S, s, w)
                     for i in range(w):
                         for j in range(i, w):
                             a = np.float64(S[i, j])

@@ -384,6 +384,101 @@ def v_gram8(typingctx, S, so, ss, D, indices, start, end, ci, nr, jb):
 
 
 @intrinsic
+def v_gram16(typingctx, S, D, indices, target, offset, start, end):
+    """A row system in registers for 16-column design rows, with its
+    right-hand side as a 16th column: over ``e`` in ``start:end``, with
+    ``i = indices[e]``, ``a_e = D[i]`` (16 columns, the last one zero) with
+    ``target[e] - offset[i]`` in column 15, ``S[r, c] = sum_e a_e[r]
+    a_e[c]`` for the upper blocks: ``r < 8`` all 16 columns, ``8 <= r``
+    columns 8-15 (the lower-left block is not written).
+
+    So for design rows of ``w <= 15`` columns, ``S[:w, :w]`` (upper
+    triangle) is ``sum d_i d_i^T``, ``S[:w, 15]`` is ``sum (t - o_i) d_i``
+    and ``S[15, 15]`` is ``sum (t - o_i)^2``: the products, fused
+    multiply-adds and order (entry by entry, from zero) of
+    :func:`v_gram8` and :func:`v_axpy4` as :func:`.gibbs._gram_row` sums
+    them, bit for bit, in two passes over the entries instead of four
+    (12 and 12 accumulators, one broadcast per row and entry: 16 instead
+    of 28 per entry).  ``D`` 2-D C-contiguous with 16 columns, ``S``
+    ``(16, 16)``, ``target`` and ``offset`` of ``D``'s dtype.
+    """
+    if not _float_arrays(S, D, target, offset) or not isinstance(indices, types.Array) \
+            or not isinstance(indices.dtype, types.Integer) or D.ndim != 2:
+        return None
+
+    def codegen(context, builder, sig, args):
+        t = sig.args
+        Sa, Da, ia, ta, oa, st, en = args
+        intp = context.get_value_type(types.intp)
+        st = context.cast(builder, st, t[5], types.intp)
+        en = context.cast(builder, en, t[6], types.intp)
+        darr = context.make_array(t[1])(context, builder, Da)
+        iarr = context.make_array(t[2])(context, builder, ia)
+        tarr = context.make_array(t[3])(context, builder, ta)
+        oarr = context.make_array(t[4])(context, builder, oa)
+        sarr = context.make_array(t[0])(context, builder, Sa)
+        et = context.get_data_type(t[1].dtype)
+        vt = ir.VectorType(et, LANES)
+        al = t[1].dtype.bitwidth // 8
+        i32 = ir.IntType(32)
+        mask = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
+
+        def c(v):
+            return ir.Constant(intp, v)
+
+        def bcast(x):
+            x = builder.insert_element(ir.Constant(vt, ir.Undefined), x, i32(0))
+            return builder.shuffle_vector(x, ir.Constant(vt, ir.Undefined), mask)
+
+        def entry(e):
+            idx = builder.load(builder.gep(iarr.data, [e]))
+            idx = context.cast(builder, idx, t[2].dtype, types.intp)
+            row = builder.gep(darr.data, [builder.mul(idx, c(16))])
+            a0 = builder.load(builder.bitcast(row, vt.as_pointer()), align=al)
+            a1 = builder.load(builder.bitcast(builder.gep(row, [c(8)]), vt.as_pointer()),
+                              align=al)
+            tmo = builder.fsub(builder.load(builder.gep(tarr.data, [e])),
+                               builder.load(builder.gep(oarr.data, [idx])))
+            return row, a0, builder.insert_element(a1, tmo, i32(LANES - 1)), tmo
+
+        def scalar(row, r):
+            return bcast(builder.load(builder.gep(row, [c(r)])))
+
+        def new_acc():
+            return cgutils.alloca_once_value(builder, ir.Constant(vt, [0.0] * LANES))
+
+        def fma(acc, b, a):
+            builder.store(_fmuladd(builder, b, a, builder.load(acc)), acc)
+
+        acc0 = {r: new_acc() for r in range(LANES)}      # rows r < 8, columns 0-7
+        acc1 = {r: new_acc() for r in range(16)}         # rows r, columns 8-15
+        one = c(1)
+        # pass 1: rows 0-5, both blocks (12 accumulators)
+        with cgutils.for_range_slice(builder, st, en, one, inc=True) as (e, _):
+            row, a0, a1, tmo = entry(e)
+            for r in range(6):
+                b = scalar(row, r)
+                fma(acc0[r], b, a0)
+                fma(acc1[r], b, a1)
+        # pass 2: rows 6-7 both blocks, rows 8-15 the right block (12)
+        with cgutils.for_range_slice(builder, st, en, one, inc=True) as (e, _):
+            row, a0, a1, tmo = entry(e)
+            for r in range(6, 16):
+                b = bcast(tmo) if r == 15 else scalar(row, r)
+                if r < LANES:
+                    fma(acc0[r], b, a0)
+                fma(acc1[r], b, a1)
+        for r in range(16):
+            for blk, accs in ((0, acc0), (LANES, acc1)):
+                if r in accs:
+                    dst = builder.gep(sarr.data, [c(16 * r + blk)])
+                    builder.store(builder.load(accs[r]),
+                                  builder.bitcast(dst, vt.as_pointer()), align=al)
+        return context.get_dummy_value()
+    return types.void(S, D, indices, target, offset, start, end), codegen
+
+
+@intrinsic
 def v_dots8(typingctx, S, X, ix, Y, i0, i1, i2, i3, i4, i5, i6, i7):
     """``S[q] += sum(X[ix:ix+8] * Y[iq:iq+8])`` for ``q = 0..7`` (flat
     offsets; ``S`` holds 8 elements): eight dot products at once, the
