@@ -256,6 +256,63 @@ def v_fnma(typingctx, X, ix, Y, iy, Z, iz):
     return types.void(X, ix, Y, iy, Z, iz), codegen
 
 
+def _fnma_sums(q):
+    """The intrinsic ``v_fnma_sum{q}``: ``q`` vectors of 8 less their sums
+    of products, each accumulated in a register in order."""
+    def typer(typingctx, X, ix, Y, iy, sy, Z, iz, sz, n):
+        if not _float_arrays(X, Y, Z):
+            return None
+
+        def codegen(context, builder, sig, args):
+            t = sig.args
+            Xa, ix_, Ya, iy_, sy_, Za, iz_, sz_, n_ = args
+            intp = context.get_value_type(types.intp)
+
+            def cast(v, ty):
+                return context.cast(builder, v, ty, types.intp)
+            ix_, iy_, sy_ = cast(ix_, t[1]), cast(iy_, t[3]), cast(sy_, t[4])
+            iz_, sz_, n_ = cast(iz_, t[6]), cast(sz_, t[7]), cast(n_, t[8])
+            xa = context.make_array(t[0])(context, builder, Xa)
+            ya = context.make_array(t[2])(context, builder, Ya)
+            za = context.make_array(t[5])(context, builder, Za)
+            vt = ir.VectorType(context.get_data_type(t[0].dtype), LANES)
+            al = t[0].dtype.bitwidth // 8
+
+            def vp(arr, i):
+                return builder.bitcast(builder.gep(arr.data, [i]), vt.as_pointer())
+            L8 = ir.Constant(intp, LANES)
+            accs = [cgutils.alloca_once_value(builder, builder.load(
+                vp(xa, builder.add(ix_, builder.mul(ir.Constant(intp, c), L8))),
+                align=al)) for c in range(q)]
+            with cgutils.for_range(builder, n_) as loop:
+                y = builder.fneg(builder.load(
+                    vp(ya, builder.add(iy_, builder.mul(loop.index, sy_))), align=al))
+                zo = builder.add(iz_, builder.mul(loop.index, sz_))
+                for c in range(q):
+                    zi = builder.add(zo,
+                                     builder.mul(ir.Constant(intp, c), L8))
+                    z = builder.load(vp(za, zi), align=al)
+                    builder.store(_fmuladd(builder, y, z, builder.load(accs[c])),
+                                  accs[c])
+            for c in range(q):
+                dst = vp(xa, builder.add(ix_, builder.mul(ir.Constant(intp, c), L8)))
+                builder.store(builder.load(accs[c]), dst, align=al)
+            return context.get_dummy_value()
+        return types.void(X, ix, Y, iy, sy, Z, iz, sz, n), codegen
+    typer.__name__ = f"v_fnma_sum{q}"
+    typer.__doc__ = (
+        f"``X[ix + 8c : ix + 8c + 8] -= sum_r Y[iy + r sy : +8] * Z[iz + r sz + 8c "
+        f": +8]`` for ``c < {q}``, ``r`` from 0 to ``n - 1`` in order, one fused "
+        "multiply-add each (flat offsets): what ``n`` calls of :func:`v_fnma` "
+        "do, bit for bit, with the sums in registers.")
+    return intrinsic(typer)
+
+
+v_fnma_sum1 = _fnma_sums(1)
+v_fnma_sum2 = _fnma_sums(2)
+v_fnma_sum4 = _fnma_sums(4)
+
+
 @intrinsic
 def v_mul(typingctx, X, ix, Y, iy):
     """``X[ix:ix+8] *= Y[iy:iy+8]`` (flat offsets)."""
@@ -559,15 +616,24 @@ def lane_factor(A, w, dinv, bad):
     positive definite (its ``U`` is then meaningless but finite).
     """
     L = LANES
-    for r in range(w):
-        rr = (r * w + r) * L
-        v_root(A, rr, dinv, r * L, bad)
-        for j in range(r + 1, w):
-            v_mul(A, (r * w + j) * L, dinv, r * L)
-        for i in range(r + 1, w):
-            ri = (r * w + i) * L
-            for j in range(i, w):
-                v_fnma(A, (i * w + j) * L, A, ri, A, (r * w + j) * L)
+    st = w * L
+    for i in range(w):        # left-looking: row i of U from rows 0..i-1
+        ii = (i * w + i) * L
+        # entry (i, j) less U[r, i] U[r, j], r = 0..i-1 in order: the
+        # right-looking updates' order, bit for bit, the sums in registers
+        # (the row's entries four, two, one at a time)
+        j = i
+        while j + 4 <= w:
+            v_fnma_sum4(A, (i * w + j) * L, A, i * L, st, A, j * L, st, i)
+            j += 4
+        if j + 2 <= w:
+            v_fnma_sum2(A, (i * w + j) * L, A, i * L, st, A, j * L, st, i)
+            j += 2
+        if j < w:
+            v_fnma_sum1(A, (i * w + j) * L, A, i * L, st, A, j * L, st, i)
+        v_root(A, ii, dinv, i * L, bad)
+        for j in range(i + 1, w):
+            v_mul(A, (i * w + j) * L, dinv, i * L)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -575,14 +641,16 @@ def lane_sample(A, dinv, b, Z, w):
     """With ``A`` factored by :func:`lane_factor`: ``b <- A^{-1} b`` (the
     mean) and ``Z <- U^{-1} Z`` (the noise, covariance ``A^{-1}``), per lane."""
     L = LANES
-    for i in range(w):                    # U^T y = b, column sweeps
-        v_mul(b, i * L, dinv, i * L)
-        for j in range(i + 1, w):
-            v_fnma(b, j * L, b, i * L, A, (i * w + j) * L)
+    # U^T y = b: y[j] = (b[j] - sum_{i<j} U[i, j] y[i]) / U[j, j], the
+    # products subtracted in the order i = 0, 1, ... (as column sweeps
+    # would, bit for bit), the sum in a register
+    for j in range(w):
+        v_fnma_sum1(b, j * L, A, j * L, w * L, b, 0, L, j)
+        v_mul(b, j * L, dinv, j * L)
     for i in range(w - 1, -1, -1):        # U x = y and U s = z, row dots
-        for j in range(i + 1, w):
-            a = (i * w + j) * L
-            v_fnma(b, i * L, A, a, b, j * L)
-            v_fnma(Z, i * L, A, a, Z, j * L)
+        n = w - 1 - i
+        a = (i * w + i + 1) * L
+        v_fnma_sum1(b, i * L, A, a, L, b, (i + 1) * L, L, n)
+        v_fnma_sum1(Z, i * L, A, a, L, Z, (i + 1) * L, L, n)
         v_mul(b, i * L, dinv, i * L)
         v_mul(Z, i * L, dinv, i * L)
