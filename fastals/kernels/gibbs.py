@@ -99,6 +99,20 @@ def _gram_row(start, end, indices, target, offset, D, S, s, w):
                     i3 * wp + jb, t0, t1, t2, t3)
 
 
+@njit(cache=True, fastmath={"contract"}, error_model="numpy")
+def _shift(S, H, u, w, hs):
+    """``hs = S_u H[u]`` in float64 from the upper triangle of ``S``: per
+    row, the products in column order, one fused multiply-add each, summed
+    in a register (contraction only: the order stays as written)."""
+    for i in range(w):
+        acc = 0.0
+        for j in range(i):
+            acc += np.float64(S[j, i]) * np.float64(H[u, j])
+        for j in range(i, w):
+            acc += np.float64(S[i, j]) * np.float64(H[u, j])
+        hs[i] = acc
+
+
 @njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, H, key, X,
                 means, bounds, pred_sum, n_kept, keep, stats):
@@ -177,8 +191,6 @@ def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, H, key, X,
                 bad[l] = 0.0
                 if l < nb:
                     u = u0 + l
-                    for i in range(w):
-                        hs[i] = 0.0
                     if aug:
                         v_gram16(S, D, indices, target, offset, indptr[u],
                                  indptr[u + 1])
@@ -189,12 +201,9 @@ def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, H, key, X,
                                   D, S, s, w)
                     for i in range(w):
                         for j in range(i, w):
-                            a = np.float64(S[i, j])
-                            A[i, j, l] = alpha * a + P[i, j]
-                            if shifted:    # hs = S_u H[u], S_u symmetric
-                                hs[i] += a * np.float64(H[u, j])
-                                if j > i:
-                                    hs[j] += a * np.float64(H[u, i])
+                            A[i, j, l] = alpha * np.float64(S[i, j]) + P[i, j]
+                    if shifted:            # hs = S_u H[u], S_u symmetric
+                        _shift(S, H, u, w, hs)
                     for i in range(w):
                         b[i, l] = alpha * (np.float64(s[i]) - hs[i]) + Pm[i]
                     rk[l] = _row_key(key, u)
