@@ -171,7 +171,7 @@ def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, H, key, X,
     n_chunks = bounds.size - 1
     failed = np.zeros(n_chunks, np.int64)
     for c in prange(n_chunks):
-        S = np.empty((wp, wp), D.dtype)
+        S8 = np.empty((LANES, wp, wp), D.dtype)   # each lane's sums
         s = np.empty(wp, D.dtype)
         xp = np.zeros(wp, D.dtype)
         dots = np.empty(LANES, D.dtype)
@@ -187,27 +187,31 @@ def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, H, key, X,
         hi = bounds[c + 1]
         for u0 in range(bounds[c], hi, LANES):
             nb = min(LANES, hi - u0)
+            for l in range(nb):
+                u = u0 + l
+                S = S8[l]
+                if aug:
+                    v_gram16(S, D, indices, target, offset, indptr[u], indptr[u + 1])
+                    for i in range(w):
+                        s[i] = S[i, 15]
+                else:
+                    _gram_row(indptr[u], indptr[u + 1], indices, target, offset,
+                              D, S, s, w)
+                if shifted:                # hs = S_u H[u], S_u symmetric
+                    _shift(S, H, u, w, hs)
+                for i in range(w):
+                    b[i, l] = alpha * (np.float64(s[i]) - hs[i]) + Pm[i]
+                rk[l] = _row_key(key, u)
+            # the precisions of all lanes at once, lane-contiguous stores
+            # (idle lanes' sums are garbage, replaced below)
+            for i in range(w):
+                for j in range(i, w):
+                    pij = P[i, j]
+                    for l in range(LANES):
+                        A[i, j, l] = alpha * np.float64(S8[l, i, j]) + pij
             for l in range(LANES):
                 bad[l] = 0.0
-                if l < nb:
-                    u = u0 + l
-                    if aug:
-                        v_gram16(S, D, indices, target, offset, indptr[u],
-                                 indptr[u + 1])
-                        for i in range(w):
-                            s[i] = S[i, 15]
-                    else:
-                        _gram_row(indptr[u], indptr[u + 1], indices, target, offset,
-                                  D, S, s, w)
-                    for i in range(w):
-                        for j in range(i, w):
-                            A[i, j, l] = alpha * np.float64(S[i, j]) + P[i, j]
-                    if shifted:            # hs = S_u H[u], S_u symmetric
-                        _shift(S, H, u, w, hs)
-                    for i in range(w):
-                        b[i, l] = alpha * (np.float64(s[i]) - hs[i]) + Pm[i]
-                    rk[l] = _row_key(key, u)
-                else:  # an idle lane solves the identity
+                if l >= nb:                # an idle lane solves the identity
                     for i in range(w):
                         b[i, l] = 0.0
                         for j in range(i, w):
