@@ -313,6 +313,62 @@ v_fnma_sum2 = _fnma_sums(2)
 v_fnma_sum4 = _fnma_sums(4)
 
 
+def _row_sums(q):
+    """The intrinsic ``v_rowsum{q}``: ``q`` blocks of 8 of a sum of rows,
+    accumulated in registers."""
+    def typer(typingctx, X, ix, Y, iy, indices, start, end):
+        if not _float_arrays(X, Y) or Y.ndim != 2 \
+                or not isinstance(indices, types.Array) \
+                or not isinstance(indices.dtype, types.Integer):
+            return None
+
+        def codegen(context, builder, sig, args):
+            t = sig.args
+            Xa, ix_, Ya, iy_, ia, st, en = args
+            intp = context.get_value_type(types.intp)
+
+            def cast(v, ty):
+                return context.cast(builder, v, ty, types.intp)
+            ix_, iy_, st, en = cast(ix_, t[1]), cast(iy_, t[3]), cast(st, t[5]), cast(en, t[6])
+            xa = context.make_array(t[0])(context, builder, Xa)
+            ya = context.make_array(t[2])(context, builder, Ya)
+            iarr = context.make_array(t[4])(context, builder, ia)
+            vt = ir.VectorType(context.get_data_type(t[0].dtype), LANES)
+            al = t[0].dtype.bitwidth // 8
+            wy = builder.extract_value(ya.shape, 1)
+
+            def vp(ptr, i):
+                return builder.bitcast(builder.gep(ptr, [i]), vt.as_pointer())
+            accs = [cgutils.alloca_once_value(builder, ir.Constant(vt, [0.0] * LANES))
+                    for _ in range(q)]
+            with cgutils.for_range_slice(builder, st, en, ir.Constant(intp, 1),
+                                         inc=True) as (e, _):
+                idx = builder.load(builder.gep(iarr.data, [e]))
+                idx = context.cast(builder, idx, t[4].dtype, types.intp)
+                row = builder.add(builder.mul(idx, wy), iy_)
+                for c in range(q):
+                    y = builder.load(vp(ya.data, builder.add(row, ir.Constant(intp, 8 * c))),
+                                     align=al)
+                    builder.store(builder.fadd(builder.load(accs[c]), y), accs[c])
+            for c in range(q):
+                builder.store(builder.load(accs[c]),
+                              vp(xa.data, builder.add(ix_, ir.Constant(intp, 8 * c))),
+                              align=al)
+            return context.get_dummy_value()
+        return types.void(X, ix, Y, iy, indices, start, end), codegen
+    typer.__name__ = f"v_rowsum{q}"
+    typer.__doc__ = (
+        f"``X[ix : ix + {8 * q}] = sum_e Y[indices[e], iy : iy + {8 * q}]`` over "
+        "``e`` in ``start:end`` (``Y`` 2-D C-contiguous, ``X`` flat offset), "
+        "summed from zero in entry order, one addition each, in registers: "
+        "the sums of :func:`v_axpy4` with unit weights, bit for bit.")
+    return intrinsic(typer)
+
+
+v_rowsum1 = _row_sums(1)
+v_rowsum2 = _row_sums(2)
+
+
 @intrinsic
 def v_mul(typingctx, X, ix, Y, iy):
     """``X[ix:ix+8] *= Y[iy:iy+8]`` (flat offsets)."""
