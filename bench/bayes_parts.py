@@ -13,8 +13,11 @@ factorizations, solves and normals alone (the same draws over empty rows),
 the separate residual pass, the implicit-feedback term's parts (the sums
 ``h_u``, the users' draw with the targets shifted by ``y_i . h_u``, the
 effective rows, the draw of ``Z``), the per-sweep random numbers of the
-hyperparameters and the storing of one kept sample; then whole fits (fit
-and predict, thread time).  Nothing from the data set is written anywhere.
+hyperparameters, one Normal-Wishart draw, the storing of one kept sample,
+the per-fit data preparation and prediction of ``ua.test``, and the fixed
+cost of a sweep (a default fit of 300 ratings, per sweep: kernel launches,
+small dense algebra, Python); then whole fits (fit and predict, thread
+time).  Nothing from the data set is written anywhere.
 """
 
 import argparse
@@ -87,6 +90,17 @@ def main():
     ru = np.empty(w + w * (w - 1) // 2 + w)
 
     no_shift = np.zeros((0, wp), dt)
+    P2, Pm2 = np.empty((w, w)), np.empty(w)
+    sV, GV = np.empty(w), np.empty((w, w))
+    gibbs.row_moments(V, sV, GV)
+    zs = rng.standard_normal(w + w * (w - 1) // 2)
+    model0 = BayesianALS(factors=k, iterations=3, burn_in=1, random_state=0,
+                         num_threads=1).fit(train)
+
+    def prepare():
+        c, _, _ = to_csr(train, "sum")
+        a, b = _Side(c, w, dt), _Side(transpose_csr(c), w, dt)
+        ImplicitTerm(a, b, k, wp, dt)
 
     def draw(side, indptr, o, D, X, means, res=off, H=no_shift):
         return lambda: gibbs.sample_rows(indptr, side.indices, side.target, o, D, 1.0,
@@ -120,6 +134,12 @@ def main():
             hr.chisquare(np.arange(w, 0, -1) + m), hr.standard_normal(out=ru[w:]))),
         ("keep_sample (one kept sample)", lambda: gibbs.keep_sample(
             3, M, U, Dv, ov, 3.5, Us, Ur, Vs, ub, ub_mean, ib)),
+        ("hyperparameters: Normal-Wishart draw (x3 per sweep)", lambda: gibbs.normal_wishart(
+            float(n), sV, GV, 2.0, 1.0, np.full(w, float(n)), zs[w:], zs[:w], P2, Pm2)),
+        ("per fit: data preparation (to_csr, transpose, _Side x2, ImplicitTerm)",
+         prepare),
+        ("per fit: predict on ua.test (9,430 pairs)", lambda: model0.predict(
+            test[0], test[1], unknown="default")),
     ]
     with threads(1):
         for _, f in parts:
@@ -129,6 +149,18 @@ def main():
             print(f"  {name:<50s} {best_ms(f, r):7.3f}")
         BayesianALS(iterations=2, burn_in=1, random_state=0).fit(
             tuple(a[:2000] for a in train))
+        # what a sweep costs beyond its work: a default fit of 300 ratings
+        # (kernel launches, the hyperparameters' small dense algebra and
+        # random numbers, Python)
+        tiny = (rng.integers(0, 30, 300), rng.integers(0, 40, 300),
+                rng.integers(1, 6, 300).astype(float))
+        over = []
+        for _ in range(5):
+            t = time.thread_time()
+            BayesianALS(factors=k, random_state=0, num_threads=1).fit(tiny)
+            over.append(time.thread_time() - t)
+        print(f"  {'per sweep: fixed costs (a 100-sweep fit of 300 ratings / 100)':<50s} "
+              f"{10 * min(over):7.3f}")
         fits = []
         for _ in range(3):
             t = time.thread_time()

@@ -20,8 +20,10 @@ On each split (``ua.base -> ua.test`` and ``u1`` ... ``u5``), in turn:
   bar off.
 
 Both predictions are clipped to [1, 5].  Time is the wall time of ``fit``
-plus ``predict`` on the test file; fastals's first fit includes no Numba
-compilation (a small warm-up fit runs before the clock starts).  Needs the
+plus ``predict`` on the test file (and, beside it, the process CPU time of
+the same, all threads: with ``--threads 1`` on a loaded machine the less
+noisy comparison, myFM running on one thread); fastals's first fit includes no Numba
+compilation (a small warm-up fit and prediction run before the clock starts).  Needs the
 ``bench`` extra (``myfm``); ``--skip-myfm`` runs fastals alone.
 """
 
@@ -60,10 +62,10 @@ def rmse(pred, truth):
 
 
 def run_fastals(train, test, seed, threads):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     model = BayesianALS(random_state=seed, num_threads=threads).fit(train)
     pred = model.predict(test[0], test[1], unknown="default")
-    return rmse(pred, test[2]), time.perf_counter() - t0
+    return rmse(pred, test[2]), time.perf_counter() - t0, time.process_time() - c0
 
 
 def one_hot(users, items):
@@ -75,12 +77,12 @@ def one_hot(users, items):
 
 def run_myfm(train, test, seed):
     import myfm
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fm = myfm.MyFMRegressor(rank=10, random_seed=seed)
     fm.fit(one_hot(train[0], train[1]), train[2], n_iter=200, n_kept_samples=195,
            callback=lambda i, fm_, hyper, history: (False, None))
     pred = fm.predict(one_hot(test[0], test[1]))
-    return rmse(pred, test[2]), time.perf_counter() - t0
+    return rmse(pred, test[2]), time.perf_counter() - t0, time.process_time() - c0
 
 
 def main():
@@ -98,9 +100,11 @@ def main():
         import myfm
         print(f"myfm {myfm.__version__}")
     # warm-up: compile (or load from the cache) the kernels outside the clock
+    # (predict too: after a change to a kernel module, every kernel in it
+    # compiles again, pair_dots among them)
     warm = load(args.data / "u1.base")
     BayesianALS(iterations=2, burn_in=1, random_state=0).fit(
-        tuple(a[:2000] for a in warm))
+        tuple(a[:2000] for a in warm)).predict(warm[0][:10], warm[1][:10])
 
     res = {}
     for name in SPLITS:
@@ -113,18 +117,21 @@ def main():
 
     libs = list(res["ua"])
     print("\n| library | ua.test | u1 | u2 | u3 | u4 | u5 | mean u1-u5 | "
-          "time, 6 fits |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    total = {}
+          "time, 6 fits | CPU time, 6 fits |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    total, cpu = {}, {}
     for lib in libs:
         folds = [res[f"u{i}"][lib][0] for i in range(1, 6)]
         total[lib] = sum(res[s][lib][1] for s in SPLITS)
+        cpu[lib] = sum(res[s][lib][2] for s in SPLITS)
         cells = " | ".join(f"{f:.4f}" for f in folds)
         print(f"| {lib} | {res['ua'][lib][0]:.4f} | {cells} | {np.mean(folds):.4f} | "
-              f"{total[lib]:.1f} s |")
+              f"{total[lib]:.1f} s | {cpu[lib]:.1f} s |")
     if "myfm" in total:
         print(f"\nfastals / myFM time: {total['fastals'] / total['myfm']:.3f} "
-              f"(myFM {total['myfm'] / total['fastals']:.1f}x slower)")
+              f"(myFM {total['myfm'] / total['fastals']:.1f}x slower); CPU time "
+              f"(process, all threads; the fairer one on a loaded machine with "
+              f"--threads 1): {cpu['fastals'] / cpu['myfm']:.3f}")
 
 
 if __name__ == "__main__":

@@ -163,9 +163,12 @@ def test_passes_leave_the_exact_joint_posterior_invariant():
     assert _gaussian_ok(S, mean, C)
 
 
-def test_sums_and_effective_rows_match_numpy():
+@pytest.mark.parametrize("wp", [8, 16, 24])
+def test_sums_and_effective_rows_match_numpy(wp):
+    """``implicit_sums`` (one, two and three blocks of eight columns) and
+    ``add_implicit`` against numpy."""
     rng = np.random.default_rng(1)
-    m, n, k, wp = 30, 20, 5, gibbs.LANES
+    m, n, k = 30, 20, wp - 3
     R = sp.random(m, n, density=0.3, random_state=2, format="csr")
     R.data[:] = rng.integers(1, 6, R.nnz)
     indptr, indices = R.indptr.astype(np.int64), R.indices.astype(np.int32)

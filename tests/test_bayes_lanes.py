@@ -162,3 +162,33 @@ def test_dots_axpy_and_blocked_gram_match_numpy(dt):
         got = G[2:2 + 16 * 8].reshape(8, 16)[:, :8]
         assert np.allclose(got[:nr], full[:nr], **tol)
         assert np.all(np.isnan(got[nr:])) and np.all(np.isnan(G[:2]))
+
+
+@njit
+def _fnma_sums(X, Y, Z, n):
+    out = np.empty((4, X.size))
+    for q in range(4):
+        out[q] = X
+    lanes.v_fnma_sum1(out[0], 2, Y, 1, 11, Z, 3, 9, n)
+    lanes.v_fnma_sum2(out[1], 2, Y, 1, 11, Z, 3, 9, n)
+    lanes.v_fnma_sum4(out[2], 2, Y, 1, 11, Z, 3, 9, n)
+    for r in range(n):                  # the same by single updates, in order
+        for c in range(4):
+            lanes.v_fnma(out[3], 2 + 8 * c, Y, 1 + 11 * r, Z, 3 + 9 * r + 8 * c)
+    return out
+
+
+def test_fnma_sums_are_ordered_single_updates_bit_for_bit():
+    """``v_fnma_sum{1,2,4}``: ``X`` less ``n`` products per vector, in the
+    order of ``n`` ``v_fnma`` calls, bit for bit; and against numpy."""
+    rng = np.random.default_rng(7)
+    X, Y, Z = rng.standard_normal(40), rng.standard_normal(120), rng.standard_normal(140)
+    for n in (0, 1, 5, 9):
+        out = _fnma_sums(X, Y, Z, n)
+        for q, width in enumerate((8, 16, 32)):
+            assert np.array_equal(out[q, 2:2 + width], out[3, 2:2 + width]), (q, n)
+            assert np.array_equal(out[q, 2 + width:], X[2 + width:])
+        want = X.copy()
+        for r in range(n):
+            want[2:34] -= Y[1 + 11 * r:9 + 11 * r][np.arange(32) % 8] * Z[3 + 9 * r:35 + 9 * r]
+        assert np.allclose(out[3], want, rtol=1e-13, atol=1e-13)

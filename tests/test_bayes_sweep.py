@@ -8,10 +8,11 @@ Tolerances: float64 sums agree to 1e-12 relative; copies are exact.
 
 import numpy as np
 import pytest
+from numba import njit
 
 from fastals.bayes import (_BETA0, _normal_gamma, _normal_gamma_moments,
                            _normal_wishart, _normal_wishart_moments)
-from fastals.kernels import gibbs
+from fastals.kernels import gibbs, lanes
 
 
 def test_row_moments_match_numpy():
@@ -145,3 +146,43 @@ def test_pair_dots_match_numpy_and_zero_unknown_pairs():
     ref[(u < 0) | (i < 0)] = 0.0
     assert np.allclose(out, ref, rtol=1e-12, atol=1e-12)
     assert np.all(out[(u < 0) | (i < 0)] == 0.0)
+
+
+@njit
+def _gram16(S, D, indices, target, offset, start, end):
+    lanes.v_gram16(S, D, indices, target, offset, start, end)
+
+
+@pytest.mark.parametrize("w", [9, 13, 15])
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_gram16_is_gram_row_bit_for_bit_with_the_rhs_in_column_15(w, dt):
+    """``lanes.v_gram16`` (16 design columns, the right-hand side in the
+    spare 16th): the upper blocks of ``S`` and ``S[:w, 15]`` are those of
+    ``_gram_row`` bit for bit (same products, order and fused adds), and
+    against numpy; ``S[15, 15] = sum (t - o_i)^2``; the lower-left block is
+    not written."""
+    rng = np.random.default_rng(w)
+    n = 11
+    D = np.zeros((n, 16), dt)
+    D[:, :w] = rng.standard_normal((n, w))
+    off = rng.standard_normal(n).astype(dt)
+    indices = rng.integers(0, n, 60).astype(np.int32)
+    target = rng.standard_normal(60).astype(dt)
+    tol = dict(rtol=1e-5, atol=1e-5) if dt == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for start, end in ((0, 0), (3, 4), (5, 12), (20, 57)):
+        S, s = np.full((16, 16), np.nan, dt), np.full(16, np.nan, dt)
+        gibbs._gram_row(start, end, indices, target, off, D, S, s, w)
+        G = np.full((16, 16), np.nan, dt)
+        _gram16(G, D, indices, target, off, start, end)
+        for i in range(w):
+            jb = (i // 8) * 8
+            assert np.array_equal(G[i, jb:w], S[i, jb:w]), (i, start)
+        assert np.array_equal(G[:w, 15], s[:w])
+        assert np.all(np.isnan(G[8:, :8]))
+        F = D[indices[start:end]].astype(np.float64)
+        r = target[start:end].astype(np.float64) - off[indices[start:end]]
+        full = F.T @ F
+        for i in range(w):
+            assert np.allclose(G[i, i:w], full[i, i:w], **tol)
+        assert np.allclose(G[:w, 15], F[:, :w].T @ r, **tol)
+        assert np.allclose(G[15, 15], r @ r, **tol)

@@ -35,7 +35,7 @@ import numpy as np
 from numba import njit, prange
 
 from .lanes import (GOLDEN, LANES, lane_factor, lane_normals, lane_sample, mix,
-                    v_axpy4, v_dots8, v_gram8)
+                    v_axpy4, v_dots8, v_gram8, v_gram16)
 from .llvm import FASTMATH
 
 
@@ -99,6 +99,20 @@ def _gram_row(start, end, indices, target, offset, D, S, s, w):
                     i3 * wp + jb, t0, t1, t2, t3)
 
 
+@njit(cache=True, fastmath={"contract"}, error_model="numpy")
+def _shift(S, H, u, w, hs):
+    """``hs = S_u H[u]`` in float64 from the upper triangle of ``S``: per
+    row, the products in column order, one fused multiply-add each, summed
+    in a register (contraction only: the order stays as written)."""
+    for i in range(w):
+        acc = 0.0
+        for j in range(i):
+            acc += np.float64(S[j, i]) * np.float64(H[u, j])
+        for j in range(i, w):
+            acc += np.float64(S[i, j]) * np.float64(H[u, j])
+        hs[i] = acc
+
+
 @njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, H, key, X,
                 means, bounds, pred_sum, n_kept, keep, stats):
@@ -151,10 +165,13 @@ def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, H, key, X,
     w = X.shape[1]
     wp = D.shape[1]
     shifted = H.shape[0] > 0
+    # 16 design columns with a spare one: the right-hand side rides in it
+    # (v_gram16, the same sums in fewer passes)
+    aug = wp == 16 and w < 16
     n_chunks = bounds.size - 1
     failed = np.zeros(n_chunks, np.int64)
     for c in prange(n_chunks):
-        S = np.empty((w, wp), D.dtype)
+        S8 = np.empty((LANES, wp, wp), D.dtype)   # each lane's sums
         s = np.empty(wp, D.dtype)
         xp = np.zeros(wp, D.dtype)
         dots = np.empty(LANES, D.dtype)
@@ -170,26 +187,31 @@ def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, H, key, X,
         hi = bounds[c + 1]
         for u0 in range(bounds[c], hi, LANES):
             nb = min(LANES, hi - u0)
+            for l in range(nb):
+                u = u0 + l
+                S = S8[l]
+                if aug:
+                    v_gram16(S, D, indices, target, offset, indptr[u], indptr[u + 1])
+                    for i in range(w):
+                        s[i] = S[i, 15]
+                else:
+                    _gram_row(indptr[u], indptr[u + 1], indices, target, offset,
+                              D, S, s, w)
+                if shifted:                # hs = S_u H[u], S_u symmetric
+                    _shift(S, H, u, w, hs)
+                for i in range(w):
+                    b[i, l] = alpha * (np.float64(s[i]) - hs[i]) + Pm[i]
+                rk[l] = _row_key(key, u)
+            # the precisions of all lanes at once, lane-contiguous stores
+            # (idle lanes' sums are garbage, replaced below)
+            for i in range(w):
+                for j in range(i, w):
+                    pij = P[i, j]
+                    for l in range(LANES):
+                        A[i, j, l] = alpha * np.float64(S8[l, i, j]) + pij
             for l in range(LANES):
                 bad[l] = 0.0
-                if l < nb:
-                    u = u0 + l
-                    for i in range(w):
-                        hs[i] = 0.0
-                    _gram_row(indptr[u], indptr[u + 1], indices, target, offset, D,
-                              S, s, w)
-                    for i in range(w):
-                        for j in range(i, w):
-                            a = np.float64(S[i, j])
-                            A[i, j, l] = alpha * a + P[i, j]
-                            if shifted:    # hs = S_u H[u], S_u symmetric
-                                hs[i] += a * np.float64(H[u, j])
-                                if j > i:
-                                    hs[j] += a * np.float64(H[u, i])
-                    for i in range(w):
-                        b[i, l] = alpha * (np.float64(s[i]) - hs[i]) + Pm[i]
-                    rk[l] = _row_key(key, u)
-                else:  # an idle lane solves the identity
+                if l >= nb:                # an idle lane solves the identity
                     for i in range(w):
                         b[i, l] = 0.0
                         for j in range(i, w):

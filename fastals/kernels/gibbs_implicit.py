@@ -41,7 +41,8 @@ stream (as :mod:`.gibbs`), so the result does not depend on threads.
 import numpy as np
 from numba import njit, prange
 
-from .lanes import GOLDEN, LANES, lane_normals, mix, v_axpy, v_axpy4
+from .lanes import (GOLDEN, LANES, lane_normals, mix, v_axpy, v_axpy4, v_rowsum1,
+                    v_rowsum2)
 from .llvm import FASTMATH
 
 
@@ -93,28 +94,20 @@ def implicit_sums(indptr, indices, scale, Zp, H):
 
     ``Zp`` (the rows ``z_j`` zero-padded) and ``H`` have the same dtype and
     width, a multiple of ``LANES``; the sums are whole vectors in that
-    dtype, four rows at a time in the row's order (:func:`.lanes.v_axpy4`).
+    dtype, in the row's order from zero, in registers
+    (:func:`.lanes.v_rowsum2`: the sums of unit-weight :func:`.lanes.v_axpy4`
+    calls, bit for bit; zeros for a user without entries).
     """
     m = indptr.size - 1
     wp = Zp.shape[1]
-    one = Zp.dtype.type(1)
-    zero = Zp.dtype.type(0)
     for u in prange(m):
-        for f in range(wp):
-            H[u, f] = zero
         lo, hi = indptr[u], indptr[u + 1]
-        e = lo
-        while e + 4 <= hi:
-            j0, j1, j2, j3 = indices[e], indices[e + 1], indices[e + 2], indices[e + 3]
-            for jb in range(0, wp, LANES):
-                v_axpy4(H, u * wp + jb, Zp, j0 * wp + jb, j1 * wp + jb,
-                        j2 * wp + jb, j3 * wp + jb, one, one, one, one)
-            e += 4
-        while e < hi:
-            j0 = indices[e]
-            for jb in range(0, wp, LANES):
-                v_axpy(H, u * wp + jb, Zp, j0 * wp + jb, one)
-            e += 1
+        jb = 0
+        while jb + 2 * LANES <= wp:     # two blocks per pass, in registers
+            v_rowsum2(H, u * wp + jb, Zp, jb, indices, lo, hi)
+            jb += 2 * LANES
+        if jb < wp:
+            v_rowsum1(H, u * wp + jb, Zp, jb, indices, lo, hi)
         s = Zp.dtype.type(scale[u])
         for f in range(wp):
             H[u, f] *= s

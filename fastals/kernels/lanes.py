@@ -256,6 +256,119 @@ def v_fnma(typingctx, X, ix, Y, iy, Z, iz):
     return types.void(X, ix, Y, iy, Z, iz), codegen
 
 
+def _fnma_sums(q):
+    """The intrinsic ``v_fnma_sum{q}``: ``q`` vectors of 8 less their sums
+    of products, each accumulated in a register in order."""
+    def typer(typingctx, X, ix, Y, iy, sy, Z, iz, sz, n):
+        if not _float_arrays(X, Y, Z):
+            return None
+
+        def codegen(context, builder, sig, args):
+            t = sig.args
+            Xa, ix_, Ya, iy_, sy_, Za, iz_, sz_, n_ = args
+            intp = context.get_value_type(types.intp)
+
+            def cast(v, ty):
+                return context.cast(builder, v, ty, types.intp)
+            ix_, iy_, sy_ = cast(ix_, t[1]), cast(iy_, t[3]), cast(sy_, t[4])
+            iz_, sz_, n_ = cast(iz_, t[6]), cast(sz_, t[7]), cast(n_, t[8])
+            xa = context.make_array(t[0])(context, builder, Xa)
+            ya = context.make_array(t[2])(context, builder, Ya)
+            za = context.make_array(t[5])(context, builder, Za)
+            vt = ir.VectorType(context.get_data_type(t[0].dtype), LANES)
+            al = t[0].dtype.bitwidth // 8
+
+            def vp(arr, i):
+                return builder.bitcast(builder.gep(arr.data, [i]), vt.as_pointer())
+            L8 = ir.Constant(intp, LANES)
+            accs = [cgutils.alloca_once_value(builder, builder.load(
+                vp(xa, builder.add(ix_, builder.mul(ir.Constant(intp, c), L8))),
+                align=al)) for c in range(q)]
+            with cgutils.for_range(builder, n_) as loop:
+                y = builder.fneg(builder.load(
+                    vp(ya, builder.add(iy_, builder.mul(loop.index, sy_))), align=al))
+                zo = builder.add(iz_, builder.mul(loop.index, sz_))
+                for c in range(q):
+                    zi = builder.add(zo,
+                                     builder.mul(ir.Constant(intp, c), L8))
+                    z = builder.load(vp(za, zi), align=al)
+                    builder.store(_fmuladd(builder, y, z, builder.load(accs[c])),
+                                  accs[c])
+            for c in range(q):
+                dst = vp(xa, builder.add(ix_, builder.mul(ir.Constant(intp, c), L8)))
+                builder.store(builder.load(accs[c]), dst, align=al)
+            return context.get_dummy_value()
+        return types.void(X, ix, Y, iy, sy, Z, iz, sz, n), codegen
+    typer.__name__ = f"v_fnma_sum{q}"
+    typer.__doc__ = (
+        f"``X[ix + 8c : ix + 8c + 8] -= sum_r Y[iy + r sy : +8] * Z[iz + r sz + 8c "
+        f": +8]`` for ``c < {q}``, ``r`` from 0 to ``n - 1`` in order, one fused "
+        "multiply-add each (flat offsets): what ``n`` calls of :func:`v_fnma` "
+        "do, bit for bit, with the sums in registers.")
+    return intrinsic(typer)
+
+
+v_fnma_sum1 = _fnma_sums(1)
+v_fnma_sum2 = _fnma_sums(2)
+v_fnma_sum4 = _fnma_sums(4)
+
+
+def _row_sums(q):
+    """The intrinsic ``v_rowsum{q}``: ``q`` blocks of 8 of a sum of rows,
+    accumulated in registers."""
+    def typer(typingctx, X, ix, Y, iy, indices, start, end):
+        if not _float_arrays(X, Y) or Y.ndim != 2 \
+                or not isinstance(indices, types.Array) \
+                or not isinstance(indices.dtype, types.Integer):
+            return None
+
+        def codegen(context, builder, sig, args):
+            t = sig.args
+            Xa, ix_, Ya, iy_, ia, st, en = args
+            intp = context.get_value_type(types.intp)
+
+            def cast(v, ty):
+                return context.cast(builder, v, ty, types.intp)
+            ix_, iy_, st, en = cast(ix_, t[1]), cast(iy_, t[3]), cast(st, t[5]), cast(en, t[6])
+            xa = context.make_array(t[0])(context, builder, Xa)
+            ya = context.make_array(t[2])(context, builder, Ya)
+            iarr = context.make_array(t[4])(context, builder, ia)
+            vt = ir.VectorType(context.get_data_type(t[0].dtype), LANES)
+            al = t[0].dtype.bitwidth // 8
+            wy = builder.extract_value(ya.shape, 1)
+
+            def vp(ptr, i):
+                return builder.bitcast(builder.gep(ptr, [i]), vt.as_pointer())
+            accs = [cgutils.alloca_once_value(builder, ir.Constant(vt, [0.0] * LANES))
+                    for _ in range(q)]
+            with cgutils.for_range_slice(builder, st, en, ir.Constant(intp, 1),
+                                         inc=True) as (e, _):
+                idx = builder.load(builder.gep(iarr.data, [e]))
+                idx = context.cast(builder, idx, t[4].dtype, types.intp)
+                row = builder.add(builder.mul(idx, wy), iy_)
+                for c in range(q):
+                    y = builder.load(vp(ya.data, builder.add(row, ir.Constant(intp, 8 * c))),
+                                     align=al)
+                    builder.store(builder.fadd(builder.load(accs[c]), y), accs[c])
+            for c in range(q):
+                builder.store(builder.load(accs[c]),
+                              vp(xa.data, builder.add(ix_, ir.Constant(intp, 8 * c))),
+                              align=al)
+            return context.get_dummy_value()
+        return types.void(X, ix, Y, iy, indices, start, end), codegen
+    typer.__name__ = f"v_rowsum{q}"
+    typer.__doc__ = (
+        f"``X[ix : ix + {8 * q}] = sum_e Y[indices[e], iy : iy + {8 * q}]`` over "
+        "``e`` in ``start:end`` (``Y`` 2-D C-contiguous, ``X`` flat offset), "
+        "summed from zero in entry order, one addition each, in registers: "
+        "the sums of :func:`v_axpy4` with unit weights, bit for bit.")
+    return intrinsic(typer)
+
+
+v_rowsum1 = _row_sums(1)
+v_rowsum2 = _row_sums(2)
+
+
 @intrinsic
 def v_mul(typingctx, X, ix, Y, iy):
     """``X[ix:ix+8] *= Y[iy:iy+8]`` (flat offsets)."""
@@ -384,6 +497,101 @@ def v_gram8(typingctx, S, so, ss, D, indices, start, end, ci, nr, jb):
 
 
 @intrinsic
+def v_gram16(typingctx, S, D, indices, target, offset, start, end):
+    """A row system in registers for 16-column design rows, with its
+    right-hand side as a 16th column: over ``e`` in ``start:end``, with
+    ``i = indices[e]``, ``a_e = D[i]`` (16 columns, the last one zero) with
+    ``target[e] - offset[i]`` in column 15, ``S[r, c] = sum_e a_e[r]
+    a_e[c]`` for the upper blocks: ``r < 8`` all 16 columns, ``8 <= r``
+    columns 8-15 (the lower-left block is not written).
+
+    So for design rows of ``w <= 15`` columns, ``S[:w, :w]`` (upper
+    triangle) is ``sum d_i d_i^T``, ``S[:w, 15]`` is ``sum (t - o_i) d_i``
+    and ``S[15, 15]`` is ``sum (t - o_i)^2``: the products, fused
+    multiply-adds and order (entry by entry, from zero) of
+    :func:`v_gram8` and :func:`v_axpy4` as :func:`.gibbs._gram_row` sums
+    them, bit for bit, in two passes over the entries instead of four
+    (12 and 12 accumulators, one broadcast per row and entry: 16 instead
+    of 28 per entry).  ``D`` 2-D C-contiguous with 16 columns, ``S``
+    ``(16, 16)``, ``target`` and ``offset`` of ``D``'s dtype.
+    """
+    if not _float_arrays(S, D, target, offset) or not isinstance(indices, types.Array) \
+            or not isinstance(indices.dtype, types.Integer) or D.ndim != 2:
+        return None
+
+    def codegen(context, builder, sig, args):
+        t = sig.args
+        Sa, Da, ia, ta, oa, st, en = args
+        intp = context.get_value_type(types.intp)
+        st = context.cast(builder, st, t[5], types.intp)
+        en = context.cast(builder, en, t[6], types.intp)
+        darr = context.make_array(t[1])(context, builder, Da)
+        iarr = context.make_array(t[2])(context, builder, ia)
+        tarr = context.make_array(t[3])(context, builder, ta)
+        oarr = context.make_array(t[4])(context, builder, oa)
+        sarr = context.make_array(t[0])(context, builder, Sa)
+        et = context.get_data_type(t[1].dtype)
+        vt = ir.VectorType(et, LANES)
+        al = t[1].dtype.bitwidth // 8
+        i32 = ir.IntType(32)
+        mask = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
+
+        def c(v):
+            return ir.Constant(intp, v)
+
+        def bcast(x):
+            x = builder.insert_element(ir.Constant(vt, ir.Undefined), x, i32(0))
+            return builder.shuffle_vector(x, ir.Constant(vt, ir.Undefined), mask)
+
+        def entry(e):
+            idx = builder.load(builder.gep(iarr.data, [e]))
+            idx = context.cast(builder, idx, t[2].dtype, types.intp)
+            row = builder.gep(darr.data, [builder.mul(idx, c(16))])
+            a0 = builder.load(builder.bitcast(row, vt.as_pointer()), align=al)
+            a1 = builder.load(builder.bitcast(builder.gep(row, [c(8)]), vt.as_pointer()),
+                              align=al)
+            tmo = builder.fsub(builder.load(builder.gep(tarr.data, [e])),
+                               builder.load(builder.gep(oarr.data, [idx])))
+            return row, a0, builder.insert_element(a1, tmo, i32(LANES - 1)), tmo
+
+        def scalar(row, r):
+            return bcast(builder.load(builder.gep(row, [c(r)])))
+
+        def new_acc():
+            return cgutils.alloca_once_value(builder, ir.Constant(vt, [0.0] * LANES))
+
+        def fma(acc, b, a):
+            builder.store(_fmuladd(builder, b, a, builder.load(acc)), acc)
+
+        acc0 = {r: new_acc() for r in range(LANES)}      # rows r < 8, columns 0-7
+        acc1 = {r: new_acc() for r in range(16)}         # rows r, columns 8-15
+        one = c(1)
+        # pass 1: rows 0-5, both blocks (12 accumulators)
+        with cgutils.for_range_slice(builder, st, en, one, inc=True) as (e, _):
+            row, a0, a1, tmo = entry(e)
+            for r in range(6):
+                b = scalar(row, r)
+                fma(acc0[r], b, a0)
+                fma(acc1[r], b, a1)
+        # pass 2: rows 6-7 both blocks, rows 8-15 the right block (12)
+        with cgutils.for_range_slice(builder, st, en, one, inc=True) as (e, _):
+            row, a0, a1, tmo = entry(e)
+            for r in range(6, 16):
+                b = bcast(tmo) if r == 15 else scalar(row, r)
+                if r < LANES:
+                    fma(acc0[r], b, a0)
+                fma(acc1[r], b, a1)
+        for r in range(16):
+            for blk, accs in ((0, acc0), (LANES, acc1)):
+                if r in accs:
+                    dst = builder.gep(sarr.data, [c(16 * r + blk)])
+                    builder.store(builder.load(accs[r]),
+                                  builder.bitcast(dst, vt.as_pointer()), align=al)
+        return context.get_dummy_value()
+    return types.void(S, D, indices, target, offset, start, end), codegen
+
+
+@intrinsic
 def v_dots8(typingctx, S, X, ix, Y, i0, i1, i2, i3, i4, i5, i6, i7):
     """``S[q] += sum(X[ix:ix+8] * Y[iq:iq+8])`` for ``q = 0..7`` (flat
     offsets; ``S`` holds 8 elements): eight dot products at once, the
@@ -464,15 +672,24 @@ def lane_factor(A, w, dinv, bad):
     positive definite (its ``U`` is then meaningless but finite).
     """
     L = LANES
-    for r in range(w):
-        rr = (r * w + r) * L
-        v_root(A, rr, dinv, r * L, bad)
-        for j in range(r + 1, w):
-            v_mul(A, (r * w + j) * L, dinv, r * L)
-        for i in range(r + 1, w):
-            ri = (r * w + i) * L
-            for j in range(i, w):
-                v_fnma(A, (i * w + j) * L, A, ri, A, (r * w + j) * L)
+    st = w * L
+    for i in range(w):        # left-looking: row i of U from rows 0..i-1
+        ii = (i * w + i) * L
+        # entry (i, j) less U[r, i] U[r, j], r = 0..i-1 in order: the
+        # right-looking updates' order, bit for bit, the sums in registers
+        # (the row's entries four, two, one at a time)
+        j = i
+        while j + 4 <= w:
+            v_fnma_sum4(A, (i * w + j) * L, A, i * L, st, A, j * L, st, i)
+            j += 4
+        if j + 2 <= w:
+            v_fnma_sum2(A, (i * w + j) * L, A, i * L, st, A, j * L, st, i)
+            j += 2
+        if j < w:
+            v_fnma_sum1(A, (i * w + j) * L, A, i * L, st, A, j * L, st, i)
+        v_root(A, ii, dinv, i * L, bad)
+        for j in range(i + 1, w):
+            v_mul(A, (i * w + j) * L, dinv, i * L)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -480,14 +697,16 @@ def lane_sample(A, dinv, b, Z, w):
     """With ``A`` factored by :func:`lane_factor`: ``b <- A^{-1} b`` (the
     mean) and ``Z <- U^{-1} Z`` (the noise, covariance ``A^{-1}``), per lane."""
     L = LANES
-    for i in range(w):                    # U^T y = b, column sweeps
-        v_mul(b, i * L, dinv, i * L)
-        for j in range(i + 1, w):
-            v_fnma(b, j * L, b, i * L, A, (i * w + j) * L)
+    # U^T y = b: y[j] = (b[j] - sum_{i<j} U[i, j] y[i]) / U[j, j], the
+    # products subtracted in the order i = 0, 1, ... (as column sweeps
+    # would, bit for bit), the sum in a register
+    for j in range(w):
+        v_fnma_sum1(b, j * L, A, j * L, w * L, b, 0, L, j)
+        v_mul(b, j * L, dinv, j * L)
     for i in range(w - 1, -1, -1):        # U x = y and U s = z, row dots
-        for j in range(i + 1, w):
-            a = (i * w + j) * L
-            v_fnma(b, i * L, A, a, b, j * L)
-            v_fnma(Z, i * L, A, a, Z, j * L)
+        n = w - 1 - i
+        a = (i * w + i + 1) * L
+        v_fnma_sum1(b, i * L, A, a, L, b, (i + 1) * L, L, n)
+        v_fnma_sum1(Z, i * L, A, a, L, Z, (i + 1) * L, L, n)
         v_mul(b, i * L, dinv, i * L)
         v_mul(Z, i * L, dinv, i * L)
