@@ -84,7 +84,8 @@ def train(model, users, items, X, Y, k, dtype, show_progress, threads):
     from . import _guard
     lam = float(model.regularization)
     iters = int(model.iterations)
-    GY = gram(items, Y)
+    with threads(1):  # small: no parallel region to wake
+        GY = gram(items, Y)
     norm = model._norm(users)
     watch = _guard.Watch(model, users, norm)
     per_epoch = _per_epoch(model, show_progress)

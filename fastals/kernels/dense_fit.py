@@ -197,16 +197,21 @@ def _clear(T):
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def _block_end(X, u, b, W, T, P, solve):
-    """``P[upper] += T[upper]`` (float64) and, with ``solve``, the block's
-    ``sum_r x_{u+r} . w_r`` (each dot in the factors' dtype, summed in
-    float64)."""
+def _block_end(X, u, b, W, T, P, solve, first):
+    """``P[upper] += T[upper]`` (float64; ``first``: ``P[upper] = T[upper]``,
+    the same values without clearing ``P`` first) and, with ``solve``, the
+    block's ``sum_r x_{u+r} . w_r`` (each dot in the factors' dtype, summed
+    in float64)."""
     k = X.shape[1]
     for i in range(k):
         Pi = P[i, i:]
         Ti = T[i, i:]
-        for j in range(Pi.size):
-            Pi[j] += Ti[j]
+        if first:
+            for j in range(Pi.size):
+                Pi[j] = Ti[j]
+        else:
+            for j in range(Pi.size):
+                Pi[j] += Ti[j]
     cross = 0.0
     if solve:
         for r in range(b):
@@ -232,9 +237,8 @@ def _chunk_blas(r0, r1, M, X, W, T, P, solve):
     cw = np.empty(4, np.uint8)
     fw[3] = 1
     one = fw[3]
-    for i in range(k):
-        for j in range(k):
-            P[i, j] = 0.0
+    if r1 <= r0:
+        _clear(P)
     cross = 0.0
     u = r0
     while u < r1:
@@ -246,7 +250,7 @@ def _chunk_blas(r0, r1, M, X, W, T, P, solve):
                   W.ctypes.data + u * k * W.itemsize, k,
                   X.ctypes.data + u * k * X.itemsize, k, iw, fw, cw)
         _syrk(one, X, u, b, T, iw, fw, cw)
-        cross += _block_end(X, u, b, W, T, P, solve)
+        cross += _block_end(X, u, b, W, T, P, solve, u == r0)
         u += b
     return cross
 
@@ -258,9 +262,8 @@ def _chunk_loops(r0, r1, M, X, W, T, P, solve):
     fw = np.empty(1, X.dtype)
     fw[0] = 1
     one = fw[0]
-    for i in range(k):
-        for j in range(k):
-            P[i, j] = 0.0
+    if r1 <= r0:
+        _clear(P)
     cross = 0.0
     u = r0
     while u < r1:
@@ -278,7 +281,7 @@ def _chunk_loops(r0, r1, M, X, W, T, P, solve):
                     for j in range(k):
                         x[j] += wa * Ma[j]
         _syrk_loops(one, X, u, b, T)
-        cross += _block_end(X, u, b, W, T, P, solve)
+        cross += _block_end(X, u, b, W, T, P, solve, u == r0)
         u += b
     return cross
 
@@ -520,7 +523,7 @@ def _check(arrays):
 
 
 def dense_step(indptr, indices, data, Y, M, X, bounds, G=None, lam=0.0,
-               blas=None):
+               blas=None, parallel=None):
     """The dense objective's half-step ``X = (R Y) M`` in one pass.
 
     ``M = (Y^T Y + lam I)^{-1}`` is shared by every row (all cells count),
@@ -540,8 +543,8 @@ def dense_step(indptr, indices, data, Y, M, X, bounds, G=None, lam=0.0,
 
     Small steps (below :data:`.chunks.SERIAL_BELOW` multiply-adds) and one
     thread run the callback from Python, in one call; larger ones every
-    thread.  The tasks and the order of their sums are the same, so are the
-    results.
+    thread (``parallel``: True or False to choose).  The tasks and the
+    order of their sums are the same, so are the results.
     """
     dtype = X.dtype
     k = X.shape[1]
@@ -574,7 +577,8 @@ def dense_step(indptr, indices, data, Y, M, X, bounds, G=None, lam=0.0,
     work_ = m * k * k * (2 if flags & _SOLVE else 1) // 2
     if flags & _SOLVE:
         work_ += indptr[-1] * k
-    _execute(use_blas, dtype, ptrs, ints, lam, work_ >= SERIAL_BELOW)
+    _execute(use_blas, dtype, ptrs, ints, lam,
+             work_ >= SERIAL_BELOW if parallel is None else parallel)
     del keep
     out = work[lay["GX"]:lay["GX"] + k * k].reshape(k, k).copy()
     return out, float(work[lay["ctot"]])
