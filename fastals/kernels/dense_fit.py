@@ -187,83 +187,6 @@ def _reduce(parts, cross, out):
     return total
 
 
-@njit(cache=True)
-def _pairwise_leaf(a, lo, n):
-    """NumPy's pairwise sum of ``a[lo:lo + n]`` for ``n <= 128``."""
-    if n < 8:
-        res = 0.0
-        for i in range(lo, lo + n):
-            res += a[i]
-        return res
-    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
-    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
-    i = 8
-    while i < n - n % 8:
-        r0 += a[lo + i]
-        r1 += a[lo + i + 1]
-        r2 += a[lo + i + 2]
-        r3 += a[lo + i + 3]
-        r4 += a[lo + i + 4]
-        r5 += a[lo + i + 5]
-        r6 += a[lo + i + 6]
-        r7 += a[lo + i + 7]
-        i += 8
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < n:
-        res += a[lo + i]
-        i += 1
-    return res
-
-
-@njit(cache=True)
-def _pairwise_sum(a, n):
-    """``sum(a[:n])`` in NumPy's order (the pairwise summation of a
-    contiguous float64 array: halves rounded down to a multiple of 8 down to
-    blocks of at most 128), without fast-math, so that a fit's loss terms
-    are those that ``np.sum`` and ``np.trace`` gave.  The recursion runs on
-    an explicit stack (a recursive function loaded from Numba's cache
-    crashed here)."""
-    if n <= 128:
-        return _pairwise_leaf(a, 0, n)
-    los = np.empty(64, np.int64)
-    ns = np.empty(64, np.int64)
-    phase = np.zeros(64, np.int64)
-    left = np.empty(64)
-    right = np.empty(64)
-    los[0] = 0
-    ns[0] = n
-    top = 1
-    result = 0.0
-    while top > 0:
-        i = top - 1
-        lo = los[i]
-        m = ns[i]
-        half = m // 2
-        half -= half % 8
-        if m <= 128 or phase[i] == 2:
-            v = _pairwise_leaf(a, lo, m) if m <= 128 else left[i] + right[i]
-            top -= 1
-            if top == 0:
-                result = v
-            elif phase[top - 1] == 1:
-                left[top - 1] = v
-            else:
-                right[top - 1] = v
-        elif phase[i] == 0:
-            phase[i] = 1
-            los[top] = lo
-            ns[top] = half
-            phase[top] = 0
-            top += 1
-        else:
-            phase[i] = 2
-            los[top] = lo + half
-            ns[top] = m - half
-            phase[top] = 0
-            top += 1
-    return result
-
-
 @njit(cache=True, inline="always")
 def _clear(T):
     k = T.shape[0]
@@ -466,19 +389,18 @@ def _make_run(blas, DT):
                             _atomic_store(sync, _STOP, hp + 1)
                         elif hp % 2 == 1:
                             e = hp // 2
-                            # S: scratch until the inverse
-                            flat = carray(_pointer(wp + 16 * kk, np.float64), kk)
+                            sxy = 0.0
+                            tx = 0.0
+                            ty = 0.0
                             for i in range(k):
+                                tx += GX[i, i]
+                                ty += GY[i, i]
                                 for j in range(k):
-                                    S[i, j] = GX[i, j] * GY[i, j]
+                                    sxy += GX[i, j] * GY[i, j]
                             terms[e, 0] = tot
-                            terms[e, 1] = _pairwise_sum(flat, kk)
-                            for i in range(k):
-                                flat[i] = GX[i, i]
-                            terms[e, 2] = _pairwise_sum(flat, k)
-                            for i in range(k):
-                                flat[i] = GY[i, i]
-                            terms[e, 3] = _pairwise_sum(flat, k)
+                            terms[e, 1] = sxy
+                            terms[e, 2] = tx
+                            terms[e, 3] = ty
                 if h < n_halves:
                     if solve and not flags & _HAVE_M and sync[_STOP] == 0:
                         G = GY if h % 2 == 0 else GX
