@@ -59,6 +59,12 @@ def loss(sumsq, items, GX, GY, lam):
     return err, lam * (float(np.trace(GX)) + float(np.trace(GY)))
 
 
+#: Multiply-adds of one kernel call of a fit that runs several epochs per
+#: call (about a quarter of a second on two cores): between calls Python
+#: can take a KeyboardInterrupt.  ML-100k at k=100 is 11 epochs per call.
+CALL_WORK = 5 * 10 ** 8
+
+
 def _diverged():
     return NumericalError(
         "training diverged: a factor became NaN or infinite; raise "
@@ -75,9 +81,10 @@ def _per_epoch(model, show_progress):
 
 def train(model, users, items, X, Y, k, dtype, show_progress, threads):
     """The epochs of :meth:`FastALS.fit` for the dense objective with the
-    plain penalty: :class:`fastals.kernels.DenseRun`, all epochs in one
-    call where nothing of an epoch is observable before the next one (see
-    :func:`_per_epoch`), else one call per epoch.  Histories, checks,
+    plain penalty: :class:`fastals.kernels.DenseRun`, many epochs per call
+    (up to :data:`CALL_WORK` multiply-adds) where nothing of an epoch is
+    observable before the next one (see :func:`_per_epoch`), else one call
+    per epoch.  Histories, checks,
     callback and progress bar as the generic loop of ``_fit_csr``; the loss
     of either comes from the same per-epoch terms, so both give the same
     values."""
@@ -89,9 +96,12 @@ def train(model, users, items, X, Y, k, dtype, show_progress, threads):
     norm = model._norm(users)
     watch = _guard.Watch(model, users, norm)
     per_epoch = _per_epoch(model, show_progress)
+    # multiply-adds of an epoch: Gram matrices and products with M, gathers
+    work = (X.shape[0] + Y.shape[0]) * k * k + 2 * int(users.indptr[-1]) * k
+    batch = 1 if per_epoch else int(min(max(iters, 1), max(CALL_WORK // max(work, 1), 1)))
     run = K.DenseRun((users.indptr, users.indices, users.target, users.dense_bounds),
                      (items.indptr, items.indices, items.target, items.dense_bounds),
-                     X, Y, GY, lam, 1 if per_epoch else max(iters, 1))
+                     X, Y, GY, lam, batch)
     record = model.calculate_training_loss or model.tol is not None
 
     def epoch_done(epoch, term):
@@ -117,13 +127,16 @@ def train(model, users, items, X, Y, k, dtype, show_progress, threads):
         bar = progress_bar(iters, unit="epoch")
     with threads(model.num_threads):
         if not per_epoch:
-            if iters:
-                terms, stop = run.run(iters)
-                done = iters if not stop else (stop - 1) // 2
-                for epoch in range(done):
-                    epoch_done(epoch, terms[epoch])
+            first = 0
+            while first < iters:  # calls of at most CALL_WORK: Ctrl-C between them
+                n = min(batch, iters - first)
+                terms, stop = run.run(n)
+                done = n if not stop else (stop - 1) // 2
+                for e in range(done):
+                    epoch_done(first + e, terms[e])
                 if stop:
                     raise _diverged()
+                first += n
         else:
             for epoch in range(iters):
                 terms, stop = run.run(1)

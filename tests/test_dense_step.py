@@ -241,11 +241,15 @@ def test_dense_run_stops_on_non_finite():
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_fit_epochs_in_one_call_as_per_epoch(dtype):
-    """The dense fit runs all epochs in one call unless something observes
-    each epoch (here a callback): both give the same factors, histories and
-    values passed to the callback as a per-epoch run."""
-    from fastals import FastALS
+@pytest.mark.parametrize("call_work", [None, 1, 1_400_000])
+def test_fit_epochs_in_one_call_as_per_epoch(dtype, call_work, monkeypatch):
+    """The dense fit runs many epochs per call (``call_work``: all 6, one,
+    or 3 per call here) unless something observes each epoch (here a
+    callback): both give the same factors, histories and values passed to
+    the callback as a per-epoch run."""
+    from fastals import FastALS, _dense
+    if call_work is not None:
+        monkeypatch.setattr(_dense, "CALL_WORK", call_work)
     R, _ = problem(20, np.float64, m=300, n=200)
     kw = dict(objective="dense", factors=20, regularization=0.05, iterations=6,
               random_state=3, dtype=dtype)
