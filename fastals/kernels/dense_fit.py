@@ -61,19 +61,22 @@ _LAPACK = 4     # the loops variant: invert by LAPACK all the same
 
 # slots of ``sync``: the queue, M ready for half h (h + 1), solves done
 # (cumulative), stop (h + 1 of the half-step whose Gram matrix is not
-# finite), then chunk c gathered for half h (h + 1) at _GATHERED + c
+# finite), the callers so far (each takes its own k x k scratch of ``T``),
+# then chunk c gathered for half h (h + 1) at _GATHERED + c
 _QUEUE = 0
 _READY = 1
 _DONE = 2
 _STOP = 3
-_GATHERED = 4
+_CALLERS = 4
+_GATHERED = 5
 
 # ``ints``: n_ca, n_cb, m, n, k, n_halves, flags, cap (rows of W), nmax
-# (largest chunk count); ``ptrs``: the addresses below
-_N_INTS = 9
+# (largest chunk count), callers (k x k scratches in ``T``: at least the
+# threads that enter); ``ptrs``: the addresses below
+_N_INTS = 10
 (_P_BOUNDS, _P_INDPTR_A, _P_INDPTR_B, _P_INDICES_A, _P_INDICES_B, _P_DATA_A,
- _P_DATA_B, _P_X, _P_Y, _P_M, _P_W, _P_WORK, _P_SYNC) = range(13)
-_N_PTRS = 13
+ _P_DATA_B, _P_X, _P_Y, _P_M, _P_W, _P_WORK, _P_SYNC, _P_T) = range(14)
+_N_PTRS = 14
 
 _dpotri = _external("dpotri", 5, _cython_lapack)
 
@@ -338,6 +341,7 @@ def _make_run(blas, DT):
         flags = ints[6]
         cap = ints[7]
         nmax = ints[8]
+        callers = ints[9]
         bounds = carray(_pointer(P[_P_BOUNDS], np.int64), n_ca + n_cb + 2)
         indptr_a = carray(_pointer(P[_P_INDPTR_A], np.int64), m + 1)
         indptr_b = carray(_pointer(P[_P_INDPTR_B], np.int64), n + 1)
@@ -365,7 +369,12 @@ def _make_run(blas, DT):
         ctot = carray(_pointer(wp + 8 * o_ctot, np.float64), 2)
         terms = carray(_pointer(wp + 8 * o_terms, np.float64), (n_epochs, 4))
         solve = (flags & _SOLVE) != 0
-        T = np.empty((k, k), DT)
+        # this caller's k x k scratch (no allocation here: an array made
+        # in the callback cost 0.7 s of its compile)
+        slot = _take_next(sync[_CALLERS:])
+        if slot >= callers:
+            return -1.0  # more callers than scratches: leave the tasks to the others
+        T = carray(_pointer(P[_P_T] + slot * kk * M.itemsize, DT), (k, k))
         prev = _blas_threads_local(1)
         n_tasks = _n_tasks(n_ca, n_cb, n_halves)
         t = _take_next(sync)
@@ -477,6 +486,12 @@ def _run_parallel(fn, n_threads, ptrs, ints, lam):
     return 0
 
 
+def _callers():
+    """Most callers of one run: every Numba thread (the parallel kernel
+    enters once per thread) or the calling thread."""
+    return max(numba.config.NUMBA_NUM_THREADS, 1)
+
+
 def _execute(blas, dtype, ptrs, ints, lam, parallel):
     """Run the program described by ``ptrs``/``ints`` (``sync`` zeroed)."""
     address, fn = _callback(blas, dtype)
@@ -571,9 +586,12 @@ def dense_step(indptr, indices, data, Y, M, X, bounds, G=None, lam=0.0,
     empty = np.zeros(n + 1, np.int64)
     sync = np.zeros(_GATHERED + nmax, np.int64)
     bounds = np.concatenate([bounds, np.zeros(1, np.int64)])
-    keep = (bounds, indptr, empty, indices, indices, data, data, X, Y, M, W, work, sync)
+    callers = _callers()
+    T = np.empty((callers, k, k), dtype)
+    keep = (bounds, indptr, empty, indices, indices, data, data, X, Y, M, W, work, sync,
+            T)
     ptrs = np.array([a.ctypes.data for a in keep], np.int64)
-    ints = np.array([nmax, 0, m, n, k, 1, flags, W.shape[0], nmax], np.int64)
+    ints = np.array([nmax, 0, m, n, k, 1, flags, W.shape[0], nmax, callers], np.int64)
     work_ = m * k * k * (2 if flags & _SOLVE else 1) // 2
     if flags & _SOLVE:
         work_ += indptr[-1] * k
@@ -616,11 +634,13 @@ class DenseRun:
         self.sync = np.zeros(_GATHERED + nmax, np.int64)
         self.bounds = np.concatenate([ba, bb])
         self.max_epochs = max_epochs
+        callers = _callers()
+        self.T = np.empty((callers, k, k), dtype)
         self._keep = (self.bounds, ia, ib, xa, xb, da, db, X, Y, self.M, self.W,
-                      self.work, self.sync)
+                      self.work, self.sync, self.T)
         self.ptrs = np.array([arr.ctypes.data for arr in self._keep], np.int64)
         self.ints = np.array([n_ca, n_cb, m, n, k, 0, flags | _SOLVE,
-                              self.W.shape[0], nmax], np.int64)
+                              self.W.shape[0], nmax, callers], np.int64)
         self.parallel = max(m * k * k + int(ia[-1]) * k,
                             n * k * k + int(ib[-1]) * k) >= SERIAL_BELOW
 
