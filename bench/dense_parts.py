@@ -21,9 +21,13 @@ inverse (``step`` minus the step with ``M`` given), the Gram matrix alone
 (``solve``: ``R Y``, ``(R Y) M`` and the cross term), the standalone
 sparse product (``sparse_alone``) and, as floors, one SGEMM / SSYRK of the
 whole side by SciPy's BLAS; then LAPACK's ``k x k`` inverse, the loss and
-an empty parallel region of all threads (thread start and sync).  Each
-part's flop and byte counts are printed with the time the one-side SGEMM
-rate would give it.
+an empty parallel region of all threads (thread start and sync); then
+whole epochs as the fit runs them (``kernels.DenseRun``, 20 epochs in one
+call) on one thread and on ``--threads``, whose difference from the
+one-thread time divided by the thread count is what waits, sync and load
+imbalance cost, and the 100-epoch fit itself (its excess over the epochs:
+set-up and Python).  Each part's flop and byte counts are printed with the
+time the one-side SGEMM rate would give it.
 """
 
 import argparse
@@ -128,6 +132,27 @@ for name, s, F, Out, G in (("users", users, Y, X, GY), ("items", items, X, Y, GX
         sgemm=best(lambda: B.sgemm(1.0, M.T, Out.T)), ssyrk=best(lambda: B.ssyrk(1.0, Out.T)),
         flops=dict(sparse=2 * nnz * k, gemm=2 * m * k * k, syrk=m * k * k, inverse=k ** 3),
         bytes=dict(sparse=nnz * (8 + 4 * k) + 4 * m * k, gemm=8 * m * k, syrk=4 * m * k))
+# whole epochs (the fit's kernel call): one thread (the serial path) and
+# --threads threads, then the fit itself (set-up and Python included)
+from fastals import FastALS
+def epochs(threads, n=20):
+    Xr, Yr = X.copy(), Y.copy()
+    GYr = K.dense_step(items.indptr, items.indices, items.target, Yr, None, Yr,
+                       items.dense_bounds)[0]
+    run = K.DenseRun((users.indptr, users.indices, users.target, users.dense_bounds),
+                     (items.indptr, items.indices, items.target, items.dense_bounds),
+                     Xr, Yr, GYr, lam, n)
+    def go():
+        numba.set_num_threads(threads)
+        run.run(n)
+    return best(go, n=1) / n
+out["epochs_1"] = epochs(1)
+out["epochs_n"] = epochs(%(threads)d)
+def fit():
+    FastALS(objective="dense", factors=k, regularization=lam, iterations=100,
+            random_state=0, num_threads=%(threads)d).fit(R)
+out["fit"] = best(fit, n=1) / 100
+numba.set_num_threads(%(threads)d)
 out["lapack_inverse"] = best(lambda: L.dpotri(L.dpotrf(GY + lam * np.eye(k))[0]))
 items.cross = 0.0
 out["loss"] = best(lambda: _dense.loss(1.0, items, GX, GY, lam))
@@ -166,6 +191,12 @@ def budget(a):
     print(f"  LAPACK inverse alone {b['lapack_inverse']:.3f}, loss {b['loss']:.3f}, "
           f"empty parallel region {b['empty_parallel_region']:.3f}; the two steps "
           f"{total:.3f}")
+    ideal = b["epochs_1"] / max(a.threads, 1)
+    print(f"  whole epochs in one call (kernels.DenseRun, 20 epochs): 1 thread "
+          f"{b['epochs_1']:.3f}, {a.threads} threads {b['epochs_n']:.3f} (1 thread / "
+          f"{a.threads} = {ideal:.3f}: waits, sync and imbalance "
+          f"{b['epochs_n'] - ideal:.3f}); the 100-epoch fit per epoch {b['fit']:.3f} "
+          f"(set-up and Python {b['fit'] - b['epochs_n']:.3f})")
 
 
 def main():

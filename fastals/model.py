@@ -495,6 +495,9 @@ class FastALS(ParamsMixin, RecommenderMixin):
             Y[:, k] = 0
         self.loss_history = []
         self.objective_history = []
+        if self._fused_dense():  # whole epochs per kernel call
+            return _dense.train(self, users, items, X, Y, k, dtype, show_progress,
+                                threads)
         GY = self._gram(Y, items)
         t0 = time.perf_counter()
         epochs = range(self.iterations)

@@ -9,7 +9,6 @@ import scipy.sparse as sp
 
 import naive
 from fastals import kernels as K
-from fastals.kernels import dense as kdense
 
 # float32: rounding of the products with an inverse of condition ~1e3
 TOL = {np.float64: 1e-9, np.float32: 2e-3}
@@ -71,19 +70,12 @@ def test_dense_step_against_naive(k, dtype, blas, inverse):
     # cross term: sum_u x_u . (r_u Y) = sum_obs r x.y
     want_cross = float(np.sum(R.toarray() * (Xd @ Y.astype(np.float64).T)))
     assert cross == pytest.approx(want_cross, rel=10 * tol)
-    # the parallel kernel (here small problems take the serial path)
-    kernel = kdense._dense_step_blas if blas and k >= K.blas.BLAS_MIN_FACTORS \
-        else kdense._dense_step_loops
-    flags = kdense._SOLVE | (0 if inverse else kdense._HAVE_M) | \
-        (kdense._LAPACK if blas and kernel is kdense._dense_step_loops else 0)
-    GY = Y.astype(np.float64).T @ Y.astype(np.float64)
-    M = np.empty((k, k), dtype) if inverse else \
-        np.linalg.inv(GY + lam * np.eye(k)).astype(dtype)
+    # every thread (here small problems take the serial path)
     Xp = np.zeros_like(X)
-    parts = np.empty((bounds.size - 1, k, k))
-    cr = np.empty(bounds.size - 1)
-    Gp = np.empty((k, k))
-    cp = kernel(bounds, indptr, indices, data, Y, M, Xp, GY, parts, cr, Gp, lam, flags)
+    GY = Y.astype(np.float64).T @ Y.astype(np.float64)
+    M = None if inverse else np.linalg.inv(GY + lam * np.eye(k)).astype(dtype)
+    Gp, cp = K.dense_step(indptr, indices, data, Y, M, Xp, bounds, G=GY, lam=lam,
+                          blas=blas, parallel=True)
     np.testing.assert_array_equal(Xp, X)
     np.testing.assert_array_equal(Gp, G)
     assert cp == cross
@@ -185,3 +177,92 @@ def test_gather_rows_against_scipy(dtype):
         np.testing.assert_allclose(X, want, rtol=0, atol=tol * np.abs(want).max(),
                                    err_msg=f"k={k}")
         assert not X[0].any()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("blas", [True, False])
+def test_dense_run_epochs_as_half_steps(dtype, blas):
+    """``DenseRun``: epochs in one call give exactly the half-steps of
+    ``dense_step`` one by one (users, then items), on any number of threads
+    and split into calls of any length; its per-epoch loss terms are the
+    cross term and the Gram matrices' products and traces."""
+    blas = blas and K.USE_BLAS
+    k, lam = 20, 0.1
+    R, Y0 = problem(k, dtype, m=300, n=200)
+    Rt = R.T.tocsr()
+    Rt.sort_indices()
+    sides = [(S.indptr.astype(np.int64), S.indices.astype(np.int32), S.data.astype(dtype))
+             for S in (R, Rt)]
+    b = [K.dense_bounds(s[0], k) for s in sides]
+    X0 = np.zeros((R.shape[0], k), dtype)
+    # reference: half-steps one by one
+    X, Y = X0.copy(), Y0.copy()
+    GY = K.dense_step(*sides[1], Y, None, Y, b[1], blas=blas)[0]
+    GY0 = GY.copy()
+    want = []
+    for _ in range(3):
+        GX, _ = K.dense_step(*sides[0], Y, None, X, b[0], G=GY, lam=lam, blas=blas)
+        GY, cross = K.dense_step(*sides[1], X, None, Y, b[1], G=GX, lam=lam, blas=blas)
+        want.append((cross, float(np.sum(GX * GY)), np.trace(GX), np.trace(GY)))
+    old = numba.get_num_threads()
+    try:
+        for threads, calls in ((1, (3,)), (numba.config.NUMBA_NUM_THREADS, (3,)),
+                               (numba.config.NUMBA_NUM_THREADS, (1, 2))):
+            numba.set_num_threads(threads)
+            X2, Y2 = X0.copy(), Y0.copy()
+            run = K.DenseRun(sides[0] + (b[0],), sides[1] + (b[1],), X2, Y2, GY0, lam, 3,
+                             blas=blas)
+            run.parallel = threads > 1
+            terms = np.concatenate([run.run(n)[0] for n in calls])
+            np.testing.assert_array_equal(X2, X)
+            np.testing.assert_array_equal(Y2, Y)
+            np.testing.assert_array_equal(run.gram("GX"), GX)
+            np.testing.assert_array_equal(run.gram("GY"), GY)
+            np.testing.assert_allclose(terms, np.array(want), rtol=1e-12)
+            assert terms[-1, 0] == want[-1][0]
+    finally:
+        numba.set_num_threads(old)
+
+
+def test_dense_run_stops_on_non_finite():
+    """A non-finite factor stops the program after the half-step that made
+    it and reports which."""
+    k = 20
+    R, Y = problem(k, np.float64, m=300, n=200)
+    Rt = R.T.tocsr()
+    sides = [(S.indptr.astype(np.int64), S.indices.astype(np.int32), S.data.copy())
+             for S in (R, Rt)]
+    sides[1][2][0] = np.inf  # R^T has an infinite entry: the item step fails
+    b = [K.dense_bounds(s[0], k) for s in sides]
+    X = np.zeros((R.shape[0], k))
+    run = K.DenseRun(sides[0] + (b[0],), sides[1] + (b[1],), X, Y, Y.T @ Y, 0.1, 4)
+    terms, stop = run.run(4)
+    assert stop == 2  # half-step 1, the first item step
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("call_work", [None, 1, 1_400_000])
+def test_fit_epochs_in_one_call_as_per_epoch(dtype, call_work, monkeypatch):
+    """The dense fit runs many epochs per call (``call_work``: all 6, one,
+    or 3 per call here) unless something observes each epoch (here a
+    callback): both give the same factors, histories and values passed to
+    the callback as a per-epoch run."""
+    from fastals import FastALS, _dense
+    if call_work is not None:
+        monkeypatch.setattr(_dense, "CALL_WORK", call_work)
+    R, _ = problem(20, np.float64, m=300, n=200)
+    kw = dict(objective="dense", factors=20, regularization=0.05, iterations=6,
+              random_state=3, dtype=dtype)
+    seen = []
+    a = FastALS(**kw).fit(R)
+    b = FastALS(callback=lambda e, loss, s: seen.append((e, loss)), **kw).fit(R)
+    np.testing.assert_array_equal(a.user_factors, b.user_factors)
+    np.testing.assert_array_equal(a.item_factors, b.item_factors)
+    assert a.loss_history == b.loss_history
+    assert a.objective_history == b.objective_history
+    assert seen == list(enumerate(a.loss_history, 1))
+    assert a.solver_report == b.solver_report and a.solver_report["epochs"] == 6
+    # the loss is the MSE over all cells
+    Rd = R.toarray()
+    P = a.user_factors.astype(np.float64) @ a.item_factors.astype(np.float64).T
+    assert a.loss_history[-1] == pytest.approx(np.mean((Rd - P) ** 2), rel=TOL[np.dtype(dtype).type])

@@ -44,10 +44,13 @@ REFERENCES = {
     "fastals.kernels.loss": ("test_kernel_paths.py::test_loss_terms_every_route; "
                              "test_als.py (naive.objective)", "bench_als.py (training loss)"),
     "fastals.kernels.dense": ("test_kernel_paths.py::test_gram_and_right_multiply; "
-                              "test_dense_step.py (naive.update_rows); "
-                              "test_als.py dense objective (naive.update_rows)",
-                              "bench_als.py (objective=dense); dense_ml100k.py; "
-                              "regression_check.py dense_step"),
+                              "test_defects.py (dense weighted regularization)",
+                              "bench_als.py (objective=dense, weighted)"),
+    "fastals.kernels.dense_fit": ("test_dense_step.py (naive.update_rows; DenseRun "
+                                  "against half-steps); test_als.py dense objective "
+                                  "(naive.update_rows)",
+                                  "bench_als.py (objective=dense); dense_ml100k.py; "
+                                  "dense_parts.py; regression_check.py dense_step"),
     "fastals.kernels.gather": ("test_dense_step.py::test_gather_rows_against_scipy "
                                "(R @ Z, every tile width); test_dense_step.py",
                                "dense_parts.py --budget; dense_ml100k.py"),

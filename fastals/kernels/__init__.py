@@ -14,8 +14,10 @@ Modules
 * :mod:`.nnls` -- non-negative row solves, :func:`solve_nnls`.
 * :mod:`.loss` -- the per-entry loss of a chunk of rows (:func:`loss_terms`,
   defined here, runs it in the kernel of :mod:`.loss`, :mod:`.rows` or :mod:`.cg`).
-* :mod:`.dense` -- Gram matrix, SPD inverse, right multiply, sparse x dense,
-  and the dense objective's fused half-step (:func:`dense_step`).
+* :mod:`.dense` -- Gram matrix, SPD inverse, right multiply, sparse x dense.
+* :mod:`.dense_fit` -- the dense objective's fused half-step
+  (:func:`dense_step`) and whole epochs in one call (:class:`DenseRun`).
+* :mod:`.gather` -- register-tiled sparse row times dense matrix, flags.
 * :mod:`.sparse` -- the parallel CSR transpose of ``fit``'s set-up.
 * :mod:`.topk` -- top-k scoring and AUC.
 * :mod:`.chunks` -- row chunks of similar cost, serial cutoff.
@@ -58,14 +60,14 @@ import numpy as np
 from .blas import USE_BLAS
 from .cg import _solve_cg, solve_cg
 from .chunks import _call, chunk_bounds
-from .dense import (dense_bounds, dense_step, gram, right_multiply,
-                    sparse_times_dense, spd_inverse)
+from .dense import gram, right_multiply, sparse_times_dense, spd_inverse
+from .dense_fit import DenseRun, dense_bounds, dense_step
 from .llvm import LOSS_MODE
 from .loss import _loss_terms
 from . import nnls
 from .rows import _solve_cholesky, solve_cholesky
 
-__all__ = ["USE_BLAS", "chunk_bounds", "dense_bounds", "dense_step", "gram",
+__all__ = ["DenseRun", "USE_BLAS", "chunk_bounds", "dense_bounds", "dense_step", "gram",
            "loss_terms", "right_multiply",
            "solve_rows",
            "solve_cg", "solve_cholesky", "sparse_times_dense", "spd_inverse"]

@@ -20,6 +20,8 @@ both times.  Tiles use only whole vectors, so ``k`` below one vector
 
 import platform
 
+import llvmlite.binding as _llvm
+
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -215,6 +217,80 @@ def _wait(typingctx, arr, i):
                 "llvm.x86.sse2.pause", (), ir.FunctionType(ir.VoidType(), []))
             builder.call(pause, [])
         builder.branch(hdr)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@intrinsic
+def _atomic_add(typingctx, arr, i, v):
+    """``arr[i] += v`` (int64), atomically, with release order (what this
+    thread wrote before is visible to a thread that sees the new sum)."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
+        return None
+    sig = types.void(arr, types.intp, types.int64)
+
+    def codegen(context, builder, signature, args):
+        ptr = _slot(context, builder, signature.args[0], args[0], args[1])
+        builder.atomic_rmw("add", ptr, args[2], "release")
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+def _yield_address():
+    """Address of ``sched_yield`` (a spin that waits long gives its time
+    slice away: on a machine busy with other processes the thread it waits
+    for may need the core), or of the C library's ``abs`` (no-op)."""
+    import ctypes
+    libc = ctypes.CDLL(None)
+    fn = getattr(libc, "sched_yield", None) or libc.abs
+    return ctypes.cast(fn, ctypes.c_void_p).value
+
+
+_llvm.add_symbol("fastals_sched_yield", _yield_address())
+
+#: Spins (with the pause hint) before a wait starts giving its time slice away.
+SPINS_BEFORE_YIELD = 4000
+
+
+@intrinsic
+def _wait_at_least(typingctx, arr, i, v):
+    """Spin until ``arr[i] >= v`` (int64), reading it with acquire order;
+    after :data:`SPINS_BEFORE_YIELD` spins, yield the core on every spin."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
+        return None
+    sig = types.void(arr, types.intp, types.int64)
+
+    def codegen(context, builder, signature, args):
+        ptr = _slot(context, builder, signature.args[0], args[0], args[1])
+        i64 = ir.IntType(64)
+        i32 = ir.IntType(32)
+        pre = builder.block
+        hdr = builder.append_basic_block("waitge.hdr")
+        spin = builder.append_basic_block("waitge.spin")
+        give = builder.append_basic_block("waitge.yield")
+        done = builder.append_basic_block("waitge.done")
+        builder.branch(hdr)
+        builder.position_at_end(hdr)
+        n = builder.phi(i64)
+        n.add_incoming(ir.Constant(i64, 0), pre)
+        val = builder.load_atomic(ptr, "acquire", 8)
+        builder.cbranch(builder.icmp_signed(">=", val, args[2]), done, spin)
+        builder.position_at_end(spin)
+        if _X86:
+            pause = builder.module.declare_intrinsic(
+                "llvm.x86.sse2.pause", (), ir.FunctionType(ir.VoidType(), []))
+            builder.call(pause, [])
+        n1 = builder.add(n, ir.Constant(i64, 1))
+        builder.cbranch(builder.icmp_signed(">", n1, ir.Constant(i64, SPINS_BEFORE_YIELD)),
+                        give, hdr)
+        n.add_incoming(n1, spin)
+        builder.position_at_end(give)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(i32, [i32]), "fastals_sched_yield")
+        builder.call(fn, [ir.Constant(i32, 0)])
+        builder.branch(hdr)
+        n.add_incoming(n1, give)
         builder.position_at_end(done)
         return context.get_dummy_value()
     return sig, codegen
