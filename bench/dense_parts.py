@@ -9,7 +9,8 @@ the parts of the fused dense objective timed by wrapping them: the kernel
 call of each half-step (``kernels.dense_step``, per side; it includes the
 inverse of ``G + lam I`` where the tree computes it inside), the inverse
 where it is a separate call (``kernels.spd_inverse``), the loss and the
-rest of the epoch.  Best of ``--repeats`` fits, per epoch.  ``--cpu``
+rest of the epoch (a tree that runs whole epochs in one call,
+``kernels.DenseRun``, has none of these parts: all of it is the rest).  Best of ``--repeats`` fits, per epoch.  ``--cpu``
 times process CPU time instead of wall time (with ``--threads 1`` less
 disturbed by other processes on a busy machine).
 
@@ -20,7 +21,7 @@ inverse (``step`` minus the step with ``M`` given), the Gram matrix alone
 (``gram_only``: the step without ``M``), the rest of the solve
 (``solve``: ``R Y``, ``(R Y) M`` and the cross term), the standalone
 sparse product (``sparse_alone``) and, as floors, one SGEMM / SSYRK of the
-whole side by SciPy's BLAS; then LAPACK's ``k x k`` inverse, the loss and
+whole side by SciPy's BLAS; then LAPACK's ``k x k`` inverse and
 an empty parallel region of all threads (thread start and sync); then
 whole epochs as the fit runs them (``kernels.DenseRun``, 20 epochs in one
 call) on one thread and on ``--threads``, whose difference from the
@@ -48,7 +49,9 @@ import fastals.kernels as K
 clock = time.process_time if %(cpu)r else time.perf_counter
 acc = collections.defaultdict(float)
 def wrap(mod, name, key):
-    f = getattr(mod, name)
+    f = getattr(mod, name, None)
+    if f is None:  # a part this tree does not have
+        return
     def g(*a, **kw):
         t = clock()
         try:
@@ -154,8 +157,6 @@ def fit():
 out["fit"] = best(fit, n=1) / 100
 numba.set_num_threads(%(threads)d)
 out["lapack_inverse"] = best(lambda: L.dpotri(L.dpotrf(GY + lam * np.eye(k))[0]))
-items.cross = 0.0
-out["loss"] = best(lambda: _dense.loss(1.0, items, GX, GY, lam))
 a = np.zeros(2)
 numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 out["empty_parallel_region"] = best(lambda: empty_region(a), n=200)
@@ -188,7 +189,7 @@ def budget(a):
         print("    floors at that rate: " + ", ".join(
             f"{p} {f / rate / 1e6:.3f} ms ({f:.2g} flops, {d['bytes'].get(p, 0) / 1e6:.2f} MB)"
             for p, f in d["flops"].items()))
-    print(f"  LAPACK inverse alone {b['lapack_inverse']:.3f}, loss {b['loss']:.3f}, "
+    print(f"  LAPACK inverse alone {b['lapack_inverse']:.3f}, "
           f"empty parallel region {b['empty_parallel_region']:.3f}; the two steps "
           f"{total:.3f}")
     ideal = b["epochs_1"] / max(a.threads, 1)

@@ -498,7 +498,7 @@ class FastALS(ParamsMixin, RecommenderMixin):
         if self._fused_dense():  # whole epochs per kernel call
             return _dense.train(self, users, items, X, Y, k, dtype, show_progress,
                                 threads)
-        GY = self._gram(Y, items)
+        GY = self._gram(Y)
         t0 = time.perf_counter()
         epochs = range(self.iterations)
         bar = None
@@ -509,19 +509,13 @@ class FastALS(ParamsMixin, RecommenderMixin):
         with threads(self.num_threads):
             for epoch in epochs:
                 watch.count(self._half_step(users, Y, GY, X), epoch=True)
-                GX = self._gram(X, users)
+                GX = self._gram(X)
                 watch.count(self._half_step(items, X, GX, Y))
-                GY = self._gram(Y, items)
+                GY = self._gram(Y)
                 loss = float("nan")
-                if self._fused_dense() and self.regularization > 0:
-                    # The loss is free here and checks all cells at once.
-                    loss, objective = self._loss(users, items, X, Y, GX, GY)
-                    watch.check_error(loss, epoch + 1)
-                else:
-                    watch.check_blowup(X, Y, epoch + 1)
+                watch.check_blowup(X, Y, epoch + 1)
                 if self.calculate_training_loss or self.tol is not None:
-                    if loss != loss:  # not computed yet
-                        loss, objective = self._loss(users, items, X, Y, GX, GY)
+                    loss, objective = self._loss(users, items, X, Y, GX, GY)
                     self.loss_history.append(loss)
                     self.objective_history.append(objective)
                     watch.check_monotone(dtype, epoch + 1)
@@ -602,11 +596,9 @@ class FastALS(ParamsMixin, RecommenderMixin):
         """The dense objective with the plain penalty (:mod:`fastals._dense`)."""
         return self.objective == "dense" and not self.weighted_regularization
 
-    def _gram(self, F, side=None):
+    def _gram(self, F):
         """float64 Gram matrix of ``F``, or None where the objective needs
-        none; ``side``: the rows of ``F`` (the fused dense step formed it)."""
-        if side is not None and self._fused_dense():
-            return _dense.gram(side, F)
+        none."""
         return K.gram(F, _even_bounds(F.shape[0])) if self._w0() else None
 
     def _half_step(self, side, Y, GY, X):
@@ -624,9 +616,6 @@ class FastALS(ParamsMixin, RecommenderMixin):
         if self.objective == "dense" and self.weighted_regularization:
             _dense_wr.half_step(side, D, GY, X, float(self.regularization),
                                 _even_bounds)
-        elif self.objective == "dense":
-            _dense.half_step(side, D, GY, X, float(self.regularization))
-            return result  # checked for NaN on its Gram matrix
         else:
             w0 = self._w0()
             G = (GY if w0 else np.zeros((D.shape[1],) * 2)).astype(dtype)
@@ -649,10 +638,6 @@ class FastALS(ParamsMixin, RecommenderMixin):
         for ``explicit`` the MSE over the observed ratings); ``objective``
         adds the regularization term and is what ALS never increases.
         """
-        if self._fused_dense():
-            err, reg = _dense.loss(users.sumsq, items, GX, GY, self.regularization)
-            norm = self._norm(users)
-            return float(err / norm), float((err + reg) / norm)
         D, offset = self._design(Y)
         w0 = float(X.dtype.type(self._w0()))  # as the solves and the kernel see it
         solver = None if self.objective == "dense" or self.nonnegative else self.solver
