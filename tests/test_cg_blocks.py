@@ -126,14 +126,14 @@ def test_blocks_against_naive_cg(dtype, case):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_k128_long_rows(dtype):
-    """k = 128 (LAPACK-sized), a row longer than the gathered block (gathered
-    alone into its own scratch), one longer than that too (its item vectors
-    read in place at every step), rows of k-1, k, k+1."""
+    """k = 128 (LAPACK-sized), a long row (gathered into the chunk's
+    scratch), one longer than the scratch may hold (its item vectors read
+    in place at every step), rows of k-1, k, k+1, and more rows than one
+    block rotated in and out of the eigenbasis by one GEMM."""
     k = 128
-    cap = max(kcg.BLOCK_ROWS, kcg.GATHER_VALUES // k)
-    lcap = max(cap, kcg.LONG_GATHER_VALUES // k)
-    counts = np.array([3, 0, 1, k - 1, k, k + 1, cap + 37, 5, 2, 0, lcap + 3]
-                      + [4] * 30)
+    lcap = kcg.LONG_GATHER_VALUES // k
+    counts = np.array([3, 0, 1, k - 1, k, k + 1, 2085, 5, 2, 0, lcap + 3]
+                      + [4] * (kcg.BLOCK_ROWS + 30))
     side, conf, target, offset, Y, G, X0 = problem(k, dtype, counts, lcap + 100,
                                                    seed=2)
     want = reference(side, conf, target, offset, Y, X0, 0.5, False, 1.0, 3)
