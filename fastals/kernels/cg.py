@@ -303,10 +303,12 @@ def _cg_row(indices, conf, target, offset, Y, w0, p, n, S, q, x, dg, r, d, ad,
         if not dAd > 0:
             break
         a = rs / dAd
+        rs_new = zero
         for i in range(k):
             x[i] += a * d[i]
-            r[i] -= a * ad[i]
-        rs_new = _dot(r, r, zero)
+            ri = r[i] - a * ad[i]
+            r[i] = ri
+            rs_new += ri * ri
         beta = rs_new / rs
         for i in range(k):
             d[i] = r[i] + beta * d[i]
