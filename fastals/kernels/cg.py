@@ -248,7 +248,7 @@ def _solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
                                         QS, lam, wr, w0, X, bounds, blas, mode))
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH)
 def _rotate(S, s0, nb, QS, D, d0, back, use_blas, iw, fw, cw, zero):
     """``D[d0:d0+nb] = S[s0:s0+nb] Q`` (``back``: ``Q^T``), ``Q = QS[:k]``:
     one GEMM, or a loop per row below :data:`GEMM_MIN_ROWS` rows."""
@@ -275,30 +275,42 @@ def _rotate(S, s0, nb, QS, D, d0, back, use_blas, iw, fw, cw, zero):
                     dst[i] += sa * qa[i]
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH)
 def _cg_row(indices, conf, target, offset, Y, w0, p, n, S, q, x, dg, r, d, ad,
             steps, zero):
     """``steps`` CG steps on one row (entries ``p:p+n``), in place on ``x``:
     ``A v = dg * v + sum_e (c_e - w0) (y_e . v) y_e``.  ``q``: 0 to gather
     the item vectors into ``S`` in pass 0 and read them from there, -1 to
-    read them in place from ``Y``."""
+    read them in place from ``Y``.
+
+    Pass 0 computes the residual ``r = b - A x``, passes ``1..steps`` are
+    the CG steps; both share one loop body (the products ``A v`` differ
+    only in ``v`` and the sign), which halves the code to compile."""
     k = x.size
-    for i in range(k):
-        r[i] = -(dg[i] * x[i])
-    if q >= 0:
-        _cg_gather(indices, Y, p, n, S, q)
-    _cg_accumulate(indices, conf, target, offset, Y, w0, p, n, S, q, x, r,
-                   True, zero)
-    rs = _dot(r, r, zero)
-    for i in range(k):
-        d[i] = r[i]
-    for _ in range(steps):
-        if rs < 1e-20:
-            break  # converged (or a zero right-hand side): keep x
-        for i in range(k):
-            ad[i] = dg[i] * d[i]
-        _cg_accumulate(indices, conf, target, offset, Y, w0, p, n, S, q, d, ad,
-                       False, zero)
+    rs = zero
+    for it in range(steps + 1):
+        first = it == 0
+        v = d
+        out = ad
+        if first:
+            v = x
+            out = r
+            for i in range(k):
+                out[i] = -(dg[i] * v[i])
+            if q >= 0:
+                _cg_gather(indices, Y, p, n, S, q)
+        else:
+            if rs < 1e-20:
+                break  # converged (or a zero right-hand side): keep x
+            for i in range(k):
+                out[i] = dg[i] * v[i]
+        _cg_accumulate(indices, conf, target, offset, Y, w0, p, n, S, q, v,
+                       out, first, zero)
+        if first:
+            rs = _dot(r, r, zero)
+            for i in range(k):
+                d[i] = r[i]
+            continue
         dAd = _dot(d, ad, zero)
         if not dAd > 0:
             break
@@ -350,7 +362,8 @@ def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, QS, lam, wr, w0,
             _rotate(X, u0, nb, QS, Z, 0, False, use_blas, iw, fw, cw, zero)
         else:
             for j in range(nb):
-                Z[j] = X[u0 + j]
+                for i in range(k):
+                    Z[j, i] = X[u0 + j, i]
         for j in range(nb):
             u = u0 + j
             x = Z[j]
@@ -373,14 +386,15 @@ def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, QS, lam, wr, w0,
             _rotate(Z, 0, nb, QS, X, u0, True, use_blas, iw, fw, cw, zero)
         else:
             for j in range(nb):
-                X[u0 + j] = Z[j]
+                for i in range(k):
+                    X[u0 + j, i] = Z[j, i]
         u0 += nb
     if use_blas:
         _blas_threads_local(prev)
     return 0
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH)
 def _rotate_rows(r0, r1, Y, QS, X, blas):
     """``X[r0:r1] = Y[r0:r1] Q`` in blocks of :data:`BLOCK_ROWS` rows."""
     k = Y.shape[1]
@@ -402,7 +416,7 @@ def _rotate_rows(r0, r1, Y, QS, X, blas):
     return 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _eigen(G, w0, QS):
     """``QS[:k] = Q`` and ``QS[k] = w0 s`` for ``G = Q diag(s) Q^T``
     (LAPACK DSYEV in float64, OpenBLAS at one thread)."""
@@ -428,7 +442,8 @@ def _eigen(G, w0, QS):
            s.ctypes.data, work.ctypes.data, ip + isz, ip + 2 * isz)
     _blas_threads_local(prev)
     if iw[2] != 0:
-        s[:] = np.nan  # no convergence: every row keeps its start
+        for i in range(k):
+            s[i] = np.nan  # no convergence: every row keeps its start
     # column-major eigenvector columns are the rows of A: Q = A^T
     for i in range(k):
         for j in range(k):
