@@ -248,7 +248,7 @@ def _solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
                                         QS, lam, wr, w0, X, bounds, blas, mode))
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, forceinline=True)
 def _rotate(S, s0, nb, QS, D, d0, back, use_blas, iw, fw, cw, zero):
     """``D[d0:d0+nb] = S[s0:s0+nb] Q`` (``back``: ``Q^T``), ``Q = QS[:k]``:
     one GEMM, or a loop per row below :data:`GEMM_MIN_ROWS` rows."""
@@ -275,7 +275,7 @@ def _rotate(S, s0, nb, QS, D, d0, back, use_blas, iw, fw, cw, zero):
                     dst[i] += sa * qa[i]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, forceinline=True)
 def _cg_row(indices, conf, target, offset, Y, w0, p, n, S, q, x, dg, r, d, ad,
             steps, zero):
     """``steps`` CG steps on one row (entries ``p:p+n``), in place on ``x``:
@@ -355,68 +355,61 @@ def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, QS, lam, wr, w0,
     prev = np.int32(1)
     if use_blas:
         prev = _blas_threads_local(1)
+    solve = steps >= 0  # else ROTATE_MODE: X[r0:r1] = Y[r0:r1] Q
     u0 = r0
     while u0 < r1:
         nb = min(BLOCK_ROWS, r1 - u0)
-        if rotate:
-            _rotate(X, u0, nb, QS, Z, 0, False, use_blas, iw, fw, cw, zero)
-        else:
-            for j in range(nb):
-                for i in range(k):
-                    Z[j, i] = X[u0 + j, i]
-        for j in range(nb):
-            u = u0 + j
-            x = Z[j]
-            p = indptr[u]
-            n = indptr[u + 1] - p
-            if n == 0:
-                # No ratings: the right-hand side is zero, so the exact
-                # solution (Cholesky's, with the smallest ridge where
-                # lam_u = 0) is zero.  CG would stop at once on a zero
-                # residual and keep the start.
-                for i in range(k):
-                    x[i] = 0
-                continue
-            reg = lam * n if wr else lam
-            for i in range(k):
-                dg[i] = ws[i] + reg
-            _cg_row(indices, conf, target, offset, Y, w0, p, n, S,
-                    0 if n <= cap else -1, x, dg, r, d, ad, steps, zero)
-        if rotate:
-            _rotate(Z, 0, nb, QS, X, u0, True, use_blas, iw, fw, cw, zero)
-        else:
-            for j in range(nb):
-                for i in range(k):
-                    X[u0 + j, i] = Z[j, i]
+        # phase 0: the block rotated in (X Q into Z); phase 1: its rows
+        # solved, then rotated out (Z Q^T into X); one call site of the
+        # rotation, which is inlined
+        for phase in range(2 if solve else 1):
+            back = phase == 1
+            if back:
+                for j in range(nb):
+                    u = u0 + j
+                    x = Z[j]
+                    p = indptr[u]
+                    n = indptr[u + 1] - p
+                    if n == 0:
+                        # No ratings: the right-hand side is zero, so the
+                        # exact solution (Cholesky's, with the smallest
+                        # ridge where lam_u = 0) is zero.  CG would stop at
+                        # once on a zero residual and keep the start.
+                        for i in range(k):
+                            x[i] = 0
+                        continue
+                    reg = lam * n if wr else lam
+                    for i in range(k):
+                        dg[i] = ws[i] + reg
+                    _cg_row(indices, conf, target, offset, Y, w0, p, n, S,
+                            0 if n <= cap else -1, x, dg, r, d, ad, steps, zero)
+            src = X
+            s0 = u0
+            dst = Z
+            d0 = u0 - u0
+            if back:
+                src = Z
+                s0 = d0
+                dst = X
+                d0 = u0
+            elif not solve:
+                src = Y
+                dst = X
+                d0 = u0
+            if rotate:
+                _rotate(src, s0, nb, QS, dst, d0, back, use_blas, iw, fw, cw,
+                        zero)
+            else:
+                for j in range(nb):
+                    for i in range(k):
+                        dst[d0 + j, i] = src[s0 + j, i]
         u0 += nb
     if use_blas:
         _blas_threads_local(prev)
     return 0
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _rotate_rows(r0, r1, Y, QS, X, blas):
-    """``X[r0:r1] = Y[r0:r1] Q`` in blocks of :data:`BLOCK_ROWS` rows."""
-    k = Y.shape[1]
-    iw = np.empty(8, np.int32)
-    fw = np.ones(4, Y.dtype)
-    cw = np.empty(4, np.uint8)
-    zero = np.zeros(1, Y.dtype)[0]
-    use_blas = blas and k >= BLAS_MIN_FACTORS
-    prev = np.int32(1)
-    if use_blas:
-        prev = _blas_threads_local(1)
-    u0 = r0
-    while u0 < r1:
-        nb = min(BLOCK_ROWS * 8, r1 - u0)
-        _rotate(Y, u0, nb, QS, X, u0, False, use_blas, iw, fw, cw, zero)
-        u0 += nb
-    if use_blas:
-        _blas_threads_local(prev)
-    return 0
-
-
-@njit(cache=True)
+@njit(cache=True, forceinline=True)
 def _eigen(G, w0, QS):
     """``QS[:k] = Q`` and ``QS[k] = w0 s`` for ``G = Q diag(s) Q^T``
     (LAPACK DSYEV in float64, OpenBLAS at one thread)."""
@@ -463,9 +456,6 @@ def _cg_rows_c(r0, r1, indptr_p, indices_p, conf_p, target_p, offset_p, Y_p,
     QS = carray(G_p, (n_g, k))
     if mode == EIGEN_MODE:  # Y: G (k x k); G and X: QS
         _eigen(Y[:k], w0, QS)
-        return 0.0
-    if mode == ROTATE_MODE:
-        _rotate_rows(r0, r1, Y, QS, X, blas != 0)
         return 0.0
     _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, QS, lam, wr != 0,
              w0, X, mode, cap, blas != 0)
