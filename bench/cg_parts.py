@@ -7,13 +7,15 @@ once per repeat, interleaved:
 * ``implicit``: ``implicit.cpu._als.least_squares_cg`` (3 steps, BLAS at
   one thread);
 * ``cg``: fastals' ``solve_cg`` (3 steps);
-* ``no G``: the same without the shared part (``w0 = 0``: no products with
-  the Gram matrix), i.e. the gathers, the passes over the rating data and
+* ``no G``: the same without the shared part (``w0 = 0``: no eigenbasis,
+  nothing rotated), i.e. the gathers, the passes over the rating data and
   the per-row vector work;
-* ``residual``: pass 0 only (gather, ``G x``, one pass over the data).
+* ``residual``: pass 0 only (gather, one pass over the data; with ``G``
+  the eigenbasis and the rotations too).
 
-``cg - no G`` is the time of the four block products with ``G`` (GEMM),
-``no G - (residual without G)`` that of three passes over the data.
+``cg - no G`` is the time of the shared part: ``G``'s eigendecomposition,
+the rotations ``Y Q``, ``X Q`` and ``X Q^T`` (GEMMs) and the diagonal;
+``no G - (residual without G)`` that of three CG steps over the data.
 
     python bench/cg_parts.py --size short3M --factors 128 --repeats 3
     python bench/cg_parts.py --size 20M --factors 64,128 --repeats 2
@@ -91,7 +93,7 @@ def main(argv=None):
             med = {n: float(np.median(v)) for n, v in t.items()}
             cg = np.array(t["cg"]) / np.array(t["implicit"])
             print(f"k={k} {name}: " + ", ".join(f"{n} {v:.3f}" for n, v in med.items())
-                  + f" | G products {med['cg'] - med['no G']:.3f}, 3 passes "
+                  + f" | shared part {med['cg'] - med['no G']:.3f}, 3 steps "
                   f"{med['no G'] - med['residual no G']:.3f} | cg/implicit "
                   f"{cg.min():.3f}-{cg.max():.3f} (load {os.getloadavg()[0]:.1f})",
                   flush=True)

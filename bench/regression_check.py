@@ -193,8 +193,9 @@ def measure(slowdown=1, repeats=REPEATS):
         reference_solve(s_side.indptr, s_side.indices, s_conf, s_target, Y, G, 0.1,
                         1.0, Xs_ref)
 
-    # CG in blocks of 64 rows (one GEMM with G per step and block): chunks
-    # of 250 rows; the model's chunks of this small side hold ~8 rows each
+    # CG with chunks of 250 rows (rotated into and out of G's eigenbasis by
+    # GEMMs on blocks of up to 128 rows); the model's chunks of this small
+    # side hold ~8 rows each (rotated by loops)
     blocks = args[:-1] + (K.chunk_bounds(side.indptr, K_FACTORS, 8),)
     # name: (fastals kernel, naive reference of the same job)
     kernels = {

@@ -1,9 +1,10 @@
 """Batched conjugate gradient (``fastals.kernels.cg``) against the naive
 row-at-a-time CG of ``tests/naive.py``.
 
-The kernel solves blocks of consecutive rows together (one product with
-the shared ``G`` per CG step and block); each row must still get the same
-steps, warm start and early stop as textbook CG on its own system.  Rows
+The kernel runs CG in the eigenbasis of the shared ``G`` (the other side
+rotated once, the solved rows rotated in and out in blocks of consecutive
+rows by one product each); each row must still get the same steps, warm
+start and early stop as textbook CG on its own system.  Rows
 with 0, 1, k-1, k and k+1 ratings, explicit and implicit weights (some
 confidences below the unobserved weight), weighted regularization, biases
 (a constant design column and offsets), chunks whose row counts are not
@@ -126,14 +127,14 @@ def test_blocks_against_naive_cg(dtype, case):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_k128_long_rows(dtype):
-    """k = 128 (LAPACK-sized), a row longer than the gathered block (gathered
-    alone into its own scratch), one longer than that too (its item vectors
-    read in place at every step), rows of k-1, k, k+1."""
+    """k = 128 (LAPACK-sized), a long row (gathered into the chunk's
+    scratch), one longer than the scratch may hold (its item vectors read
+    in place at every step), rows of k-1, k, k+1, and more rows than one
+    block rotated in and out of the eigenbasis by one GEMM."""
     k = 128
-    cap = max(kcg.BLOCK_ROWS, kcg.GATHER_VALUES // k)
-    lcap = max(cap, kcg.LONG_GATHER_VALUES // k)
-    counts = np.array([3, 0, 1, k - 1, k, k + 1, cap + 37, 5, 2, 0, lcap + 3]
-                      + [4] * 30)
+    lcap = kcg.LONG_GATHER_VALUES // k
+    counts = np.array([3, 0, 1, k - 1, k, k + 1, 2085, 5, 2, 0, lcap + 3]
+                      + [4] * (kcg.BLOCK_ROWS + 30))
     side, conf, target, offset, Y, G, X0 = problem(k, dtype, counts, lcap + 100,
                                                    seed=2)
     want = reference(side, conf, target, offset, Y, X0, 0.5, False, 1.0, 3)
@@ -236,3 +237,19 @@ def test_bitwise_identical_across_threads_with_gemm_blocks():
         numba.set_num_threads(old)
     for other in outs[1:]:
         np.testing.assert_array_equal(outs[0], other)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_non_finite_gram_keeps_the_start(dtype):
+    """A ``G`` with NaN (a diverged other side) has no eigenbasis: every row
+    with ratings keeps its start bit for bit (CG stops on the NaN curvature
+    and the identity rotation is exact), a row without ratings gets 0."""
+    k, m = 24, 60
+    counts = edge_counts(k, m, np.random.default_rng(6), 30)
+    side, conf, target, offset, Y, G, X0 = problem(k, dtype, counts, 70, seed=6)
+    G[3, 5] = G[5, 3] = np.nan
+    for blas in sorted({False, K.USE_BLAS}):
+        got = run(side, conf, target, offset, Y, G, X0, 0.3, False, 1.0,
+                  np.array([0, m], np.int64), blas, 3)
+        np.testing.assert_array_equal(got[counts > 0], X0[counts > 0])
+        assert (got[counts == 0] == 0).all()

@@ -63,6 +63,7 @@ _strsm = _external("strsm", 11)
 _dtrsm = _external("dtrsm", 11)
 _spotrf = _external("spotrf", 5, _cython_lapack)
 _dpotrf = _external("dpotrf", 5, _cython_lapack)
+_dsyev = _external("dsyev", 9, _cython_lapack)  # CG's eigenbasis
 
 
 _blas_threads_local = types.ExternalFunction(

@@ -1,10 +1,12 @@
-"""Conjugate-gradient row solves (Takacs et al. 2011), warm-started, and
-the parallel half-step :func:`solve_cg`."""
+"""Conjugate-gradient row solves (Takacs et al. 2011), warm-started, in the
+eigenbasis of the shared Gram matrix, and the parallel half-step
+:func:`solve_cg`."""
 
 import numpy as np
-from numba import njit, prange
+from numba import carray, njit, prange
 
-from .blas import BLAS_MIN_FACTORS, USE_BLAS, _blas_threads_local, _gemm
+from .blas import (BLAS_MIN_FACTORS, USE_BLAS, _blas_threads_local, _dsyev,
+                   _gemm)
 from .chunks import _call
 from .llvm import (FASTMATH, LOSS_MODE, PREFETCH_AHEAD, _ChunkCallback,
                    _chunk_views, _prefetch_entry, _take_next)
@@ -141,32 +143,30 @@ def _cg_accumulate(indices, conf, target, offset, Y, w0, start, n, B, q, v,
             out[i] += s0 * y0[i]
         e += 1
 
-
-#: Rows solved together: each CG step multiplies the block's search
-#: directions by the shared ``G`` in one matrix product (SGEMM of
-#: ``nb x k`` by ``k x k``, one thread: about 50 GFLOP/s at 64 rows and
-#: 60-70 at 128-256 rows for k=128, 15-25 at 8-16 rows).
+#: Rows rotated into and out of the eigenbasis together (one GEMM with
+#: ``Q`` each way per block of a chunk: ``nb x k`` by ``k x k``, one
+#: thread: about 50 GFLOP/s at 64 rows and 60-70 at 128-256 rows for
+#: k=128, 15-25 at 8-16 rows).
 BLOCK_ROWS = 128
-#: Gathered entries of a block, times ``k`` (1 MiB of item vectors in
-#: float32): a block's rows are copied into a contiguous scratch block that
-#: every CG step then reads from cache, and the block ends where the next
-#: row no longer fits.  A row longer than this is solved alone and read in
-#: place from ``Y`` at every step.  Measured (one thread, CPU time, loaded
-#: machine, k=128): one pass over gathered short rows took 0.45-0.6 of a
-#: pass reading ``Y`` in place, the gather itself 0.7 of such a pass; 256
-#: KiB and 1 MiB blocks alike within noise, 4 MiB 10-30 % slower.
-GATHER_VALUES = 262144
-#: Entries of a row too long for the gathered block that are still gathered,
-#: times ``k`` (4 MiB of item vectors in float32): such a row is solved alone
-#: from its own scratch block (allocated once per chunk, the size of the
-#: chunk's longest such row), which its CG steps read from the last-level
-#: cache instead of reading ``Y`` in place at random; longer rows are read
-#: in place.  (On the short-row 3M set at k=128, item rows of 2049-8192
-#: ratings hold 13 % of the ratings; rows of more, 17 %.)
+#: Entries of a row whose item vectors are gathered, times ``k`` (4 MiB of
+#: item vectors in float32): the rotated vectors of a row's entries are
+#: copied once, in pass 0, into a scratch block of the chunk (sized for its
+#: longest such row) that every later CG step reads from cache (a short
+#: row's from L1) instead of reading the rotated factors at random; longer
+#: rows are read in place (prefetched).  (On the short-row 3M set at
+#: k=128, item rows of 2049-8192 ratings hold 13 % of the ratings; rows of
+#: more, 17 %.)
 LONG_GATHER_VALUES = 1 << 20
 #: Fewer rows than this in a block: one matrix-vector loop per row instead
 #: of a GEMM (a GEMM per single row measured 4-6x slower than the loop).
 GEMM_MIN_ROWS = 12
+#: ``mode`` of the chunk callback that rotates rows of ``Y`` into ``X``
+#: (``X[r] = Y[r] Q``) instead of solving (see :func:`_solve_cg`).
+ROTATE_MODE = -2
+#: ``mode`` of the chunk callback that writes the eigenbasis of ``G`` (given
+#: as ``Y``) and ``w0`` times its eigenvalues into ``X`` (see
+#: :func:`_eigenbasis`).
+EIGEN_MODE = -3
 
 
 def solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
@@ -174,198 +174,290 @@ def solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
     """Conjugate-gradient ALS half-step, warm-started from ``X``.
 
     Runs ``steps`` CG iterations on each row's system without forming
-    ``A_u`` (Takacs et al. 2011): a product ``A_u v`` costs ``k^2`` for the
-    shared ``w0 G v`` plus ``2 k`` per entry of the row.  Rows are solved
-    in blocks of up to :data:`BLOCK_ROWS` consecutive rows, so that the
-    shared part of every CG step is one matrix product ``D G`` per block
-    (BLAS GEMM) instead of one matrix-vector product per row; each row
-    keeps its own step sizes and stops on its own (zero residual).  The
-    item vectors of a block's rows are gathered once into a contiguous
-    scratch block, as many rows as fit (:data:`GATHER_VALUES`), which
-    every CG step then reads from cache; the other rows (long ones) are
-    read in place from ``Y``.  Blocks depend on the data only, never on
-    the number of threads.
+    ``A_u`` (Takacs et al. 2011), in the eigenbasis of the shared ``G``
+    (see :func:`_solve_cg`): a product ``A_u v`` costs ``k`` for the
+    shared ``(w0 G + lam_u I) v`` plus ``2 k`` per entry of the row.
     """
+    return _solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
+                     X, bounds, USE_BLAS, steps)
+
+
+def _eigenbasis(G, w0, k, dtype):
+    """``(QS, rotate)``: ``QS`` is ``(k + 1) x k``, the eigenvectors of ``G``
+    (columns of ``Q``, ``G = Q diag(s) Q^T``, in float64 then rounded) then
+    ``w0 s`` in its last row; ``rotate`` False (``QS`` then ``1 x k``,
+    zeros) where there is no shared part (``w0 = 0``).  A non-finite ``G``
+    gives NaN in ``w0 s`` (every row then keeps its start, as before).
+
+    LAPACK's xSYEV is called from the callback (:data:`EIGEN_MODE`), with
+    OpenBLAS at one thread: ``numpy.linalg.eigh`` left OpenBLAS's worker
+    threads spinning for about 0.1 s of CPU after each call, on a core the
+    solve then needed."""
+    if not w0:
+        return np.zeros((1, k), dtype), False
+    QS = np.empty((k + 1, k), dtype)
+    if np.isfinite(G).all():
+        none = np.zeros(0, dtype)
+        G = np.ascontiguousarray(G, dtype)
+        _solve_cg_rows(np.zeros(k + 2, np.int64), np.zeros(0, np.int32), none,
+                       none, none, G, QS, dtype.type(0), False, dtype.type(w0),
+                       QS, np.array([0, 1], np.int64), True, EIGEN_MODE)
+    else:
+        QS[:k] = np.eye(k)
+        QS[k] = np.nan
+    return QS, True
+
+
+def _solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
+              bounds, blas, mode):
+    """:func:`solve_cg` with ``blas`` (block products by GEMM) and ``mode``
+    (the number of CG steps, or :data:`~.llvm.LOSS_MODE`: the sum of the
+    rows' loss terms, ``X`` and ``Y`` as they are).
+
+    Every row shares ``w0 G``, and its own penalty ``lam_u I`` is a multiple
+    of the identity, so in the eigenbasis of ``G = Q diag(s) Q^T`` the
+    shared part of every row's matrix is the diagonal ``w0 s + lam_u``.  CG
+    is unchanged by an orthogonal change of variables (the same iterates
+    up to rounding): the other side is rotated once per half-step
+    (``Y Q``, one GEMM per chunk of its rows), each block of
+    :data:`BLOCK_ROWS` rows of ``X`` is rotated in (``X Q``) and out
+    (``X Q^T``) around its solves, and the CG steps in between cost ``k``
+    per row for the shared part instead of a product with ``G``.  So a row
+    no longer waits for the other rows of a block: it takes all its steps
+    at once, on its item vectors gathered in pass 0 (from L1 for a short
+    row).  Chunks and blocks depend on the data only, never on the number
+    of threads.
+    """
+    if mode < 0:
+        return _solve_cg_rows(indptr, indices, conf, target, offset, Y, G, lam,
+                              wr, w0, X, bounds, blas, mode)
     k = Y.shape[1]
-    work = (indptr[-1] * 4 * k + (indptr.size - 1) * k * k) * (steps + 1)
-    return _call(_solve_cg, work, (indptr, indices, conf, target, offset, Y, G,
-                                   lam, wr, w0, X, bounds, USE_BLAS, steps))
+    QS, rotate = _eigenbasis(G, w0, k, Y.dtype)
+    none = np.zeros(0, Y.dtype)
+    if rotate:
+        n_y = Y.shape[0]
+        Yq = np.empty_like(Y)
+        ybounds = np.linspace(0, n_y, min(max(n_y, 1), 16) + 1).astype(np.int64)
+        _call(_solve_cg_rows, n_y * k * k,
+              (np.zeros(n_y + 1, np.int64), np.zeros(0, np.int32), none, none,
+               none, Y, QS, lam, wr, w0, Yq, ybounds, blas, ROTATE_MODE))
+        Y = Yq
+    work = (indptr[-1] * 4 * k + (indptr.size - 1) * k * 8) * (mode + 1) + \
+        (indptr.size - 1) * k * k * 2
+    return _call(_solve_cg_rows, work, (indptr, indices, conf, target, offset, Y,
+                                        QS, lam, wr, w0, X, bounds, blas, mode))
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _times_g(M, m0, nb, G, GV, active, use_blas, iw, fw, cw, zero):
-    """``GV[j] = M[m0 + j] G`` for the rows ``j < nb`` of a block (``G``
-    symmetric): one GEMM, or one matrix-vector loop per active row."""
+@njit(cache=True, fastmath=FASTMATH, forceinline=True)
+def _rotate(S, s0, nb, QS, D, d0, back, use_blas, iw, fw, cw, zero):
+    """``D[d0:d0+nb] = S[s0:s0+nb] Q`` (``back``: ``Q^T``), ``Q = QS[:k]``:
+    one GEMM, or a loop per row below :data:`GEMM_MIN_ROWS` rows."""
+    k = QS.shape[1]
     if use_blas and nb >= GEMM_MIN_ROWS:
-        # column-major: GV^T (k x nb) = G^T (k x k) M^T (k x nb)
-        k = G.shape[1]
-        _gemm(78, 78, k, nb, k, G.ctypes.data, k,
-              M.ctypes.data + m0 * k * M.itemsize, k, GV.ctypes.data, k,
-              iw, fw, cw)
+        # column-major: D^T (k x nb) = op(Q)^T... : Q's row-major memory is
+        # Q^T column-major, so 'N' gives (S Q)^T = Q^T S^T, 'T' (S Q^T)^T
+        _gemm(84 if back else 78, 78, k, nb, k, QS.ctypes.data, k,
+              S.ctypes.data + s0 * k * S.itemsize, k,
+              D.ctypes.data + d0 * k * D.itemsize, k, iw, fw, cw)
+    elif back:
+        for j in range(nb):
+            _matvec(QS, S[s0 + j], D[d0 + j], zero)  # rows 0..k-1 of QS: Q
     else:
         for j in range(nb):
-            if active[j]:
-                _matvec(G, M[m0 + j], GV[j], zero)
+            src = S[s0 + j]
+            dst = D[d0 + j]
+            for i in range(k):
+                dst[i] = zero
+            for a in range(k):
+                sa = src[a]
+                qa = QS[a]
+                for i in range(k):
+                    dst[i] += sa * qa[i]
+
+
+@njit(cache=True, fastmath=FASTMATH, forceinline=True)
+def _cg_row(indices, conf, target, offset, Y, w0, p, n, S, q, x, dg, r, d, ad,
+            steps, zero):
+    """``steps`` CG steps on one row (entries ``p:p+n``), in place on ``x``:
+    ``A v = dg * v + sum_e (c_e - w0) (y_e . v) y_e``.  ``q``: 0 to gather
+    the item vectors into ``S`` in pass 0 and read them from there, -1 to
+    read them in place from ``Y``.
+
+    Pass 0 computes the residual ``r = b - A x``, passes ``1..steps`` are
+    the CG steps; both share one loop body (the products ``A v`` differ
+    only in ``v`` and the sign), which halves the code to compile."""
+    k = x.size
+    rs = zero
+    for it in range(steps + 1):
+        first = it == 0
+        v = d
+        out = ad
+        if first:
+            v = x
+            out = r
+            for i in range(k):
+                out[i] = -(dg[i] * v[i])
+            if q >= 0:
+                _cg_gather(indices, Y, p, n, S, q)
+        else:
+            if rs < 1e-20:
+                break  # converged (or a zero right-hand side): keep x
+            for i in range(k):
+                out[i] = dg[i] * v[i]
+        _cg_accumulate(indices, conf, target, offset, Y, w0, p, n, S, q, v,
+                       out, first, zero)
+        if first:
+            rs = _dot(r, r, zero)
+            for i in range(k):
+                d[i] = r[i]
+            continue
+        dAd = _dot(d, ad, zero)
+        if not dAd > 0:
+            break
+        a = rs / dAd
+        rs_new = zero
+        for i in range(k):
+            x[i] += a * d[i]
+            ri = r[i] - a * ad[i]
+            r[i] = ri
+            rs_new += ri * ri
+        beta = rs_new / rs
+        for i in range(k):
+            d[i] = r[i] + beta * d[i]
+        rs = rs_new
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
+def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, QS, lam, wr, w0,
              X, steps, cap, blas):
-    """CG for rows ``r0:r1`` (one chunk) in blocks, scratch allocated once;
-    ``cap``: entries gathered per block.
-
-    Pass 0 of a block computes the residuals ``r = b - A x`` of its rows,
-    passes ``1..steps`` are the CG steps; both share one loop body (the
-    products ``A v`` differ only in ``v`` and the sign), which halves the
-    code to compile.
-    """
+    """CG for rows ``r0:r1`` (one chunk), scratch allocated once; ``Y``
+    already rotated, ``QS`` as :func:`_eigenbasis` makes it; ``cap``: the
+    longest row whose item vectors are gathered."""
     k = Y.shape[1]
-    nbmax = BLOCK_ROWS
-    B = np.empty((cap, k), Y.dtype)
-    # rows too long for B but gathered alone: one scratch for the longest
-    lcap = max(cap, LONG_GATHER_VALUES // k)
+    rotate = QS.shape[0] == k + 1
+    ws = QS[QS.shape[0] - 1]  # w0 * eigenvalues of G
     longest = 0
     for u in range(r0, r1):
         n = indptr[u + 1] - indptr[u]
-        if cap < n <= lcap and n > longest:
+        if n <= cap and n > longest:
             longest = n
-    L = np.empty((longest, k), Y.dtype)
-    R = np.empty((nbmax, k), Y.dtype)
-    D = np.empty((nbmax, k), Y.dtype)
-    GV = np.zeros((nbmax, k), Y.dtype)
+    S = np.empty((longest, k), Y.dtype)
+    Z = np.empty((BLOCK_ROWS, k), Y.dtype)
+    r = np.empty(k, Y.dtype)
+    d = np.empty(k, Y.dtype)
     ad = np.empty(k, Y.dtype)
-    rs = np.empty(nbmax, Y.dtype)
-    regs = np.empty(nbmax, np.float64)  # lam * n_u, as a float64 scalar before
-    active = np.zeros(nbmax, np.bool_)
-    offs = np.empty(nbmax, np.int64)  # row j's place in B, -1: read in place
+    dg = np.empty(k, Y.dtype)
     iw = np.empty(8, np.int32)
     fw = np.ones(4, Y.dtype)
     cw = np.empty(4, np.uint8)
-    zero = GV[0, 0]  # typed: sums stay in the factors' dtype
+    zero = np.zeros(1, Y.dtype)[0]  # typed: sums stay in the factors' dtype
     use_blas = blas and k >= BLAS_MIN_FACTORS
-    shared = w0 != 0
     prev = np.int32(1)
     if use_blas:
         prev = _blas_threads_local(1)
+    solve = steps >= 0  # else ROTATE_MODE: X[r0:r1] = Y[r0:r1] Q
     u0 = r0
     while u0 < r1:
-        # The block: up to ``nbmax`` consecutive rows while their entries
-        # fit in the gathered block ``B``; a longer row alone, gathered into
-        # ``L`` or (longer than ``lcap``) read in place.  Rows are gathered
-        # in pass 0, each just before its first pass over the data.
-        u1 = u0
-        used = 0
-        S = B
-        while u1 < r1 and u1 - u0 < nbmax:
-            n = indptr[u1 + 1] - indptr[u1]
-            if used + n > cap:
-                if u1 == u0:
-                    offs[0] = -1
-                    if n <= lcap:
-                        offs[0] = 0
-                        S = L
-                    u1 += 1
-                break
-            offs[u1 - u0] = used
-            used += n
-            u1 += 1
-        nb = u1 - u0
-        for j in range(nb):
-            u = u0 + j
-            n = indptr[u + 1] - indptr[u]
-            active[j] = n > 0
-            rs[j] = 1  # pass 0 runs on every row with ratings
-            if n == 0:
-                # No ratings: the right-hand side is zero, so the exact
-                # solution (Cholesky's, with the smallest ridge where
-                # lam_u = 0) is zero.  CG would stop at once on a zero
-                # residual and keep the start.
-                for i in range(k):
-                    X[u, i] = 0
-                    D[j, i] = 0  # finite, for the block's GEMM
-            regs[j] = lam * n if wr else lam
-        for it in range(steps + 1):
-            first = it == 0
-            live = False
-            for j in range(nb):
-                if active[j] and rs[j] < 1e-20:
-                    active[j] = False  # converged: its d may be stale
-                live = live or active[j]
-            if not live:
-                break
-            # pass 0: v = x, out = r = b - A x; steps: v = d, out = A d
-            M = D
-            m0 = u0 - u0
-            if first:
-                M = X
-                m0 = u0
-            if shared:
-                _times_g(M, m0, nb, G, GV, active, use_blas, iw, fw, cw, zero)
-            for j in range(nb):
-                if not active[j]:
-                    continue
-                u = u0 + j
-                x = X[u]
-                r = R[j]
-                d = D[j]
-                v = M[m0 + j]
-                out = ad
-                if first:
-                    out = r
-                reg = regs[j]
-                if shared:  # pass 0: r = -(w0 G x + reg x) + ...
-                    g = GV[j]
-                    if first:
+        nb = min(BLOCK_ROWS, r1 - u0)
+        # phase 0: the block rotated in (X Q into Z); phase 1: its rows
+        # solved, then rotated out (Z Q^T into X); one call site of the
+        # rotation, which is inlined
+        for phase in range(2 if solve else 1):
+            back = phase == 1
+            if back:
+                for j in range(nb):
+                    u = u0 + j
+                    x = Z[j]
+                    p = indptr[u]
+                    n = indptr[u + 1] - p
+                    if n == 0:
+                        # No ratings: the right-hand side is zero, so the
+                        # exact solution (Cholesky's, with the smallest
+                        # ridge where lam_u = 0) is zero.  CG would stop at
+                        # once on a zero residual and keep the start.
                         for i in range(k):
-                            out[i] = -(w0 * g[i] + reg * v[i])
-                    else:
-                        for i in range(k):
-                            out[i] = w0 * g[i] + reg * v[i]
-                elif first:
+                            x[i] = 0
+                        continue
+                    reg = lam * n if wr else lam
                     for i in range(k):
-                        out[i] = -(reg * v[i])
-                else:
+                        dg[i] = ws[i] + reg
+                    _cg_row(indices, conf, target, offset, Y, w0, p, n, S,
+                            0 if n <= cap else -1, x, dg, r, d, ad, steps, zero)
+            src = X
+            s0 = u0
+            dst = Z
+            d0 = u0 - u0
+            if back:
+                src = Z
+                s0 = d0
+                dst = X
+                d0 = u0
+            elif not solve:
+                src = Y
+                dst = X
+                d0 = u0
+            if rotate:
+                _rotate(src, s0, nb, QS, dst, d0, back, use_blas, iw, fw, cw,
+                        zero)
+            else:
+                for j in range(nb):
                     for i in range(k):
-                        out[i] = reg * v[i]
-                n = indptr[u + 1] - indptr[u]
-                if first and offs[j] >= 0:
-                    _cg_gather(indices, Y, indptr[u], n, S, offs[j])
-                _cg_accumulate(indices, conf, target, offset, Y, w0, indptr[u],
-                               n, S, offs[j], v, out, first, zero)
-                if first:
-                    rs[j] = _dot(r, r, zero)
-                    for i in range(k):
-                        d[i] = r[i]
-                    continue
-                dAd = _dot(d, ad, zero)
-                if not dAd > 0:
-                    active[j] = False
-                    continue
-                a = rs[j] / dAd
-                for i in range(k):
-                    x[i] += a * d[i]
-                    r[i] -= a * ad[i]
-                rs_new = _dot(r, r, zero)
-                beta = rs_new / rs[j]
-                for i in range(k):
-                    d[i] = r[i] + beta * d[i]
-                rs[j] = rs_new
-        u0 = u1
+                        dst[d0 + j, i] = src[s0 + j, i]
+        u0 += nb
     if use_blas:
         _blas_threads_local(prev)
     return 0
 
 
+@njit(cache=True, forceinline=True)
+def _eigen(G, w0, QS):
+    """``QS[:k] = Q`` and ``QS[k] = w0 s`` for ``G = Q diag(s) Q^T``
+    (LAPACK DSYEV in float64, OpenBLAS at one thread)."""
+    k = G.shape[0]
+    A = np.empty((k, k), np.float64)
+    for i in range(k):
+        for j in range(k):
+            A[i, j] = G[i, j]
+    s = np.empty(k, np.float64)
+    lwork = 66 * k + 64
+    work = np.empty(lwork, np.float64)
+    iw = np.empty(4, np.int32)
+    iw[0] = k
+    iw[1] = lwork
+    iw[2] = 0
+    cw = np.empty(2, np.uint8)
+    cw[0] = 86  # 'V': eigenvectors too
+    cw[1] = 76  # 'L' (G symmetric: either triangle)
+    prev = _blas_threads_local(1)
+    ip = iw.ctypes.data
+    isz = iw.itemsize
+    _dsyev(cw.ctypes.data, cw.ctypes.data + 1, ip, A.ctypes.data, ip,
+           s.ctypes.data, work.ctypes.data, ip + isz, ip + 2 * isz)
+    _blas_threads_local(prev)
+    if iw[2] != 0:
+        for i in range(k):
+            s[i] = np.nan  # no convergence: every row keeps its start
+    # column-major eigenvector columns are the rows of A: Q = A^T
+    for i in range(k):
+        for j in range(k):
+            QS[i, j] = A[j, i]
+        QS[k, i] = w0 * s[i]
+
+
 def _cg_rows_c(r0, r1, indptr_p, indices_p, conf_p, target_p, offset_p, Y_p,
                G_p, X_p, n_rows, nnz, n_other, k, n_g, lam, wr, w0, blas, cap,
                mode):
-    indptr, indices, conf, target, offset, Y, G, X = _chunk_views(
+    indptr, indices, conf, target, offset, Y, _, X = _chunk_views(
         indptr_p, indices_p, conf_p, target_p, offset_p, Y_p, G_p, X_p, n_rows,
-        nnz, n_other, k, n_g)
+        nnz, n_other, k, 0)
     if mode == LOSS_MODE:
         return _loss_rows(r0, r1, indptr, indices, conf, target, offset, X, Y,
                           w0)
-    _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam, wr != 0,
+    QS = carray(G_p, (n_g, k))
+    if mode == EIGEN_MODE:  # Y: G (k x k); G and X: QS
+        _eigen(Y[:k], w0, QS)
+        return 0.0
+    _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, QS, lam, wr != 0,
              w0, X, mode, cap, blas != 0)
     return 0.0
 
@@ -376,14 +468,17 @@ _cg_chunk = _CG.caller()
 
 @_CG.guard
 @njit(parallel=True, cache=True)
-def _solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
-              bounds, blas, mode):
-    """``mode`` CG steps on every row, or (``mode`` :data:`LOSS_MODE`) the
-    sum of the rows' loss terms; ``blas``: block products by GEMM."""
+def _solve_cg_rows(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
+                   bounds, blas, mode):
+    """The parallel loop of :func:`_solve_cg` over the chunks ``bounds``:
+    ``mode`` CG steps on every row (``G``: the eigenbasis and ``w0 s``, see
+    :func:`_eigenbasis`), the rows of ``Y`` rotated into ``X``
+    (:data:`ROTATE_MODE`), or (:data:`LOSS_MODE`) the sum of the rows' loss
+    terms."""
     k = Y.shape[1]
     n_chunks = bounds.size - 1
     partial = np.empty(n_chunks, np.float64)
-    cap = max(BLOCK_ROWS, GATHER_VALUES // k)
+    cap = LONG_GATHER_VALUES // k
     counter = np.empty(1, np.int64)
     counter[0] = 0
     for _ in prange(n_chunks):  # each thread's first pass drains the queue
