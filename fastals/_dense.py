@@ -117,19 +117,6 @@ def train(model, users, items, X, Y, k, dtype, show_progress, threads):
                 loss = epoch_done(epoch, terms[0])
                 if not record and lam <= 0:
                     loss = float("nan")
-                model._store(X, Y, k)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.6f}")
-                seconds = time.perf_counter() - t0
-                halt = False
-                if model.callback is not None:
-                    halt = bool(model.callback(epoch + 1, loss, seconds))
-                if halt or model._converged():
+                if model._epoch_end(epoch, loss, bar, t0, X, Y, k):
                     break
-    if bar is not None:
-        bar.close()
-    model._store(X, Y, k)
-    model.solver_report = watch.counts
-    _guard.warn_solver_counts(model, watch.counts, users, items)
-    return model
+    return model._fit_end(bar, X, Y, k, watch, users, items)

@@ -519,16 +519,26 @@ class FastALS(ParamsMixin, RecommenderMixin):
                     self.loss_history.append(loss)
                     self.objective_history.append(objective)
                     watch.check_monotone(dtype, epoch + 1)
-                self._store(X, Y, k)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.6f}")
-                seconds = time.perf_counter() - t0
-                stop = False
-                if self.callback is not None:
-                    stop = bool(self.callback(epoch + 1, loss, seconds))
-                if stop or self._converged():
+                if self._epoch_end(epoch, loss, bar, t0, X, Y, k):
                     break
+        return self._fit_end(bar, X, Y, k, watch, users, items)
+
+    def _epoch_end(self, epoch, loss, bar, t0, X, Y, k):
+        """After epoch ``epoch`` (from 0): store the factors, advance the
+        progress bar, call the callback.  True when the fit stops here (the
+        callback asked, or ``tol`` is met)."""
+        self._store(X, Y, k)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.6f}")
+        seconds = time.perf_counter() - t0
+        stop = False
+        if self.callback is not None:
+            stop = bool(self.callback(epoch + 1, loss, seconds))
+        return stop or self._converged()
+
+    def _fit_end(self, bar, X, Y, k, watch, users, items):
+        """Close the progress bar, store the factors and the solver report."""
         if bar is not None:
             bar.close()
         self._store(X, Y, k)
