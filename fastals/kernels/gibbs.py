@@ -39,6 +39,18 @@ from .lanes import (GOLDEN, LANES, lane_factor, lane_normals, lane_sample, mix,
 from .llvm import FASTMATH
 
 
+def aligned_zeros(shape, dtype, align=64):
+    """``np.zeros(shape, dtype)`` starting on an ``align``-byte boundary (a
+    cache line): the row draws read whole 64-byte design rows (16 float32
+    columns), which an allocator's 16-byte alignment would split over two
+    lines."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape))
+    buf = np.zeros(n * dtype.itemsize + align, np.uint8)
+    start = -buf.ctypes.data % align
+    return buf[start:start + n * dtype.itemsize].view(dtype).reshape(shape)
+
+
 @njit(cache=True)
 def stream_key(seed, sweep, side):
     """Key of one half-sweep's streams from ``(seed, sweep, side)``."""
