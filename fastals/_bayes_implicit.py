@@ -44,10 +44,11 @@ class ImplicitTerm:
         self.users, self.items = users, items
         self.scale = gibbs_implicit.user_scales(users.indptr)
         self.Z = np.zeros((n, k), dtype)
-        self.Zp = np.zeros((n, wp), dtype)    # Z, zero-padded
-        self.H = np.zeros((m, wp), dtype)     # h_u, zero past column k
+        # the row arrays read in whole vectors start on a cache line
+        self.Zp = gibbs.aligned_zeros((n, wp), dtype)    # Z, zero-padded
+        self.H = gibbs.aligned_zeros((m, wp), dtype)     # h_u, zero past column k
         self.zeta = np.empty((n, k))
-        self.r = np.empty((m, -(-k // LANES) * LANES), dtype)
+        self.r = gibbs.aligned_zeros((m, -(-k // LANES) * LANES), dtype)
         self.moments = (np.empty(k), np.empty((k, k)))
         self.drawn = False
 

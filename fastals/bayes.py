@@ -278,8 +278,9 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
         no_stats = (np.empty(0), 0, False, np.empty((0, 3)))
         # the design of each side, rewritten in place every sweep
         wp = -(-w // gibbs.LANES) * gibbs.LANES   # padded: see gibbs.sample_rows
-        Du, ou = np.zeros((m, wp), dtype), np.empty(m, dtype)
-        Dv, ov = np.zeros((n, wp), dtype), np.empty(n, dtype)
+        # on cache lines: a 16-column float32 row is one line
+        Du, ou = gibbs.aligned_zeros((m, wp), dtype), np.empty(m, dtype)
+        Dv, ov = gibbs.aligned_zeros((n, wp), dtype), np.empty(n, dtype)
         no_shift = np.zeros((0, wp), dtype)     # targets not shifted
         # scratch of the hyperparameter draws: moments, prior, random numbers
         scratch = (np.empty(w), np.empty((w, w)), np.empty((w, w)), np.empty(w))

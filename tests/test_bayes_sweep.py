@@ -186,3 +186,40 @@ def test_gram16_is_gram_row_bit_for_bit_with_the_rhs_in_column_15(w, dt):
             assert np.allclose(G[i, i:w], full[i, i:w], **tol)
         assert np.allclose(G[:w, 15], F[:, :w].T @ r, **tol)
         assert np.allclose(G[15, 15], r @ r, **tol)
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("n_kept, keep", [(0, False), (0, True), (3, True), (3, False)])
+def test_residual_pass_matches_numpy_in_whole_and_partial_groups(dt, n_kept, keep):
+    """Rows of 0-29 entries: whole groups of eight go through the lanes
+    (lanes.v_resid8), the rest through the scalar tail; float64 references,
+    tolerance of the dtype's dot products (float32: 1e-5 relative)."""
+    rng = np.random.default_rng(7)
+    n_rows, n_cols, w = 23, 40, 13
+    lens = rng.integers(0, 30, n_rows)
+    lens[:4] = [0, 8, 16, 7]
+    indptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    indices = np.concatenate([np.sort(rng.choice(n_cols, n, replace=False))
+                              for n in lens]).astype(np.int32)
+    target = rng.integers(1, 6, indices.size).astype(dt)
+    offset = rng.standard_normal(n_cols).astype(dt)
+    X = rng.standard_normal((n_rows, w)).astype(dt)
+    D = np.zeros((n_cols, 16), dt)
+    D[:, :w] = rng.standard_normal((n_cols, w))
+    pred0 = rng.uniform(0, 15, indices.size).astype(dt)
+    pred = pred0.copy()
+    out = np.full((n_rows, 3), np.nan)
+    gibbs.residual_pass(indptr, indices, target, offset, X, D, pred, n_kept, keep, out)
+    rows = np.repeat(np.arange(n_rows), lens)
+    p = offset[indices].astype(np.float64) + np.einsum(
+        "ej,ej->e", X[rows].astype(np.float64), D[indices, :w].astype(np.float64))
+    r = target - p
+    tol = 1e-5 if dt == np.float32 else 1e-12
+    assert np.allclose(out[:, 0], np.bincount(rows, r, n_rows), rtol=tol, atol=tol * 100)
+    assert np.allclose(out[:, 1], np.bincount(rows, r * r, n_rows), rtol=tol, atol=tol * 100)
+    want = pred0.astype(np.float64) + p if keep else pred0.astype(np.float64)
+    assert np.allclose(pred, want, rtol=tol, atol=tol)
+    if not keep:
+        assert np.array_equal(pred, pred0)
+    q = (target - pred.astype(np.float64) / n_kept) ** 2 if n_kept else 0.0 * r
+    assert np.allclose(out[:, 2], np.bincount(rows, q, n_rows), rtol=tol, atol=tol * 100)

@@ -35,8 +35,20 @@ import numpy as np
 from numba import njit, prange
 
 from .lanes import (GOLDEN, LANES, lane_factor, lane_normals, lane_sample, mix,
-                    v_axpy4, v_dots8, v_gram8, v_gram16)
+                    v_axpy4, v_dots8, v_gram8, v_gram16, v_resid8)
 from .llvm import FASTMATH
+
+
+def aligned_zeros(shape, dtype, align=64):
+    """``np.zeros(shape, dtype)`` starting on an ``align``-byte boundary (a
+    cache line): the row draws read whole 64-byte design rows (16 float32
+    columns), which an allocator's 16-byte alignment would split over two
+    lines."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape))
+    buf = np.zeros(n * dtype.itemsize + align, np.uint8)
+    start = -buf.ctypes.data % align
+    return buf[start:start + n * dtype.itemsize].view(dtype).reshape(shape)
 
 
 @njit(cache=True)
@@ -175,6 +187,8 @@ def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, H, key, X,
         s = np.empty(wp, D.dtype)
         xp = np.zeros(wp, D.dtype)
         dots = np.empty(LANES, D.dtype)
+        acc = np.empty(4 * LANES)
+        ao = _aligned(acc)
         hs = np.zeros(w)
         A = np.empty((w, w, LANES))
         b = np.empty((w, LANES))
@@ -238,7 +252,7 @@ def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, H, key, X,
                         for i in range(w):
                             xp[i] = X[u, i]
                         _row_residuals(u, indptr, indices, target, offset, xp, D,
-                                       pred_sum, n_kept, keep, stats, dots)
+                                       pred_sum, n_kept, keep, stats, dots, acc, ao)
                 else:
                     failed[c] += 1
                     for i in range(w):
@@ -246,15 +260,27 @@ def sample_rows(indptr, indices, target, offset, D, alpha, P, Pm, H, key, X,
     return failed.sum()
 
 
+@njit(cache=True, inline="always")
+def _aligned(a):
+    """The first index of the float64 array ``a`` on a 64-byte boundary
+    (scratch whose vectors are stored and loaded again: a vector across two
+    cache lines is not forwarded from a store to a load)."""
+    return (LANES - (a.ctypes.data // 8) % LANES) % LANES
+
+
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def _row_residuals(u, indptr, indices, target, offset, xp, D, pred_sum, n_kept,
-                   keep, out, dots):
+                   keep, out, dots, acc, ao):
     """Residual sums of row ``u`` (row vector ``xp``, zero-padded to the
     width of ``D``, dot products in that dtype), see :func:`residual_pass`.
 
     The dot products of ``LANES`` entries at a time are made side by side
     (:func:`.lanes.v_dots8`, into the scratch ``dots`` of ``LANES``
-    elements); a last group of fewer entries repeats its first one.
+    elements); a last group of fewer entries repeats its first one.  The
+    sums of whole groups are made in ``LANES`` lanes (:func:`.lanes.v_resid8`,
+    into the float64 scratch ``acc[ao:ao + 3 LANES]``, :func:`_aligned`), those of the last
+    group in a scalar, added to the lanes' total at the end (in a fixed
+    order: the same sums for any thread count).
     """
     wp = D.shape[1]
     s = 0.0
@@ -262,6 +288,8 @@ def _row_residuals(u, indptr, indices, target, offset, xp, D, pred_sum, n_kept,
     q2 = 0.0
     inv = 1.0 / n_kept if n_kept > 0 else 0.0
     zero = D.dtype.type(0)
+    for q in range(3 * LANES):
+        acc[ao + q] = 0.0
     lo, hi = indptr[u], indptr[u + 1]
     for e0 in range(lo, hi, LANES):
         n = min(LANES, hi - e0)
@@ -279,6 +307,10 @@ def _row_residuals(u, indptr, indices, target, offset, xp, D, pred_sum, n_kept,
         for jb in range(0, wp, LANES):
             v_dots8(dots, xp, jb, D, o0 + jb, o1 + jb, o2 + jb, o3 + jb, o4 + jb,
                     o5 + jb, o6 + jb, o7 + jb)
+        if n == LANES:
+            v_resid8(acc, ao, dots, target, offset, indices, e0, pred_sum, inv, keep,
+                     n_kept > 0)
+            continue
         for q in range(n):
             e = e0 + q
             p = np.float64(offset[indices[e]]) + np.float64(dots[q])
@@ -291,6 +323,10 @@ def _row_residuals(u, indptr, indices, target, offset, xp, D, pred_sum, n_kept,
             if n_kept > 0:
                 d = t - pred_sum[e] * inv
                 q2 += d * d
+    for q in range(LANES):
+        s += acc[ao + q]
+        s2 += acc[ao + LANES + q]
+        q2 += acc[ao + 2 * LANES + q]
     out[u, 0] = s
     out[u, 1] = s2
     out[u, 2] = q2
@@ -312,11 +348,13 @@ def residual_pass(indptr, indices, target, offset, X, D, pred_sum, n_kept,
     for c in prange((n + 63) // 64):     # 64 rows per scratch row vector
         xp = np.zeros(D.shape[1], D.dtype)
         dots = np.empty(LANES, D.dtype)
+        acc = np.empty(4 * LANES)
+        ao = _aligned(acc)
         for u in range(c * 64, min(n, (c + 1) * 64)):
             for i in range(w):
                 xp[i] = X[u, i]
             _row_residuals(u, indptr, indices, target, offset, xp, D, pred_sum,
-                           n_kept, keep, out, dots)
+                           n_kept, keep, out, dots, acc, ao)
 
 
 # ---------------------------------------------------------------------------

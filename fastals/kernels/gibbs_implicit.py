@@ -217,6 +217,7 @@ def sample_implicit(indptr, indices, scale, X, P, Pm, Pz, Pzm, key, Z, Zp, zeta,
         for f in range(kp):
             r[u, f] = rt[f]
     g = np.zeros(kp, r.dtype)
+    g2 = np.zeros(kp, r.dtype)
     d = np.zeros(kp, r.dtype)
     rk = np.zeros(LANES, np.uint64)
     xi = np.empty((k + (k & 1), LANES))
@@ -233,6 +234,24 @@ def sample_implicit(indptr, indices, scale, X, P, Pm, Pz, Pzm, key, Z, Zp, zeta,
             g[f] = 0.0
         lo, hi = indptr[j], indptr[j + 1]
         e = lo
+        while e + 8 <= hi:             # two chains of updates: g and g2
+            u0, u1, u2, u3 = indices[e], indices[e + 1], indices[e + 2], indices[e + 3]
+            s0, s1, s2, s3 = scale[u0], scale[u1], scale[u2], scale[u3]
+            c += (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
+            s0, s1, s2, s3 = (r.dtype.type(s0), r.dtype.type(s1), r.dtype.type(s2),
+                              r.dtype.type(s3))
+            for jb in range(0, kp, LANES):
+                v_axpy4(g, jb, r, u0 * kp + jb, u1 * kp + jb, u2 * kp + jb,
+                        u3 * kp + jb, s0, s1, s2, s3)
+            u0, u1, u2, u3 = indices[e + 4], indices[e + 5], indices[e + 6], indices[e + 7]
+            s0, s1, s2, s3 = scale[u0], scale[u1], scale[u2], scale[u3]
+            c += (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
+            s0, s1, s2, s3 = (r.dtype.type(s0), r.dtype.type(s1), r.dtype.type(s2),
+                              r.dtype.type(s3))
+            for jb in range(0, kp, LANES):
+                v_axpy4(g2, jb, r, u0 * kp + jb, u1 * kp + jb, u2 * kp + jb,
+                        u3 * kp + jb, s0, s1, s2, s3)
+            e += 8
         while e + 4 <= hi:
             u0, u1, u2, u3 = indices[e], indices[e + 1], indices[e + 2], indices[e + 3]
             s0, s1, s2, s3 = scale[u0], scale[u1], scale[u2], scale[u3]
@@ -251,6 +270,9 @@ def sample_implicit(indptr, indices, scale, X, P, Pm, Pz, Pzm, key, Z, Zp, zeta,
             for jb in range(0, kp, LANES):
                 v_axpy(g, jb, r, u0 * kp + jb, s0)
             e += 1
+        for f in range(kp):
+            g[f] += g2[f]
+            g2[f] = 0.0
         for f in range(k):
             prec = 1.0 + c * gamma[f]      # >= 1
             new = (mz[f] + np.float64(g[f]) + c * gamma[f] * zeta[j, f]) / prec \

@@ -634,6 +634,82 @@ def v_dots8(typingctx, S, X, ix, Y, i0, i1, i2, i3, i4, i5, i6, i7):
 
 
 @intrinsic
+def v_resid8(typingctx, acc, ao, dots, target, offset, indices, e0, pred, inv, keep,
+             kept):
+    """Eight residuals at once: for ``q < 8``, ``e = e0 + q``, ``p = offset[
+    indices[e]] + dots[q]`` and ``r = target[e] - p`` in float64; lane ``q``
+    of ``acc[ao:ao+8]`` adds ``r``, of ``acc[ao+8:ao+16]`` ``r^2``; with
+    ``keep``, ``pred[e] += p`` (rounded to ``pred``'s dtype, as a scalar
+    ``+=``); with ``kept``, ``acc[ao+16:ao+24]`` adds ``(target[e] - pred[e]
+    inv)^2`` (``ao``: best a multiple of 64 bytes from the start of a cache
+    line, the sums being stored and read back for each group).  The sums of
+    :func:`.gibbs._row_residuals` in eight lanes instead of one chain each.
+    ``acc`` float64; ``dots``, ``target``, ``offset`` of one float dtype,
+    ``pred`` of any."""
+    if not _float_arrays(dots, target, offset) or not _float_arrays(acc) \
+            or not _float_arrays(pred) or acc.dtype != types.float64 or not isinstance(indices, types.Array) \
+            or not isinstance(indices.dtype, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        t = sig.args
+        A, ao_, Dd, Ta, Oa, Ia, e0_, Pa, inv_, keep_, kept_ = args
+        t = (t[0],) + t[2:]
+        intp = context.get_value_type(types.intp)
+        e0_ = context.cast(builder, e0_, t[5], types.intp)
+        ao_ = context.cast(builder, ao_, sig.args[1], types.intp)
+        et = context.get_data_type(t[1].dtype)
+        v64 = ir.VectorType(ir.DoubleType(), LANES)
+        vte = ir.VectorType(et, LANES)
+        al = t[1].dtype.bitwidth // 8
+        arr = {n: context.make_array(t[j])(context, builder, a)
+               for n, j, a in (("a", 0, A), ("d", 1, Dd), ("t", 2, Ta), ("o", 3, Oa),
+                               ("i", 4, Ia), ("p", 6, Pa))}
+
+        def vptr(name, i, vt):
+            return builder.bitcast(builder.gep(arr[name].data, [i]), vt.as_pointer())
+
+        def ext(v):
+            return v if v.type == v64 else builder.fpext(v, v64)
+        vtp = ir.VectorType(context.get_data_type(t[6].dtype), LANES)
+        alp = t[6].dtype.bitwidth // 8
+
+        def c(v):
+            return ir.Constant(intp, v)
+        o = ir.Constant(v64, ir.Undefined)
+        for q in range(LANES):
+            idx = builder.load(builder.gep(arr["i"].data, [builder.add(e0_, c(q))]))
+            idx = context.cast(builder, idx, t[4].dtype, types.intp)
+            x = builder.load(builder.gep(arr["o"].data, [idx]))
+            x = x if et == ir.DoubleType() else builder.fpext(x, ir.DoubleType())
+            o = builder.insert_element(o, x, ir.IntType(32)(q))
+        p = builder.fadd(o, ext(builder.load(vptr("d", c(0), vte), align=al)))
+        tv = ext(builder.load(vptr("t", e0_, vte), align=al))
+        r = builder.fsub(tv, p)
+        ps, pss, pq = (vptr("a", builder.add(ao_, c(8 * j)), v64) for j in range(3))
+        builder.store(builder.fadd(builder.load(ps, align=8), r), ps, align=8)
+        builder.store(_fmuladd(builder, r, r, builder.load(pss, align=8)), pss, align=8)
+        pp = vptr("p", e0_, vtp)
+        old = builder.load(pp, align=alp)
+        new = builder.fadd(ext(old), p)
+        new = new if vtp == v64 else builder.fptrunc(new, vtp)
+        kb = context.cast(builder, keep_, t[8], types.boolean)
+        cur = builder.select(kb, new, old)
+        with builder.if_then(kb):
+            builder.store(new, pp, align=alp)
+        with builder.if_then(context.cast(builder, kept_, t[9], types.boolean)):
+            iv = builder.insert_element(ir.Constant(v64, ir.Undefined), inv_,
+                                        ir.IntType(32)(0))
+            iv = builder.shuffle_vector(iv, ir.Constant(v64, ir.Undefined), ir.Constant(
+                ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+            d = _fmuladd(builder, builder.fneg(ext(cur)), iv, tv)
+            builder.store(_fmuladd(builder, d, d, builder.load(pq, align=8)), pq, align=8)
+        return context.get_dummy_value()
+    return types.void(acc, ao, dots, target, offset, indices, e0, pred, types.float64,
+                      types.boolean, types.boolean), codegen
+
+
+@intrinsic
 def v_root(typingctx, A, ia, R, ir_, bad):
     """Cholesky pivots of 8 lanes: ``A[ia:ia+8] <- sqrt(A[ia:ia+8])`` and
     ``R[ir:ir+8] <- 1 / that``; where a pivot is not > 0 (or NaN) it is
