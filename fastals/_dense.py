@@ -21,7 +21,9 @@ from .exceptions import NumericalError
 def prepare(side, k):
     """Give ``side`` the chunks of the fused step and ``|R|^2`` (float64)."""
     side.dense_bounds = K.dense_bounds(side.indptr, k)
-    side.sumsq = float(np.dot(side.target, side.target.astype(np.float64)))
+    # Not np.dot: numpy's OpenBLAS runs a dot of over 10,000 entries on all
+    # its threads, which then spin on the cores the kernels need next
+    side.sumsq = float(np.einsum("i,i->", side.target, side.target, dtype=np.float64))
 
 
 def gram(side, F):
