@@ -127,6 +127,22 @@ def add_implicit(X, H, sign, E):
         E[u, k] = X[u, k]
 
 
+@njit(cache=True, inline="always")
+def _add4(acc, r, indices, scale, e, kp):
+    """``acc += sum_q scale[u_q] r[u_q]`` over the users ``u_q =
+    indices[e:e + 4]`` (rows of ``kp`` numbers of the flat ``r``); returns
+    ``sum_q scale[u_q]^2``, summed in pairs."""
+    u0, u1, u2, u3 = indices[e], indices[e + 1], indices[e + 2], indices[e + 3]
+    s0, s1, s2, s3 = scale[u0], scale[u1], scale[u2], scale[u3]
+    c = (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
+    t0, t1, t2, t3 = (r.dtype.type(s0), r.dtype.type(s1), r.dtype.type(s2),
+                      r.dtype.type(s3))
+    for jb in range(0, kp, LANES):
+        v_axpy4(acc, jb, r, u0 * kp + jb, u1 * kp + jb, u2 * kp + jb,
+                u3 * kp + jb, t0, t1, t2, t3)
+    return c
+
+
 @njit(cache=True)
 def sample_implicit(indptr, indices, scale, X, P, Pm, Pz, Pzm, key, Z, Zp, zeta,
                     r, noise):
@@ -235,32 +251,11 @@ def sample_implicit(indptr, indices, scale, X, P, Pm, Pz, Pzm, key, Z, Zp, zeta,
         lo, hi = indptr[j], indptr[j + 1]
         e = lo
         while e + 8 <= hi:             # two chains of updates: g and g2
-            u0, u1, u2, u3 = indices[e], indices[e + 1], indices[e + 2], indices[e + 3]
-            s0, s1, s2, s3 = scale[u0], scale[u1], scale[u2], scale[u3]
-            c += (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
-            s0, s1, s2, s3 = (r.dtype.type(s0), r.dtype.type(s1), r.dtype.type(s2),
-                              r.dtype.type(s3))
-            for jb in range(0, kp, LANES):
-                v_axpy4(g, jb, r, u0 * kp + jb, u1 * kp + jb, u2 * kp + jb,
-                        u3 * kp + jb, s0, s1, s2, s3)
-            u0, u1, u2, u3 = indices[e + 4], indices[e + 5], indices[e + 6], indices[e + 7]
-            s0, s1, s2, s3 = scale[u0], scale[u1], scale[u2], scale[u3]
-            c += (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
-            s0, s1, s2, s3 = (r.dtype.type(s0), r.dtype.type(s1), r.dtype.type(s2),
-                              r.dtype.type(s3))
-            for jb in range(0, kp, LANES):
-                v_axpy4(g2, jb, r, u0 * kp + jb, u1 * kp + jb, u2 * kp + jb,
-                        u3 * kp + jb, s0, s1, s2, s3)
+            c += _add4(g, r, indices, scale, e, kp)
+            c += _add4(g2, r, indices, scale, e + 4, kp)
             e += 8
         while e + 4 <= hi:
-            u0, u1, u2, u3 = indices[e], indices[e + 1], indices[e + 2], indices[e + 3]
-            s0, s1, s2, s3 = scale[u0], scale[u1], scale[u2], scale[u3]
-            c += (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
-            s0, s1, s2, s3 = (r.dtype.type(s0), r.dtype.type(s1), r.dtype.type(s2),
-                              r.dtype.type(s3))
-            for jb in range(0, kp, LANES):
-                v_axpy4(g, jb, r, u0 * kp + jb, u1 * kp + jb, u2 * kp + jb,
-                        u3 * kp + jb, s0, s1, s2, s3)
+            c += _add4(g, r, indices, scale, e, kp)
             e += 4
         while e < hi:
             u0 = indices[e]
