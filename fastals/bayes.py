@@ -275,7 +275,10 @@ class BayesianALS(ParamsMixin, RecommenderMixin):
         stats = np.empty((n, 3))       # per item: residual sums, see gibbs
         M = np.empty((m, w), dtype)
         no_means = np.empty((0, w), dtype)
-        no_stats = (np.empty(0), 0, False, np.empty((0, 3)))
+        # the users' half-sweep keeps no statistics; its arguments have the
+        # items' types (pred_sum in the factors' dtype), so both half-sweeps
+        # share one compiled kernel
+        no_stats = (np.empty(0, dtype), 0, False, np.empty((0, 3)))
         # the design of each side, rewritten in place every sweep
         wp = -(-w // gibbs.LANES) * gibbs.LANES   # padded: see gibbs.sample_rows
         # on cache lines: a 16-column float32 row is one line
