@@ -81,8 +81,9 @@ def _prepare(raw, spec):
     b.dtype = spec.dtype
     b.conf_sum = float(b.conf.sum(dtype=np.float64))
     # The loss of all-zero factors, the guard's scale (_guard.Watch).
-    b.zero_sum = float(np.dot(b.conf.astype(np.float64),
-                              b.target.astype(np.float64) ** 2))
+    # As the single-machine guard: float64 by blocks, not np.dot (whose
+    # OpenBLAS threads would spin on the worker's cores afterwards)
+    b.zero_sum = _guard.dot64(b.conf, b.target, b.target)
     return b
 
 
