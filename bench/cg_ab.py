@@ -11,7 +11,10 @@ same load on a shared machine.  Prints per tree and side the range of its
 times and of its ratio to the first tree's in the same round, and whether
 the factors it computes equal the first tree's bit for bit (else the
 largest difference).  Numba caches stay per tree (``__pycache__`` in each
-checkout).
+checkout).  ``--fit`` adds whole fits (``FastALS``, implicit CG,
+``alpha_r``, 3 iterations, one thread, a callback as in
+``bench_vs_implicit.py``): CPU s per iteration after the first, and the
+final user factors compared (relative to their largest entry).
 """
 
 import argparse
@@ -30,8 +33,11 @@ import sys, time
 import numpy as np, numba
 tree, bench, size, k, out = sys.argv[1:6]
 sys.path[:0] = [tree, bench]
-from cg_halfsteps import load
+from cg_halfsteps import load  # puts its own checkout first on sys.path
+sys.path.insert(0, tree)
+import fastals
 from fastals import kernels as K
+assert fastals.__file__.startswith(tree + "/"), (fastals.__file__, tree)
 from fastals.model import _Side
 numba.set_num_threads(1)
 k = int(k)
@@ -53,12 +59,28 @@ for name, M, X0, Y in (("users", Cui, U0, V0), ("items", Ciu, V0, U0)):
         K.solve_cg(*args, X, s.bounds, 3)
         return X
     runs[name] = run
+
+
+def fit(k=k, R=Cui):
+    from fastals import FastALS
+    marks = []
+    m = FastALS(objective="implicit", confidence="alpha_r", alpha=1.0, solver="cg",
+                factors=k, regularization=0.05, random_state=0, num_threads=1,
+                calculate_training_loss=False, dtype=np.float32, iterations=3,
+                callback=lambda *a: marks.append(time.process_time()))
+    m.fit(R)
+    fit.seconds = (marks[-1] - marks[0]) / (len(marks) - 1)
+    return m.user_factors
+
+
+runs["fit"] = fit
 np.savez(out, **{n: f() for n, f in runs.items()})  # also compiles / loads
 print("ready", flush=True)
 for line in sys.stdin:
     t0 = time.process_time()
     runs[line.strip()]()
-    print(time.process_time() - t0, flush=True)
+    t = time.process_time() - t0
+    print(fit.seconds if line.strip() == "fit" else t, flush=True)
 """
 
 
@@ -68,9 +90,13 @@ def main(argv=None):
     ap.add_argument("--size", default="short3M")
     ap.add_argument("--factors", default="128")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--fit", action="store_true",
+                    help="also whole fits (FastALS, implicit CG, 3 iterations, "
+                         "one thread): CPU s per iteration after the first, and "
+                         "the final user factors compared")
     a = ap.parse_args(argv)
     trees = [str(Path(t).resolve()) for t in a.trees.split(",")]
-    sides = ("users", "items")
+    sides = ("users", "items") + ("fit",) * a.fit
     with tempfile.TemporaryDirectory() as tmp:
         for k in [int(f) for f in a.factors.split(",")]:
             procs, outs = [], []
@@ -101,12 +127,13 @@ def main(argv=None):
                 line = [f"  {tree}:"]
                 for j, side in enumerate(sides):
                     ratio = t[i, j] / t[0, j]
-                    diff = float(np.abs(got[side] - ref[side]).max())
+                    diff = float(np.abs(got[side] - ref[side]).max()
+                                 / np.abs(ref[side]).max())
                     same = "bitwise equal" if np.array_equal(got[side], ref[side]) \
-                        else f"max diff {diff:.2e}"
+                        else f"max diff {diff:.2e} of the largest"
                     line.append(f"{side} {t[i, j].min():.3f}-{t[i, j].max():.3f} "
                                 f"(x{ratio.min():.3f}-{ratio.max():.3f}, {same})")
-                tot = t[i].sum(0) / t[0].sum(0)
+                tot = t[i, :2].sum(0) / t[0, :2].sum(0)
                 line.append(f"both x{tot.min():.3f}-{tot.max():.3f}")
                 print(" ".join(line), flush=True)
 
