@@ -132,7 +132,8 @@ def main(argv=None):
                     same = "bitwise equal" if np.array_equal(got[side], ref[side]) \
                         else f"max diff {diff:.2e} of the largest"
                     line.append(f"{side} {t[i, j].min():.3f}-{t[i, j].max():.3f} "
-                                f"(x{ratio.min():.3f}-{ratio.max():.3f}, {same})")
+                                f"(x{ratio.min():.3f}-{ratio.max():.3f}, median "
+                                f"{np.median(ratio):.3f}, {same})")
                 tot = t[i, :2].sum(0) / t[0, :2].sum(0)
                 line.append(f"both x{tot.min():.3f}-{tot.max():.3f}")
                 print(" ".join(line), flush=True)
