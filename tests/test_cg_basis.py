@@ -81,11 +81,12 @@ def _ratings(seed=1, m=120, n=70):
 def _fit(R, dtype, plain, monkeypatch, stop_at=None, **kw):
     """A fit recording what its callback reads; ``plain``: without the
     shortcut (every half-step rotated back, as before)."""
-    seen = []
+    seen, pending = [], []
     model = FastALS(objective="implicit", solver="cg", factors=8, iterations=4,
                     regularization=0.1, random_state=0, dtype=dtype, **kw)
 
     def cb(epoch, loss, seconds):
+        pending.append(_cg_basis.PENDING in vars(model))
         state = {n: v for n, v in model.__getstate__().items() if n != "callback"}
         seen.append((loss, model.user_factors.copy(), model.item_factors.copy(),
                      pickle.loads(pickle.dumps(state))["item_factors"]))
@@ -95,15 +96,19 @@ def _fit(R, dtype, plain, monkeypatch, stop_at=None, **kw):
         if plain:
             mp.setattr(_cg_basis, "applies", lambda m: False)
         model.fit(R)
+    # the shortcut taken (factors held rotated after every epoch but the
+    # last) or not at all
+    assert pending == [not plain and e < 4 for e in range(1, len(seen) + 1)]
     return model, seen
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("stop_at", [None, 2])
-def test_fit_in_held_bases_matches_plain_fit(dtype, stop_at, monkeypatch):
+@pytest.mark.parametrize("stop_at,kw", [(None, {}), (2, {}),
+                                        (None, {"weighted_regularization": True})])
+def test_fit_in_held_bases_matches_plain_fit(dtype, stop_at, kw, monkeypatch):
     R = _ratings()
-    a, seen = _fit(R, dtype, False, monkeypatch, stop_at)
-    b, seen0 = _fit(R, dtype, True, monkeypatch, stop_at)
+    a, seen = _fit(R, dtype, False, monkeypatch, stop_at, **kw)
+    b, seen0 = _fit(R, dtype, True, monkeypatch, stop_at, **kw)
     assert len(seen) == len(seen0) == (stop_at or 4)
     for (la, ua, ia, pa), (lb, ub, ib, pb) in zip(seen, seen0):
         assert la == pytest.approx(lb, rel=1e-9 if dtype == np.float64 else 1e-5)
