@@ -33,8 +33,9 @@ import numba
 import numpy as np
 import scipy.linalg.cython_lapack as _cython_lapack
 from llvmlite import ir
-from numba import carray, njit, prange, types
+from numba import njit, prange, types
 from numba.extending import intrinsic
+from numba.np.arrayobj import np_cfarray as _np_cfarray
 
 from .blas import (BLAS_MIN_FACTORS, USE_BLAS, _blas_threads_local, _external,
                    _gemm, _potrf, _syrk, _syrk_loops)
@@ -72,11 +73,16 @@ _GATHERED = 5
 
 # ``ints``: n_ca, n_cb, m, n, k, n_halves, flags, cap (rows of W), nmax
 # (largest chunk count), callers (k x k scratches in ``T``: at least the
-# threads that enter); ``ptrs``: the addresses below
+# threads that enter); ``ptrs``: the addresses below (``SCR``: the BLAS
+# calls' small scratch, :data:`SCRATCH_BYTES` per caller)
 _N_INTS = 10
 (_P_BOUNDS, _P_INDPTR_A, _P_INDPTR_B, _P_INDICES_A, _P_INDICES_B, _P_DATA_A,
- _P_DATA_B, _P_X, _P_Y, _P_M, _P_W, _P_WORK, _P_SYNC, _P_T) = range(14)
-_N_PTRS = 14
+ _P_DATA_B, _P_X, _P_Y, _P_M, _P_W, _P_WORK, _P_SYNC, _P_T, _P_SCR) = range(15)
+_N_PTRS = 15
+
+#: Bytes of BLAS scratch per caller: ``iw`` (8 int32) at 0, ``fw`` (4 values
+#: of the factors' dtype) at 32, ``cw`` (4 uint8) at 64.
+SCRATCH_BYTES = 128
 
 _dpotri = _external("dpotri", 5, _cython_lapack)
 
@@ -96,15 +102,32 @@ def work_layout(k, nmax, n_epochs):
 
 
 @intrinsic
-def _pointer(typingctx, addr, dtype):
-    """The integer address ``addr`` as a pointer to ``dtype``'s values."""
+def _view(typingctx, addr, dtype, shape):
+    """``carray`` of ``dtype``'s values at ``addr`` (an integer address or a
+    typed pointer) with ``shape`` (an integer or a tuple of them), C order,
+    built in place: unlike ``numba.carray`` (an overload, a function of its
+    own) it needs no NRT, so that the callback is compiled without it."""
     if not isinstance(dtype, types.NumberClass):
         return None
+    if isinstance(shape, types.Integer):
+        ndim = 1
+    elif isinstance(shape, types.BaseTuple) and all(
+            isinstance(t, types.Integer) for t in shape):
+        ndim = len(shape)
+    else:
+        return None
+    if not (isinstance(addr, types.Integer) or
+            (isinstance(addr, types.CPointer) and addr.dtype == dtype.dtype)):
+        return None
     ptr = types.CPointer(dtype.dtype)
-    sig = ptr(types.int64, dtype)
+    arr = types.Array(dtype.dtype, ndim, "C")
+    sig = arr(addr, dtype, shape)
 
     def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], context.get_value_type(ptr))
+        p = args[0]
+        if isinstance(signature.args[0], types.Integer):
+            p = builder.inttoptr(p, context.get_value_type(ptr))
+        return _np_cfarray(context, builder, arr(ptr, signature.args[2]), [p, args[2]])
     return sig, codegen
 
 
@@ -124,15 +147,14 @@ def _call_run(typingctx, fn, ptrs, ints, lam):
 
 
 @njit(cache=True, inline="always")
-def _lapack_inverse(G, lam, M, A):
+def _lapack_inverse(G, lam, M, A, iw, cw):
     """``M = (G + lam I)^{-1}`` by LAPACK (``dpotrf``, ``dpotri``; float64
     in the scratch ``A``, then ``M``'s dtype), with the ridge fallback of
     :func:`.dense.spd_inverse` where ``G + lam I`` is not positive definite:
     ``delta (mean |diagonal| + 1)``, ``delta`` from 1e-6 growing tenfold,
-    up to ``RIDGE_TRIES - 1`` times; then NaN."""
+    up to ``RIDGE_TRIES - 1`` times; then NaN.  ``iw`` (int32, 8) and
+    ``cw`` (uint8, 4): scratch."""
     k = G.shape[0]
-    iw = np.empty(8, np.int32)
-    cw = np.empty(4, np.uint8)
     scale = 0.0
     for i in range(k):
         scale += abs(G[i, i] + lam)
@@ -228,16 +250,16 @@ def _block_end(X, u, b, W, T, P, solve, first):
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def _chunk_blas(r0, r1, M, X, W, T, P, solve):
+def _chunk_blas(r0, r1, M, X, W, T, P, solve, iw, fw, cw):
     """Rows ``r0:r1`` (``W[rows] = R[rows] Y`` gathered), block by block:
     with ``solve``, ``X[rows] = W[rows] M`` (GEMM) and the sum of
     ``x_r . w_r`` (returned; over the item step it is ``sum_obs r x.y``,
     the loss's cross term); always ``P = X[r0:r1]^T X[r0:r1]`` (upper; one
-    SYRK per block in the factors' dtype, summed in float64)."""
+    SYRK per block in the factors' dtype, summed in float64).  ``iw``
+    (int32, 8), ``fw`` (the factors' dtype, 4), ``cw`` (uint8, 4): scratch
+    of the caller (no allocation in the callback: each array made there
+    adds to its compile)."""
     k = X.shape[1]
-    iw = np.empty(8, np.int32)
-    fw = np.empty(4, X.dtype)
-    cw = np.empty(4, np.uint8)
     fw[3] = 1
     one = fw[3]
     if r1 <= r0:
@@ -259,10 +281,9 @@ def _chunk_blas(r0, r1, M, X, W, T, P, solve):
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def _chunk_loops(r0, r1, M, X, W, T, P, solve):
-    """:func:`_chunk_blas` with the portable loops."""
+def _chunk_loops(r0, r1, M, X, W, T, P, solve, fw):
+    """:func:`_chunk_blas` with the portable loops (``fw``: scratch)."""
     k = X.shape[1]
-    fw = np.empty(1, X.dtype)
     fw[0] = 1
     one = fw[0]
     if r1 <= r0:
@@ -330,8 +351,8 @@ def _make_run(blas, DT):
     (and is cached under its own key)."""
 
     def run(P_p, I_p, lam):
-        P = carray(P_p, _N_PTRS)
-        ints = carray(I_p, _N_INTS)
+        P = _view(P_p, np.int64, _N_PTRS)
+        ints = _view(I_p, np.int64, _N_INTS)
         n_ca = ints[0]
         n_cb = ints[1]
         m = ints[2]
@@ -342,18 +363,18 @@ def _make_run(blas, DT):
         cap = ints[7]
         nmax = ints[8]
         callers = ints[9]
-        bounds = carray(_pointer(P[_P_BOUNDS], np.int64), n_ca + n_cb + 2)
-        indptr_a = carray(_pointer(P[_P_INDPTR_A], np.int64), m + 1)
-        indptr_b = carray(_pointer(P[_P_INDPTR_B], np.int64), n + 1)
-        indices_a = carray(_pointer(P[_P_INDICES_A], np.int32), indptr_a[m])
-        indices_b = carray(_pointer(P[_P_INDICES_B], np.int32), indptr_b[n])
-        data_a = carray(_pointer(P[_P_DATA_A], DT), indptr_a[m])
-        data_b = carray(_pointer(P[_P_DATA_B], DT), indptr_b[n])
-        X = carray(_pointer(P[_P_X], DT), (m, k))
-        Y = carray(_pointer(P[_P_Y], DT), (n, k))
-        M = carray(_pointer(P[_P_M], DT), (k, k))
-        W = carray(_pointer(P[_P_W], DT), (cap, k))
-        sync = carray(_pointer(P[_P_SYNC], np.int64), _GATHERED + nmax)
+        bounds = _view(P[_P_BOUNDS], np.int64, n_ca + n_cb + 2)
+        indptr_a = _view(P[_P_INDPTR_A], np.int64, m + 1)
+        indptr_b = _view(P[_P_INDPTR_B], np.int64, n + 1)
+        indices_a = _view(P[_P_INDICES_A], np.int32, indptr_a[m])
+        indices_b = _view(P[_P_INDICES_B], np.int32, indptr_b[n])
+        data_a = _view(P[_P_DATA_A], DT, indptr_a[m])
+        data_b = _view(P[_P_DATA_B], DT, indptr_b[n])
+        X = _view(P[_P_X], DT, (m, k))
+        Y = _view(P[_P_Y], DT, (n, k))
+        M = _view(P[_P_M], DT, (k, k))
+        W = _view(P[_P_W], DT, (cap, k))
+        sync = _view(P[_P_SYNC], np.int64, _GATHERED + nmax)
         kk = k * k
         o_parts = 3 * kk
         o_cross = o_parts + nmax * kk
@@ -361,20 +382,24 @@ def _make_run(blas, DT):
         o_terms = o_ctot + 2
         n_epochs = max((n_halves + 1) // 2, 1)
         wp = P[_P_WORK]
-        GX = carray(_pointer(wp, np.float64), (k, k))
-        GY = carray(_pointer(wp + 8 * kk, np.float64), (k, k))
-        S = carray(_pointer(wp + 16 * kk, np.float64), (k, k))
-        parts = carray(_pointer(wp + 8 * o_parts, np.float64), (nmax, k, k))
-        cross = carray(_pointer(wp + 8 * o_cross, np.float64), nmax)
-        ctot = carray(_pointer(wp + 8 * o_ctot, np.float64), 2)
-        terms = carray(_pointer(wp + 8 * o_terms, np.float64), (n_epochs, 4))
+        GX = _view(wp, np.float64, (k, k))
+        GY = _view(wp + 8 * kk, np.float64, (k, k))
+        S = _view(wp + 16 * kk, np.float64, (k, k))
+        parts = _view(wp + 8 * o_parts, np.float64, (nmax, k, k))
+        cross = _view(wp + 8 * o_cross, np.float64, nmax)
+        ctot = _view(wp + 8 * o_ctot, np.float64, 2)
+        terms = _view(wp + 8 * o_terms, np.float64, (n_epochs, 4))
         solve = (flags & _SOLVE) != 0
         # this caller's k x k scratch (no allocation here: an array made
         # in the callback cost 0.7 s of its compile)
         slot = _take_next(sync[_CALLERS:])
         if slot >= callers:
             return -1.0  # more callers than scratches: leave the tasks to the others
-        T = carray(_pointer(P[_P_T] + slot * kk * M.itemsize, DT), (k, k))
+        T = _view(P[_P_T] + slot * kk * M.itemsize, DT, (k, k))
+        scr = P[_P_SCR] + slot * SCRATCH_BYTES
+        iw = _view(scr, np.int32, 8)
+        fw = _view(scr + 32, DT, 4)
+        cw = _view(scr + 64, np.uint8, 4)
         prev = _blas_threads_local(1)
         n_tasks = _n_tasks(n_ca, n_cb, n_halves)
         t = _take_next(sync)
@@ -414,9 +439,9 @@ def _make_run(blas, DT):
                     if solve and not flags & _HAVE_M and sync[_STOP] == 0:
                         G = GY if h % 2 == 0 else GX
                         if blas:  # a closure constant: one branch is compiled
-                            _lapack_inverse(G, lam, M, S)
+                            _lapack_inverse(G, lam, M, S, iw, cw)
                         elif flags & _LAPACK:
-                            _lapack_inverse(G, lam, M, S)
+                            _lapack_inverse(G, lam, M, S, iw, cw)
                         else:
                             for i in range(k):
                                 for j in range(k):
@@ -446,9 +471,10 @@ def _make_run(blas, DT):
                     if sync[_STOP] == 0:
                         F = X if side == 0 else Y
                         if blas:
-                            cross[c] = _chunk_blas(r0, r1, M, F, W, T, parts[c], solve)
+                            cross[c] = _chunk_blas(r0, r1, M, F, W, T, parts[c], solve,
+                                                   iw, fw, cw)
                         else:
-                            cross[c] = _chunk_loops(r0, r1, M, F, W, T, parts[c], solve)
+                            cross[c] = _chunk_loops(r0, r1, M, F, W, T, parts[c], solve, fw)
                     _atomic_add(sync, _DONE, 1)
             t = _take_next(sync)
         _blas_threads_local(prev)
@@ -472,7 +498,12 @@ def _callback(blas, dtype):
     key = (bool(blas), np.dtype(dtype).name)
     with _LOCK:
         if key not in _COMPILED:
-            cf = numba.cfunc(_SIGNATURE, cache=True, fastmath=FASTMATH)(_VARIANTS[key])
+            # The BLAS variant allocates nothing and makes no array of its
+            # own (views by _view), so it compiles without NRT: no reference
+            # counts to emit and optimize away.  The loops variant's
+            # _spd_inverse returns an array.
+            cf = numba.cfunc(_SIGNATURE, cache=True, fastmath=FASTMATH,
+                             _nrt=not key[0])(_VARIANTS[key])
             _COMPILED[key] = (cf, cf.address, _CTYPES(cf.address))
         return _COMPILED[key][1:]
 
@@ -588,8 +619,9 @@ def dense_step(indptr, indices, data, Y, M, X, bounds, G=None, lam=0.0,
     bounds = np.concatenate([bounds, np.zeros(1, np.int64)])
     callers = _callers()
     T = np.empty((callers, k, k), dtype)
+    scr = np.zeros(callers * SCRATCH_BYTES // 8, np.int64)
     keep = (bounds, indptr, empty, indices, indices, data, data, X, Y, M, W, work, sync,
-            T)
+            T, scr)
     ptrs = np.array([a.ctypes.data for a in keep], np.int64)
     ints = np.array([nmax, 0, m, n, k, 1, flags, W.shape[0], nmax, callers], np.int64)
     work_ = m * k * k * (2 if flags & _SOLVE else 1) // 2
@@ -636,8 +668,9 @@ class DenseRun:
         self.max_epochs = max_epochs
         callers = _callers()
         self.T = np.empty((callers, k, k), dtype)
+        self.scr = np.zeros(callers * SCRATCH_BYTES // 8, np.int64)
         self._keep = (self.bounds, ia, ib, xa, xb, da, db, X, Y, self.M, self.W,
-                      self.work, self.sync, self.T)
+                      self.work, self.sync, self.T, self.scr)
         self.ptrs = np.array([arr.ctypes.data for arr in self._keep], np.int64)
         self.ints = np.array([n_ca, n_cb, m, n, k, 0, flags | _SOLVE,
                               self.W.shape[0], nmax, callers], np.int64)
