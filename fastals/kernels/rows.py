@@ -16,6 +16,7 @@ from .factor import (RIDGE_TRIES, _cholesky_upper, _factor_upper,  # noqa: F401
 from .llvm import (FASTMATH, LOSS_MODE, PREFETCH_AHEAD, _ChunkCallback,
                    _chunk_views, _prefetch_entry, _take_next)
 from .loss import _loss_rows
+from .tiles import TILE_MAX_FACTORS, _syrk_tiled, tile_width
 
 
 # ---------------------------------------------------------------------------
@@ -30,7 +31,10 @@ def _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
 
     The row's item vectors are gathered into the contiguous block ``B``,
     scaled by ``sqrt|c - w0|`` (positive weights from the top, negative ones
-    from the bottom), and added to ``A`` by a SYRK per block.
+    from the bottom), and added to ``A`` per block: by register tiles
+    (:func:`.tiles._syrk_tiled`) where ``k`` is a multiple of the tile
+    width (16 float32, 8 float64) from ``BLAS_MIN_FACTORS`` to
+    ``TILE_MAX_FACTORS``, else by a BLAS SYRK (or its loops).
 
     Arithmetic is in the dtype of ``one`` (that of ``A``, ``b``, ``B`` and
     ``fw``): the factors' dtype in :func:`solve_cholesky`, where the
@@ -49,6 +53,8 @@ def _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
             Ai[j] = w0 * Gi[j]
         b[i] = 0
     use_blas = blas and k >= BLAS_MIN_FACTORS
+    tiled = (k % tile_width(A) == 0 and BLAS_MIN_FACTORS <= k
+             and k <= TILE_MAX_FACTORS)
     p = start
     while p < end:
         q = min(end, p + cap)
@@ -87,7 +93,9 @@ def _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
                 alpha = -one
             if m == 0:
                 continue
-            if use_blas:
+            if tiled:
+                _syrk_tiled(alpha, B, r0, m, A)
+            elif use_blas:
                 _syrk(alpha, B, r0, m, A, iw, fw, cw)
             else:
                 _syrk_loops(alpha, B, r0, m, A)
