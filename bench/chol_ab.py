@@ -32,8 +32,10 @@ import sys, time
 import numpy as np, numba
 tree, bench, size, k, out = sys.argv[1:6]
 sys.path[:0] = [tree, bench]
-from cg_halfsteps import load
+# fastals first: cg_halfsteps puts its own checkout at the front of sys.path
 from fastals import kernels as K
+assert K.__file__.startswith(tree), (K.__file__, tree)
+from cg_halfsteps import load
 from fastals.model import _Side
 numba.set_num_threads(1)
 k = int(k)

@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE.parent))
 from cg_halfsteps import load  # noqa: E402
 from fastals.kernels.blas import _blas_threads_local, _potrf, _syrk  # noqa: E402
 from fastals.kernels.factor import _tri_solve  # noqa: E402
-from fastals.kernels.tiles import _syrk_tiled  # noqa: E402
+from fastals.kernels.tiles import _factor_tiled, _syrk_tiled  # noqa: E402
 from fastals.kernels.llvm import PREFETCH_AHEAD, _prefetch_entry  # noqa: E402
 
 STAGES = ("init", "gather", "syrk", "potrf", "solve")
@@ -94,9 +94,9 @@ def _parts(indptr, indices, conf, Y, G, lam, w0, X, stage, cap, tiled):
                         row[j] = s * yr[j]
                 if stage >= 2 and tiled:
                     if npos > 0:
-                        _syrk_tiled(one, B, 0, npos, A)
+                        _syrk_tiled(one, B, 0, npos, A, 0)
                     if nneg > 0:
-                        _syrk_tiled(-one, B, cap - nneg, nneg, A)
+                        _syrk_tiled(-one, B, cap - nneg, nneg, A, 0)
                 elif stage >= 2:
                     if npos > 0:
                         _syrk(one, B, 0, npos, A, iw, fw, cw)
@@ -106,7 +106,9 @@ def _parts(indptr, indices, conf, Y, G, lam, w0, X, stage, cap, tiled):
         for i in range(k):
             A[i, i] += lam
         ok = True
-        if stage >= 3:
+        if stage >= 3 and tiled:
+            ok = _factor_tiled(A, one)
+        elif stage >= 3:
             ok = _potrf(A, iw, cw) == 0
         if stage >= 4 and ok:
             _tri_solve(A, b, k, ok, ok)
@@ -126,7 +128,8 @@ def main(argv=None):
     ap.add_argument("--no-implicit", action="store_true")
     ap.add_argument("--tiled", action="store_true",
                     help="also the stages from syrk on with the register-tiled "
-                         "Gram update (fastals.kernels.tiles) instead of ssyrk")
+                         "Gram update and Cholesky (fastals.kernels.tiles) "
+                         "instead of ssyrk and spotrf")
     args = ap.parse_args(argv)
 
     import numba

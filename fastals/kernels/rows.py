@@ -16,7 +16,7 @@ from .factor import (RIDGE_TRIES, _cholesky_upper, _factor_upper,  # noqa: F401
 from .llvm import (FASTMATH, LOSS_MODE, PREFETCH_AHEAD, _ChunkCallback,
                    _chunk_views, _prefetch_entry, _take_next)
 from .loss import _loss_rows
-from .tiles import TILE_MAX_FACTORS, _syrk_tiled, tile_width
+from .tiles import TILE_MAX_FACTORS, _factor_tiled, _syrk_tiled, tile_width
 
 
 # ---------------------------------------------------------------------------
@@ -94,7 +94,7 @@ def _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
             if m == 0:
                 continue
             if tiled:
-                _syrk_tiled(alpha, B, r0, m, A)
+                _syrk_tiled(alpha, B, r0, m, A, 0)
             elif use_blas:
                 _syrk(alpha, B, r0, m, A, iw, fw, cw)
             else:
@@ -356,6 +356,8 @@ def _cholesky_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam,
     cw = np.empty(4, np.uint8)
     one = fw[3]
     lapack = blas and k >= LAPACK_MIN_FACTORS
+    # (the gate of _build_row's tiled Gram update)
+    tiled = k % tile_width(A) == 0 and BLAS_MIN_FACTORS <= k <= TILE_MAX_FACTORS
     left = mode == LEFT_ROWS_MODE
     fallbacks = 0
     prev = np.int32(1)
@@ -377,7 +379,9 @@ def _cholesky_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam,
                 shift = delta * (scale / k + 1.0)
                 for i in range(k):
                     A[i, i] += shift
-            if lapack:
+            if tiled:
+                ok = _factor_tiled(A, one)
+            elif lapack:
                 ok = _potrf(A, iw, cw) == 0
             else:
                 ok = _factor_upper(A, k, one)

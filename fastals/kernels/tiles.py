@@ -18,10 +18,13 @@ multiply-adds: the same sums as SYRK up to rounding, and the same for any
 thread count (a row's result depends on its own data only).
 """
 
+import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from .llvm import FASTMATH
 
 #: Rows of ``A`` per register tile (12 accumulators of 256 bits: the
 #: tile, two loaded vectors and a broadcast fill the 16 AVX2 registers).
@@ -116,20 +119,21 @@ def v_syrk_tile(typingctx, A, B, r0, n, i0, j0, lo, alpha):
     return types.void(A, B, r0, n, i0, j0, lo, alpha), codegen
 
 
-@njit(cache=True, forceinline=True)
+@njit(cache=True, fastmath=FASTMATH, forceinline=True)
 def tile_width(A):
     """Columns per tile for ``A``'s dtype (64 bytes: 16 float32, 8 float64)."""
     return 64 // A.itemsize
 
 
-@njit(cache=True, forceinline=True)
-def _syrk_tiled(alpha, B, r0, n, A):
-    """``A[upper] += alpha * B[r0:r0+n]^T B[r0:r0+n]`` by register tiles
-    (:func:`v_syrk_tile`); ``A`` is ``k x k`` with ``k`` a multiple of
-    :func:`tile_width` and at least ``TILE_ROWS``.  The entries are taken
-    in blocks of at most 32 KiB, of equal size (they stay in L1 while every tile runs over
-    them); a block's sums are added to ``A`` tile by tile.  Entries below
-    the diagonal within the diagonal blocks are updated too (never read)."""
+@njit(cache=True, fastmath=FASTMATH, forceinline=True)
+def _syrk_tiled(alpha, B, r0, n, A, o):
+    """``A[o:, o:][upper] += alpha * B[r0:r0+n, o:]^T B[r0:r0+n, o:]`` by
+    register tiles (:func:`v_syrk_tile`); ``A`` is ``k x k``, ``k - o`` a
+    multiple of :func:`tile_width` and at least ``TILE_ROWS``.  The entries
+    are taken in blocks of at most 32 KiB, of equal size (they stay in L1
+    while every tile runs over them); a block's sums are added to ``A``
+    tile by tile.  Entries below the diagonal within the diagonal blocks
+    are updated too (never read)."""
     k = A.shape[0]
     w = tile_width(A)
     nb = max(8, 32768 // (k * B.itemsize))
@@ -138,12 +142,45 @@ def _syrk_tiled(alpha, B, r0, n, A):
     end = r0 + n
     while p < end:
         m = min((n + blocks - 1) // blocks, end - p)
-        for j0 in range(0, k, w):
-            top = j0 + w  # rows 0..top-1 reach the upper triangle of this block
-            i0 = 0
+        for j0 in range(o, k, w):
+            top = j0 + w  # rows o..top-1 reach the upper triangle of this block
+            i0 = o
             while i0 < top:
                 # the last tile ends at row top - 1: rows before i0 dropped
                 s = min(i0, top - TILE_ROWS)
                 v_syrk_tile(A, B, p, m, s, j0, i0 - s, alpha)
                 i0 += TILE_ROWS
         p += m
+
+
+@njit(cache=True, fastmath=FASTMATH, forceinline=True)
+def _factor_tiled(A, one):
+    """Right-looking blocked Cholesky ``A = U^T U`` of the row-major upper
+    triangle in place, in panels of :func:`tile_width` rows: the panel is
+    factored row by row (each row's tail scaled, then subtracted from the
+    panel's later rows), then the trailing matrix gets the panel's rank-w
+    update by register tiles (:func:`_syrk_tiled`, ``alpha = -1``).
+    ``A`` is ``k x k``, ``k`` a multiple of the tile width.  Returns False
+    where ``A`` is not numerically positive definite (``A`` undefined)."""
+    k = A.shape[0]
+    w = tile_width(A)
+    for j in range(0, k, w):
+        for r in range(j, j + w):
+            d = A[r, r]
+            if not d > 0:
+                return False
+            d = np.sqrt(d)
+            A[r, r] = d
+            inv = one / d
+            ur = A[r, r + 1:]
+            for l in range(ur.size):
+                ur[l] *= inv
+            for q in range(r + 1, j + w):
+                f = A[r, q]
+                Aq = A[q, q:]
+                uq = A[r, q:]
+                for l in range(Aq.size):
+                    Aq[l] -= f * uq[l]
+        if j + w < k:
+            _syrk_tiled(-one, A, j, w, A, j + w)
+    return True
