@@ -26,6 +26,8 @@ Modules
 * :mod:`.llvm` -- fast-math flags, intrinsics, the C-callback machinery.
 * :mod:`.gibbs` -- Gibbs row draws and bookkeeping of :class:`fastals.BayesianALS`.
 * :mod:`.lanes` -- eight rows per SIMD lane set: normals, tiny Cholesky and solves.
+* :mod:`.tiles` -- the Gram update and Cholesky of a k x k row system in
+  register tiles (k up to 128).
 
 Conventions
 -----------
