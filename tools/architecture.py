@@ -67,6 +67,9 @@ REFERENCES = {
                              "compile_time.py"),
     "fastals.kernels.gibbs": ("test_bayes.py (exact Gaussian conditionals, numpy residuals)",
                               "bayes_vs_myfm.py"),
+    "fastals.kernels.tiles": ("test_tiles.py (numpy Gram and Cholesky; row solves against "
+                              "naive.update_rows)",
+                              "chol_parts.py; chol_ab.py; bench_vs_implicit.py"),
     "fastals.kernels.lanes": ("test_bayes_lanes.py (numpy Cholesky, solves, libm Box-Muller)",
                               "bayes_vs_myfm.py"),
     "fastals.kernels": ("test_kernel_paths.py", "regression_check.py"),
