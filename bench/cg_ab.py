@@ -1,17 +1,19 @@
-"""CG half-steps of two source trees side by side, per side, one thread.
+"""CG or Cholesky half-steps of two source trees side by side, per side, one thread.
 
     python bench/cg_ab.py --trees OLD,. [--size short3M] [--factors 128] [--repeats 5]
+    python bench/cg_ab.py --solver cholesky --trees OLD,. --size 20M --factors 64
 
 One long-lived process per tree (``--trees``, comma-separated checkouts;
 each imports its own ``fastals``) loads the data and factors once (the
 same seed in every tree), then the processes take turns: each timed run
-(``kernels.solve_cg``, 3 steps, alpha 1, float32, one Numba thread, CPU
-time of the process) alternates between the trees, so that all see the
+(``kernels.solve_cg``, 3 steps, or with ``--solver cholesky``
+``kernels.solve_cholesky`` as a fit calls it; alpha 1, float32, one Numba
+thread, CPU time of the process, wall time beside it) alternates between the trees, so that all see the
 same load on a shared machine.  Prints per tree and side the range of its
 times and of its ratio to the first tree's in the same round, and whether
 the factors it computes equal the first tree's bit for bit (else the
 largest difference).  Numba caches stay per tree (``__pycache__`` in each
-checkout).  ``--fit`` adds whole fits (``FastALS``, implicit CG,
+checkout).  ``--fit`` adds whole fits (``FastALS``, implicit, the same solver,
 ``alpha_r``, 3 iterations, one thread, a callback as in
 ``bench_vs_implicit.py``): CPU s per iteration after the first, and the
 final user factors compared (relative to their largest entry).
@@ -31,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 CHILD = r"""
 import sys, time
 import numpy as np, numba
-tree, bench, size, k, out = sys.argv[1:6]
+tree, bench, size, k, out, solver = sys.argv[1:7]
 sys.path[:0] = [tree, bench]
 from cg_halfsteps import load  # puts its own checkout first on sys.path
 sys.path.insert(0, tree)
@@ -56,7 +58,10 @@ for name, M, X0, Y in (("users", Cui, U0, V0), ("items", Ciu, V0, U0)):
             np.float32(1))
     def run(args=args, X0=X0, s=s):
         X = X0.copy()
-        K.solve_cg(*args, X, s.bounds, 3)
+        if solver == "cg":
+            K.solve_cg(*args, X, s.bounds, 3)
+        else:
+            K.solve_cholesky(*args, X, s.bounds)
         return X
     runs[name] = run
 
@@ -64,7 +69,7 @@ for name, M, X0, Y in (("users", Cui, U0, V0), ("items", Ciu, V0, U0)):
 def fit(k=k, R=Cui):
     from fastals import FastALS
     marks = []
-    m = FastALS(objective="implicit", confidence="alpha_r", alpha=1.0, solver="cg",
+    m = FastALS(objective="implicit", confidence="alpha_r", alpha=1.0, solver=solver,
                 factors=k, regularization=0.05, random_state=0, num_threads=1,
                 calculate_training_loss=False, dtype=np.float32, iterations=3,
                 callback=lambda *a: marks.append(time.process_time()))
@@ -77,10 +82,10 @@ runs["fit"] = fit
 np.savez(out, **{n: f() for n, f in runs.items()})  # also compiles / loads
 print("ready", flush=True)
 for line in sys.stdin:
-    t0 = time.process_time()
+    t0, w0 = time.process_time(), time.perf_counter()
     runs[line.strip()]()
-    t = time.process_time() - t0
-    print(fit.seconds if line.strip() == "fit" else t, flush=True)
+    t, w = time.process_time() - t0, time.perf_counter() - w0
+    print(fit.seconds if line.strip() == "fit" else t, w, flush=True)
 """
 
 
@@ -90,8 +95,9 @@ def main(argv=None):
     ap.add_argument("--size", default="short3M")
     ap.add_argument("--factors", default="128")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--solver", choices=("cg", "cholesky"), default="cg")
     ap.add_argument("--fit", action="store_true",
-                    help="also whole fits (FastALS, implicit CG, 3 iterations, "
+                    help="also whole fits (FastALS, implicit, the same solver, 3 iterations, "
                          "one thread): CPU s per iteration after the first, and "
                          "the final user factors compared")
     a = ap.parse_args(argv)
@@ -104,23 +110,24 @@ def main(argv=None):
                 outs.append(os.path.join(tmp, f"{i}-{k}.npz"))
                 p = subprocess.Popen(
                     [sys.executable, "-c", CHILD, tree, str(HERE), a.size, str(k),
-                     outs[-1]], cwd=tree, stdin=subprocess.PIPE,
+                     outs[-1], a.solver], cwd=tree, stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE, text=True)
                 if p.stdout.readline().strip() != "ready":
                     raise SystemExit(f"{tree}: the child failed")
                 procs.append(p)
             t = np.zeros((len(trees), len(sides), a.repeats))
+            wall = np.zeros_like(t)
             for r in range(a.repeats):
                 for j, side in enumerate(sides):
                     for i, p in enumerate(procs):
                         p.stdin.write(side + "\n")
                         p.stdin.flush()
-                        t[i, j, r] = float(p.stdout.readline())
+                        t[i, j, r], wall[i, j, r] = map(float, p.stdout.readline().split())
             for p in procs:
                 p.stdin.close()
                 p.wait()
             ref = np.load(outs[0])
-            print(f"{a.size} k={k}, one thread, CPU s, {a.repeats} rounds "
+            print(f"{a.solver}, {a.size} k={k}, one thread, CPU s, {a.repeats} rounds "
                   f"(load {os.getloadavg()[0]:.1f})")
             for i, tree in enumerate(trees):
                 got = np.load(outs[i])
@@ -131,9 +138,11 @@ def main(argv=None):
                                  / np.abs(ref[side]).max())
                     same = "bitwise equal" if np.array_equal(got[side], ref[side]) \
                         else f"max diff {diff:.2e} of the largest"
+                    wr = wall[i, j] / wall[0, j]
                     line.append(f"{side} {t[i, j].min():.3f}-{t[i, j].max():.3f} "
                                 f"(x{ratio.min():.3f}-{ratio.max():.3f}, median "
-                                f"{np.median(ratio):.3f}, {same})")
+                                f"{np.median(ratio):.3f}; wall x{wr.min():.3f}-"
+                                f"{wr.max():.3f}, {same})")
                 tot = t[i, :2].sum(0) / t[0, :2].sum(0)
                 line.append(f"both x{tot.min():.3f}-{tot.max():.3f}")
                 print(" ".join(line), flush=True)

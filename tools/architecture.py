@@ -69,7 +69,7 @@ REFERENCES = {
                               "bayes_vs_myfm.py"),
     "fastals.kernels.tiles": ("test_tiles.py (numpy Gram and Cholesky; row solves against "
                               "naive.update_rows)",
-                              "chol_parts.py; chol_ab.py; bench_vs_implicit.py"),
+                              "chol_parts.py; cg_ab.py --solver cholesky; bench_vs_implicit.py"),
     "fastals.kernels.lanes": ("test_bayes_lanes.py (numpy Cholesky, solves, libm Box-Muller)",
                               "bayes_vs_myfm.py"),
     "fastals.kernels": ("test_kernel_paths.py", "regression_check.py"),

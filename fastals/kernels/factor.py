@@ -37,6 +37,31 @@ def _cholesky_upper(A, b, k, one):
 
 
 @njit(cache=True, fastmath=FASTMATH, forceinline=True)
+def _factor_panel(A, j, jb, one):
+    """Rows ``j:j+jb`` of a right-looking Cholesky of the row-major upper
+    triangle, unblocked: each row's tail scaled by its pivot, then
+    subtracted from the panel's later rows (the trailing rows' update is
+    the caller's).  False where a pivot is not positive."""
+    for r in range(j, j + jb):
+        d = A[r, r]
+        if not d > 0:
+            return False
+        d = np.sqrt(d)
+        A[r, r] = d
+        inv = one / d
+        ur = A[r, r + 1:]
+        for l in range(ur.size):
+            ur[l] *= inv
+        for s in range(r + 1, j + jb):
+            f = A[r, s]
+            As = A[s, s:]
+            us = A[r, s:]
+            for l in range(As.size):
+                As[l] -= f * us[l]
+    return True
+
+
+@njit(cache=True, fastmath=FASTMATH, forceinline=True)
 def _factor_upper(A, k, one):
     """Right-looking Cholesky ``A = U^T U`` of the row-major upper triangle,
     in panels of 4 rows: the panel is factored unblocked, then every
@@ -44,23 +69,8 @@ def _factor_upper(A, k, one):
     j = 0
     while j < k:
         jb = min(4, k - j)
-        for q in range(jb):
-            r = j + q
-            d = A[r, r]
-            if not d > 0:
-                return False
-            d = np.sqrt(d)
-            A[r, r] = d
-            inv = one / d
-            ur = A[r, r + 1:]
-            for l in range(ur.size):
-                ur[l] *= inv
-            for s in range(r + 1, j + jb):
-                f = A[r, s]
-                As = A[s, s:]
-                us = A[r, s:]
-                for l in range(As.size):
-                    As[l] -= f * us[l]
+        if not _factor_panel(A, j, jb, one):
+            return False
         if jb == 4:
             for i in range(j + 4, k):
                 f0 = A[j, i]

@@ -128,6 +128,41 @@ def _chunk_views(indptr_p, indices_p, conf_p, target_p, offset_p, Y_p, G_p,
             carray(G_p, (n_g, n_g)), carray(X_p, (n_rows, k)))
 
 
+_CALLERS_AT = {}
+
+
+def _call_at(target):
+    """An intrinsic ``call(addr, args)`` that calls the C function at the
+    integer address ``addr`` with signature ``target`` (a Numba signature of
+    scalars and ``voidptr``), the values of the tuple ``args`` converted to
+    it (integer addresses to pointers).  One per signature."""
+    if target in _CALLERS_AT:
+        return _CALLERS_AT[target]
+
+    @intrinsic
+    def call(typingctx, addr, args):
+        if not (isinstance(addr, types.Integer) and isinstance(args, types.BaseTuple)
+                and len(args) == len(target.args)):
+            return None
+
+        def codegen(context, builder, signature, llargs):
+            fnty = _ir.FunctionType(context.get_value_type(target.return_type),
+                                    [context.get_value_type(t) for t in target.args])
+            vals = []
+            for i, (src, dst) in enumerate(zip(args, target.args)):
+                v = builder.extract_value(llargs[1], i)
+                if dst == types.voidptr:
+                    v = builder.inttoptr(v, context.get_value_type(dst))
+                else:
+                    v = context.cast(builder, v, src, dst)
+                vals.append(v)
+            fn = builder.inttoptr(llargs[0], fnty.as_pointer())
+            return builder.call(fn, vals)
+        return target.return_type(addr, args), codegen
+    _CALLERS_AT[target] = call
+    return call
+
+
 _CALLBACK_LOCK = threading.Lock()
 
 
@@ -191,6 +226,45 @@ class _ChunkCallback:
                 raise TypingError("%s: arrays must be C-contiguous with "
                                   "int64 indptr, int32 indices and one float "
                                   "dtype, got %s" % (self.name, arr))
+
+    def address(self, dtype):
+        """The callback's address for ``dtype`` (compiled or loaded from
+        the cache first), for a kernel made with :meth:`address_caller`."""
+        self.ensure(dtype)
+        return self.compiled[np.dtype(dtype).name].address
+
+    def address_caller(self):
+        """:meth:`caller` with the address of the callback to call as its
+        first argument (:meth:`address` of this callback or of any other
+        with the same signature): the kernel binds no symbol, so it can call
+        whichever of several callbacks a half-step needs, and only that one
+        is ever compiled."""
+        signature = self.signature
+
+        def call(addr, r0, r1, indptr, indices, conf, target, offset, Y, G,
+                 lam, wr, w0, X, blas, cap, mode):
+            raise NotImplementedError("only callable from compiled code")
+
+        @overload(call)
+        def call_impl(addr, r0, r1, indptr, indices, conf, target, offset, Y,
+                      G, lam, wr, w0, X, blas, cap, mode):
+            f = Y.dtype
+            want = ((indptr, types.int64), (indices, types.int32), (conf, f),
+                    (target, f), (offset, f), (Y, f), (G, f), (X, f))
+            self.check_arrays(want, f)
+            dt = "float32" if f == types.float32 else "float64"
+            call_at = _call_at(signature(dt, False))
+
+            def impl(addr, r0, r1, indptr, indices, conf, target, offset, Y, G,
+                     lam, wr, w0, X, blas, cap, mode):
+                return call_at(addr, (
+                    r0, r1, indptr.ctypes.data, indices.ctypes.data,
+                    conf.ctypes.data, target.ctypes.data, offset.ctypes.data,
+                    Y.ctypes.data, G.ctypes.data, X.ctypes.data, X.shape[0],
+                    indices.size, Y.shape[0], Y.shape[1], G.shape[0], lam,
+                    np.int64(wr), w0, np.int64(blas), cap, mode))
+            return impl
+        return call
 
     def caller(self):
         """A function for Numba code that calls the callback on arrays."""

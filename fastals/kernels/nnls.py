@@ -179,7 +179,7 @@ def solve_nnls(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
         for u in range(bounds[c], bounds[c + 1]):
             # float64 system (one = 1.0), loops instead of BLAS SYRK
             _build_row(u, indptr, indices, conf, target, offset, Y, G, lam,
-                       wr, w0_64, A, b, B, iw, fw, cw, False, 1.0)
+                       wr, w0_64, A, b, B, iw, fw, cw, False, 1.0, None)
             for i in range(k):  # nnls_normal reads the full matrix
                 Ai = A[i]
                 for j in range(i):

@@ -5,7 +5,8 @@ parallel half-step :func:`solve_cholesky`.
 
 import numpy as np
 import scipy.linalg
-from numba import carray, njit, prange
+from numba import carray, njit, prange, types
+from numba.extending import overload
 
 from .blas import (BLAS_MIN_FACTORS, LAPACK_MIN_FACTORS, USE_BLAS,
                    _blas_threads_local, _potrf, _syrk, _syrk_loops, _syrk_rows,
@@ -16,6 +17,7 @@ from .factor import (RIDGE_TRIES, _cholesky_upper, _factor_upper,  # noqa: F401
 from .llvm import (FASTMATH, LOSS_MODE, PREFETCH_AHEAD, _ChunkCallback,
                    _chunk_views, _prefetch_entry, _take_next)
 from .loss import _loss_rows
+from .openblas import single_threaded
 from .tiles import TILE_MAX_FACTORS, _factor_tiled, _syrk_tiled, tile_width
 
 
@@ -26,7 +28,7 @@ from .tiles import TILE_MAX_FACTORS, _factor_tiled, _syrk_tiled, tile_width
 
 @njit(cache=True, fastmath=FASTMATH, forceinline=True)
 def _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
-               A, b, B, iw, fw, cw, blas, one):
+               A, b, B, iw, fw, cw, blas, one, syrk_t):
     """Fill the upper triangle of ``A`` and ``b`` for row ``u``.
 
     The row's item vectors are gathered into the contiguous block ``B``,
@@ -34,7 +36,8 @@ def _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
     from the bottom), and added to ``A`` per block: by register tiles
     (:func:`.tiles._syrk_tiled`) where ``k`` is a multiple of the tile
     width (16 float32, 8 float64) from ``BLAS_MIN_FACTORS`` to
-    ``TILE_MAX_FACTORS``, else by a BLAS SYRK (or its loops).
+    ``TILE_MAX_FACTORS`` and ``syrk_t`` is that function (None: never;
+    the tiles are then not compiled in), else by a BLAS SYRK (or its loops).
 
     Arithmetic is in the dtype of ``one`` (that of ``A``, ``b``, ``B`` and
     ``fw``): the factors' dtype in :func:`solve_cholesky`, where the
@@ -53,8 +56,7 @@ def _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
             Ai[j] = w0 * Gi[j]
         b[i] = 0
     use_blas = blas and k >= BLAS_MIN_FACTORS
-    tiled = (k % tile_width(A) == 0 and BLAS_MIN_FACTORS <= k
-             and k <= TILE_MAX_FACTORS)
+    tiled = syrk_t is not None and _tiles_fit(k, A)
     p = start
     while p < end:
         q = min(end, p + cap)
@@ -94,7 +96,7 @@ def _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
             if m == 0:
                 continue
             if tiled:
-                _syrk_tiled(alpha, B, r0, m, A, 0)
+                _maybe_syrk(syrk_t, alpha, B, r0, m, A)
             elif use_blas:
                 _syrk(alpha, B, r0, m, A, iw, fw, cw)
             else:
@@ -328,7 +330,7 @@ LEFT_ROWS_MODE = 1
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
 def _cholesky_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam,
-                   wr, w0, X, blas, cap, mode):
+                   wr, w0, X, blas, cap, mode, syrk_t, factor_t):
     """Solve rows ``r0:r1`` (one chunk) through their k x k systems, with
     scratch allocated once; returns the number of rows that needed the
     ridge fallback.  ``mode`` :data:`LEFT_ROWS_MODE`: only the rows whose
@@ -357,7 +359,7 @@ def _cholesky_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam,
     one = fw[3]
     lapack = blas and k >= LAPACK_MIN_FACTORS
     # (the gate of _build_row's tiled Gram update)
-    tiled = k % tile_width(A) == 0 and BLAS_MIN_FACTORS <= k <= TILE_MAX_FACTORS
+    tiled = factor_t is not None and _tiles_fit(k, A)
     left = mode == LEFT_ROWS_MODE
     fallbacks = 0
     prev = np.int32(1)
@@ -371,7 +373,7 @@ def _cholesky_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam,
         ok = False
         for attempt in range(RIDGE_TRIES):
             _build_row(u, indptr, indices, conf, target, offset, Y, G, lam, wr,
-                       w0, A, b, B, iw, fw, cw, blas, one)
+                       w0, A, b, B, iw, fw, cw, blas, one, syrk_t)
             if attempt > 0:
                 scale = 0.0
                 for i in range(k):
@@ -380,7 +382,7 @@ def _cholesky_rows(r0, r1, indptr, indices, conf, target, offset, Y, G, lam,
                 for i in range(k):
                     A[i, i] += shift
             if tiled:
-                ok = _factor_tiled(A, one)
+                ok = _maybe_factor(factor_t, A, one)
             elif lapack:
                 ok = _potrf(A, iw, cw) == 0
             else:
@@ -465,9 +467,12 @@ def _short_rows(r0, r1, indptr, indices, conf, target, offset, Y, GB, lam, wr,
     return 0.0
 
 
-def _cholesky_rows_c(r0, r1, indptr_p, indices_p, conf_p, target_p, offset_p,
-                     Y_p, G_p, X_p, n_rows, nnz, n_other, k, n_g, lam, wr, w0,
-                     blas, cap, mode):
+@njit(inline="always")
+def _rows_c(r0, r1, indptr_p, indices_p, conf_p, target_p, offset_p, Y_p, G_p,
+            X_p, n_rows, nnz, n_other, k, n_g, lam, wr, w0, blas, cap, mode,
+            syrk_t, factor_t):
+    """The body of the k x k callbacks (``syrk_t``, ``factor_t``: the
+    register-tile functions or None, see :func:`_cholesky_rows`)."""
     indptr, indices, conf, target, offset, Y, _, X = _chunk_views(
         indptr_p, indices_p, conf_p, target_p, offset_p, Y_p, G_p, X_p, n_rows,
         nnz, n_other, k, 0)
@@ -477,7 +482,23 @@ def _cholesky_rows_c(r0, r1, indptr_p, indices_p, conf_p, target_p, offset_p,
     G = carray(G_p, (n_g, k))  # G (the first k rows of short_row_setup's GB)
     return float(_cholesky_rows(r0, r1, indptr, indices, conf, target, offset,
                                 Y, G[:k], lam, wr != 0, w0, X, blas != 0, cap,
-                                mode))
+                                mode, syrk_t, factor_t))
+
+
+def _cholesky_rows_c(r0, r1, indptr_p, indices_p, conf_p, target_p, offset_p,
+                     Y_p, G_p, X_p, n_rows, nnz, n_other, k, n_g, lam, wr, w0,
+                     blas, cap, mode):
+    return _rows_c(r0, r1, indptr_p, indices_p, conf_p, target_p, offset_p, Y_p,
+                   G_p, X_p, n_rows, nnz, n_other, k, n_g, lam, wr, w0, blas,
+                   cap, mode, None, None)
+
+
+def _tiled_rows_c(r0, r1, indptr_p, indices_p, conf_p, target_p, offset_p,
+                  Y_p, G_p, X_p, n_rows, nnz, n_other, k, n_g, lam, wr, w0,
+                  blas, cap, mode):
+    return _rows_c(r0, r1, indptr_p, indices_p, conf_p, target_p, offset_p, Y_p,
+                   G_p, X_p, n_rows, nnz, n_other, k, n_g, lam, wr, w0, blas,
+                   cap, mode, _syrk_tiled, _factor_tiled)
 
 
 def _short_rows_c(r0, r1, indptr_p, indices_p, conf_p, target_p, offset_p,
@@ -491,19 +512,23 @@ def _short_rows_c(r0, r1, indptr_p, indices_p, conf_p, target_p, offset_p,
                        lam, wr != 0, w0, X, blas != 0, mode)
 
 
+# Two k x k callbacks: with the register tiles (factors that fit them) and
+# without; the parallel kernels call either by address, so a fit compiles
+# only the one it uses (the tiles add about 3 s of CPU to a cold compile).
 _CHOLESKY = _ChunkCallback("cholesky_rows", _cholesky_rows_c)
-_cholesky_chunk = _CHOLESKY.caller()
+_TILED = _ChunkCallback("cholesky_tiled", _tiled_rows_c)
+_cholesky_chunk = _CHOLESKY.address_caller()
 _SHORT = _ChunkCallback("short_rows", _short_rows_c)
 _short_chunk = _SHORT.caller()
 
 
-@_CHOLESKY.guard
 @njit(parallel=True, cache=True)
 def _solve_long(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
-                bounds, blas, mode):
+                bounds, blas, mode, chunk):
     """Solve every row through its k x k system (``mode`` 0: returns the
     number of ridge fallbacks) or sum the loss terms of every row
-    (``mode`` :data:`LOSS_MODE`)."""
+    (``mode`` :data:`LOSS_MODE`); ``chunk``: the address of the callback
+    (:func:`_solve_cholesky`)."""
     k = Y.shape[1]
     n_chunks = bounds.size - 1
     partial = np.empty(n_chunks, np.float64)  # np.zeros: a parallel loop more
@@ -513,9 +538,9 @@ def _solve_long(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
     for _ in prange(n_chunks):  # each thread's first pass drains the queue
         c = _take_next(counter)
         while c < n_chunks:
-            partial[c] = _cholesky_chunk(bounds[c], bounds[c + 1], indptr,
-                                         indices, conf, target, offset, Y, G,
-                                         lam, wr, w0, X, blas, cap, mode)
+            partial[c] = _cholesky_chunk(chunk, bounds[c], bounds[c + 1],
+                                         indptr, indices, conf, target, offset,
+                                         Y, G, lam, wr, w0, X, blas, cap, mode)
             c = _take_next(counter)
     total = 0.0
     for c in range(n_chunks):  # fixed order: not a parallel reduction
@@ -524,10 +549,9 @@ def _solve_long(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
 
 
 @_SHORT.guard
-@_CHOLESKY.guard
 @njit(parallel=True, cache=True)
 def _solve_short(indptr, indices, conf, target, offset, Y, GB, lam, wr, w0, X,
-                 bounds, blas, mode):
+                 bounds, blas, mode, chunk):
     """Solve the short rows of each chunk through their n x n systems,
     then the chunk's other rows through their k x k systems; returns the
     number of ridge fallbacks.  ``GB`` and ``mode`` (> 0): see
@@ -544,9 +568,9 @@ def _solve_short(indptr, indices, conf, target, offset, Y, GB, lam, wr, w0, X,
             _short_chunk(bounds[c], bounds[c + 1], indptr, indices, conf,
                          target, offset, Y, GB, lam, wr, w0, X, blas, cap,
                          mode)
-            partial[c] = _cholesky_chunk(bounds[c], bounds[c + 1], indptr,
-                                         indices, conf, target, offset, Y, GB,
-                                         lam, wr, w0, X, blas, cap,
+            partial[c] = _cholesky_chunk(chunk, bounds[c], bounds[c + 1],
+                                         indptr, indices, conf, target, offset,
+                                         Y, GB, lam, wr, w0, X, blas, cap,
                                          LEFT_ROWS_MODE)
             c = _take_next(counter)
     total = 0.0
@@ -561,13 +585,58 @@ def _solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
     fallbacks; ``mode`` > 0: short rows through the n x n system, ``G``
     then stacks the factors of :func:`short_row_setup` under ``G`` itself,
     which also gives ``mode``) or sum the loss terms of every row (``mode``
-    :data:`LOSS_MODE`).  Two parallel kernels and two C callbacks: a fit
-    without short rows never compiles the n x n path."""
+    :data:`LOSS_MODE`).  Two parallel kernels and three C callbacks: a fit
+    without short rows never compiles the n x n path, and one whose factors
+    do not fit the register tiles (:func:`tiles_apply`) never compiles them.
+    Results are the same for any number of threads."""
+    k = Y.shape[1]
+    cb = _TILED if mode != LOSS_MODE and tiles_apply(k, Y.dtype) else _CHOLESKY
+    chunk = cb.address(Y.dtype)
     if mode > 0:
         return _solve_short(indptr, indices, conf, target, offset, Y, G, lam,
-                            wr, w0, X, bounds, blas, mode)
-    return _solve_long(indptr, indices, conf, target, offset, Y, G, lam, wr,
-                       w0, X, bounds, blas, mode)
+                            wr, w0, X, bounds, blas, mode, chunk)
+    with single_threaded():  # (_solve_short's guard does the same)
+        return _solve_long(indptr, indices, conf, target, offset, Y, G, lam,
+                           wr, w0, X, bounds, blas, mode, chunk)
+
+
+def tiles_apply(k, dtype):
+    """Whether the k x k row solves use the register tiles of
+    :mod:`.tiles` (``k`` a multiple of 16 in float32, 8 in float64, from
+    ``BLAS_MIN_FACTORS`` to ``TILE_MAX_FACTORS``)."""
+    return (k % (64 // np.dtype(dtype).itemsize) == 0
+            and BLAS_MIN_FACTORS <= k <= TILE_MAX_FACTORS)
+
+
+@njit(cache=True, forceinline=True)
+def _tiles_fit(k, A):
+    """:func:`tiles_apply` in compiled code (``A``: of the factors' dtype)."""
+    return k % tile_width(A) == 0 and BLAS_MIN_FACTORS <= k <= TILE_MAX_FACTORS
+
+
+def _maybe_syrk(fn, alpha, B, r0, m, A):
+    """``fn(alpha, B, r0, m, A, 0)``, or nothing where ``fn`` is None
+    (compiled code only: then ``fn`` is never typed as a call)."""
+    raise NotImplementedError("only callable from compiled code")
+
+
+def _maybe_factor(fn, A, one):
+    """``fn(A, one)``, or False where ``fn`` is None (compiled code only)."""
+    raise NotImplementedError("only callable from compiled code")
+
+
+@overload(_maybe_syrk, inline="always")
+def _maybe_syrk_impl(fn, alpha, B, r0, m, A):
+    if isinstance(fn, types.NoneType):
+        return lambda fn, alpha, B, r0, m, A: None
+    return lambda fn, alpha, B, r0, m, A: fn(alpha, B, r0, m, A, 0)
+
+
+@overload(_maybe_factor, inline="always")
+def _maybe_factor_impl(fn, A, one):
+    if isinstance(fn, types.NoneType):
+        return lambda fn, A, one: False
+    return lambda fn, A, one: fn(A, one)
 
 
 @njit(cache=True)

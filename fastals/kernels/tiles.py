@@ -18,12 +18,12 @@ multiply-adds: the same sums as SYRK up to rounding, and the same for any
 thread count (a row's result depends on its own data only).
 """
 
-import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .factor import _factor_panel
 from .llvm import FASTMATH
 
 #: Rows of ``A`` per register tile (12 accumulators of 256 bits: the
@@ -165,22 +165,8 @@ def _factor_tiled(A, one):
     k = A.shape[0]
     w = tile_width(A)
     for j in range(0, k, w):
-        for r in range(j, j + w):
-            d = A[r, r]
-            if not d > 0:
-                return False
-            d = np.sqrt(d)
-            A[r, r] = d
-            inv = one / d
-            ur = A[r, r + 1:]
-            for l in range(ur.size):
-                ur[l] *= inv
-            for q in range(r + 1, j + w):
-                f = A[r, q]
-                Aq = A[q, q:]
-                uq = A[r, q:]
-                for l in range(Aq.size):
-                    Aq[l] -= f * uq[l]
+        if not _factor_panel(A, j, w, one):
+            return False
         if j + w < k:
             _syrk_tiled(-one, A, j, w, A, j + w)
     return True
