@@ -5,8 +5,7 @@ parallel half-step :func:`solve_cholesky`.
 
 import numpy as np
 import scipy.linalg
-from numba import carray, njit, prange, types
-from numba.extending import overload
+from numba import carray, njit, prange
 
 from .blas import (BLAS_MIN_FACTORS, LAPACK_MIN_FACTORS, USE_BLAS,
                    _blas_threads_local, _potrf, _syrk, _syrk_loops, _syrk_rows,
@@ -18,7 +17,8 @@ from .llvm import (FASTMATH, LOSS_MODE, PREFETCH_AHEAD, _ChunkCallback,
                    _chunk_views, _prefetch_entry, _take_next)
 from .loss import _loss_rows
 from .openblas import single_threaded
-from .tiles import TILE_MAX_FACTORS, _factor_tiled, _syrk_tiled, tile_width
+from .tiles import (_factor_tiled, _maybe_factor, _maybe_syrk, _syrk_tiled,
+                    _tiles_fit, tiles_apply)
 
 
 # ---------------------------------------------------------------------------
@@ -598,45 +598,6 @@ def _solve_cholesky(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
     with single_threaded():  # (_solve_short's guard does the same)
         return _solve_long(indptr, indices, conf, target, offset, Y, G, lam,
                            wr, w0, X, bounds, blas, mode, chunk)
-
-
-def tiles_apply(k, dtype):
-    """Whether the k x k row solves use the register tiles of
-    :mod:`.tiles` (``k`` a multiple of 16 in float32, 8 in float64, from
-    ``BLAS_MIN_FACTORS`` to ``TILE_MAX_FACTORS``)."""
-    return (k % (64 // np.dtype(dtype).itemsize) == 0
-            and BLAS_MIN_FACTORS <= k <= TILE_MAX_FACTORS)
-
-
-@njit(cache=True, forceinline=True)
-def _tiles_fit(k, A):
-    """:func:`tiles_apply` in compiled code (``A``: of the factors' dtype)."""
-    return k % tile_width(A) == 0 and BLAS_MIN_FACTORS <= k <= TILE_MAX_FACTORS
-
-
-def _maybe_syrk(fn, alpha, B, r0, m, A):
-    """``fn(alpha, B, r0, m, A, 0)``, or nothing where ``fn`` is None
-    (compiled code only: then ``fn`` is never typed as a call)."""
-    raise NotImplementedError("only callable from compiled code")
-
-
-def _maybe_factor(fn, A, one):
-    """``fn(A, one)``, or False where ``fn`` is None (compiled code only)."""
-    raise NotImplementedError("only callable from compiled code")
-
-
-@overload(_maybe_syrk, inline="always")
-def _maybe_syrk_impl(fn, alpha, B, r0, m, A):
-    if isinstance(fn, types.NoneType):
-        return lambda fn, alpha, B, r0, m, A: None
-    return lambda fn, alpha, B, r0, m, A: fn(alpha, B, r0, m, A, 0)
-
-
-@overload(_maybe_factor, inline="always")
-def _maybe_factor_impl(fn, A, one):
-    if isinstance(fn, types.NoneType):
-        return lambda fn, A, one: False
-    return lambda fn, A, one: fn(A, one)
 
 
 @njit(cache=True)

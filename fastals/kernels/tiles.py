@@ -18,11 +18,13 @@ multiply-adds: the same sums as SYRK up to rounding, and the same for any
 thread count (a row's result depends on its own data only).
 """
 
+import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
+from .blas import BLAS_MIN_FACTORS
 from .factor import _factor_panel
 from .llvm import FASTMATH
 
@@ -170,3 +172,43 @@ def _factor_tiled(A, one):
         if j + w < k:
             _syrk_tiled(-one, A, j, w, A, j + w)
     return True
+
+
+def tiles_apply(k, dtype):
+    """Whether the k x k row solves use the register tiles of
+    :mod:`.tiles` (``k`` a multiple of 16 in float32, 8 in float64, from
+    ``BLAS_MIN_FACTORS`` to ``TILE_MAX_FACTORS``): the row solves'
+    callback with the tiles (``rows._TILED``) is compiled only for those."""
+    return (k % (64 // np.dtype(dtype).itemsize) == 0
+            and BLAS_MIN_FACTORS <= k <= TILE_MAX_FACTORS)
+
+
+@njit(cache=True, forceinline=True)
+def _tiles_fit(k, A):
+    """:func:`tiles_apply` in compiled code (``A``: of the factors' dtype)."""
+    return k % tile_width(A) == 0 and BLAS_MIN_FACTORS <= k <= TILE_MAX_FACTORS
+
+
+def _maybe_syrk(fn, alpha, B, r0, m, A):
+    """``fn(alpha, B, r0, m, A, 0)``, or nothing where ``fn`` is None
+    (compiled code only: then ``fn`` is never typed as a call)."""
+    raise NotImplementedError("only callable from compiled code")
+
+
+def _maybe_factor(fn, A, one):
+    """``fn(A, one)``, or False where ``fn`` is None (compiled code only)."""
+    raise NotImplementedError("only callable from compiled code")
+
+
+@overload(_maybe_syrk, inline="always")
+def _maybe_syrk_impl(fn, alpha, B, r0, m, A):
+    if isinstance(fn, types.NoneType):
+        return lambda fn, alpha, B, r0, m, A: None
+    return lambda fn, alpha, B, r0, m, A: fn(alpha, B, r0, m, A, 0)
+
+
+@overload(_maybe_factor, inline="always")
+def _maybe_factor_impl(fn, A, one):
+    if isinstance(fn, types.NoneType):
+        return lambda fn, A, one: False
+    return lambda fn, A, one: fn(A, one)
