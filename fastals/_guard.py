@@ -122,23 +122,15 @@ def sample_error(model, Xr, Yr, t, c):
     return float(np.sum(c * (t - pred) ** 2))
 
 
-def check_blowup(model, sample, X, Y, epoch, bases=(None, None)):
-    """Raise if the sampled training error shows factors that exploded.
-
-    ``bases``: orthogonal ``k x k`` matrices in which ``X`` and ``Y`` are
-    held (``X_0 Bx``; None: the original basis, see :mod:`._cg_basis`)."""
+def check_blowup(model, sample, X, Y, epoch):
+    """Raise if the sampled training error shows factors that exploded."""
     rows, cols, t, c, base = sample
     if rows.size == 0:
         return
-    Xr, Yr = X[rows], Y[cols]
-    Xr, Yr = [F if B is None else F @ B.T for F, B in zip((Xr, Yr), bases)]
-    err = sample_error(model, Xr, Yr, t, c)
+    err = sample_error(model, X[rows], Y[cols], t, c)
     norms = (_max_norm(X), _max_norm(Y)) if model.regularization == 0 else (0.0, 0.0)
-
-    def entry_max():
-        F0 = [F if B is None else F @ B.T for F, B in zip((X, Y), bases)]
-        return max(float(np.abs(F).max()) for F in F0)
-    judge_blowup(model, err, base, float(np.abs(t).max()), *norms, entry_max, epoch)
+    judge_blowup(model, err, base, float(np.abs(t).max()), *norms,
+                 lambda: max(float(np.abs(X).max()), float(np.abs(Y).max())), epoch)
 
 
 def judge_blowup(model, err, base, t_max, norm_x, norm_y, entry_max, epoch):
@@ -194,8 +186,8 @@ class Watch:
         if kind is not None:
             self.counts[kind] += int(n)
 
-    def check_blowup(self, X, Y, epoch, bases=(None, None)):
-        check_blowup(self.model, self.sample, X, Y, epoch, bases)
+    def check_blowup(self, X, Y, epoch):
+        check_blowup(self.model, self.sample, X, Y, epoch)
 
     def check_error(self, loss, epoch):
         """:func:`check_blowup`'s error test on the training error of every

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from . import _cg_basis, _dense, _dense_wr, _guard
+from . import _dense, _dense_wr, _guard
 from . import kernels as K
 from . import persist
 from ._version import __version__
@@ -297,13 +297,6 @@ class FastALS(ParamsMixin, RecommenderMixin):
         except (TypeError, ValueError):
             return EXPLICIT_LAMBDA[EXPLICIT_EXPONENT]   # bad exponent: _validated says so
 
-    user_factors = _cg_basis.Factors()  # plain attributes, see _cg_basis
-    item_factors = _cg_basis.Factors()
-
-    def __getstate__(self):
-        _cg_basis.settle(self)
-        return self.__dict__
-
     def __setstate__(self, state):
         # Pickles of fastals before the objective-dependent defaults hold
         # these hyperparameters under their own names.
@@ -514,9 +507,6 @@ class FastALS(ParamsMixin, RecommenderMixin):
             bar = progress_bar(self.iterations, unit="epoch")
         watch = _guard.Watch(self, users, self._norm(users))
         with threads(self.num_threads):
-            if _cg_basis.applies(self):  # factors kept in CG's eigenbases
-                return _cg_basis.train(self, users, items, X, Y, GY, k, bar, t0,
-                                       watch)
             for epoch in epochs:
                 watch.count(self._half_step(users, Y, GY, X), epoch=True)
                 GX = self._gram(X)
@@ -533,11 +523,11 @@ class FastALS(ParamsMixin, RecommenderMixin):
                     break
         return self._fit_end(bar, X, Y, k, watch, users, items)
 
-    def _epoch_end(self, epoch, loss, bar, t0, X, Y, k, store=None):
-        """After epoch ``epoch`` (from 0): store the factors (``store``, by
-        default ``_store``), advance the progress bar, call the callback.
-        True when the fit stops here (the callback asked, or ``tol`` is met)."""
-        (store or self._store)(X, Y, k)
+    def _epoch_end(self, epoch, loss, bar, t0, X, Y, k):
+        """After epoch ``epoch`` (from 0): store the factors, advance the
+        progress bar, call the callback.  True when the fit stops here (the
+        callback asked, or ``tol`` is met)."""
+        self._store(X, Y, k)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.6f}")

@@ -231,69 +231,21 @@ def _solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
     if mode < 0:
         return _solve_cg_rows(indptr, indices, conf, target, offset, Y, G, lam,
                               wr, w0, X, bounds, blas, mode)
-    solve_cg_held(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
-                  bounds, mode, blas=blas)
-    return 0.0
-
-
-def solve_cg_held(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
-                  bounds, steps, bases=(None, None), out=True, buf=None,
-                  blas=USE_BLAS):
-    """:func:`solve_cg` on factors held in other orthonormal bases.
-
-    ``bases = (Bx, By)``: ``X`` holds ``X_0 Bx`` and ``Y`` holds ``Y_0 By``
-    for the factors ``X_0``, ``Y_0`` of the objective (``k x k`` float64,
-    orthogonal; None: the identity), and ``G`` is the Gram matrix of ``Y`` as
-    held (``By^T G_0 By``).  With ``G = Q' diag(s) Q'^T`` the eigenbasis of
-    the original Gram matrix is ``C = By Q'``: the rotated copy of the other
-    side is ``Y Q'`` and the rows of ``X`` are rotated in by ``Bx^T C``.
-    ``out``: rotate the solved rows back to the original basis (``C^T``);
-    else they stay in ``C``, which saves that product when the caller
-    keeps the factors in their bases between half-steps.  ``buf``: an
-    array like ``Y`` for the rotated copy (None: a new one).  Returns the
-    basis ``X`` is then held in (None: the original one; also with
-    ``w0 = 0``, where nothing is rotated and ``Bx`` must be None).
-    """
     k = Y.shape[1]
     QS, rotate = _eigenbasis(G, w0, k, Y.dtype)
-    basis = None
+    none = np.zeros(0, Y.dtype)
     if rotate:
-        Y = rotate_rows(Y, QS, buf, blas)
-        Bx, By = bases
-        if Bx is None and By is None:
-            rin = C = QS[:k]  # the plain half-step: Q in, Q^T out
-        else:
-            C = QS[:k].astype(np.float64)
-            if By is not None:
-                C = By @ C
-            rin = (C if Bx is None else Bx.T @ C).astype(Y.dtype)
-        if out:
-            QS = np.concatenate((rin, C.astype(Y.dtype), QS[k:]))
-        else:
-            QS = np.concatenate((rin, QS[k:]))
-            basis = np.asarray(C, np.float64)
-    work = (indptr[-1] * 4 * k + (indptr.size - 1) * k * 8) * (steps + 1) + \
+        n_y = Y.shape[0]
+        Yq = np.empty_like(Y)
+        ybounds = np.linspace(0, n_y, min(max(n_y, 1), 16) + 1).astype(np.int64)
+        _call(_solve_cg_rows, n_y * k * k,
+              (np.zeros(n_y + 1, np.int64), np.zeros(0, np.int32), none, none,
+               none, Y, QS, lam, wr, w0, Yq, ybounds, blas, ROTATE_MODE))
+        Y = Yq
+    work = (indptr[-1] * 4 * k + (indptr.size - 1) * k * 8) * (mode + 1) + \
         (indptr.size - 1) * k * k * 2
-    _call(_solve_cg_rows, work, (indptr, indices, conf, target, offset, Y, QS,
-                                 lam, wr, w0, X, bounds, blas, steps))
-    return basis
-
-
-def rotate_rows(F, M, out=None, blas=USE_BLAS):
-    """``F M[:k]`` (into ``out``, or a new array) for an ``n x k`` ``F`` and
-    ``M`` of ``k`` or more rows in ``F``'s dtype: one GEMM per block of rows
-    of 16 chunks (:data:`ROTATE_MODE`)."""
-    n, k = F.shape
-    if M.shape[0] == 1:  # k = 1: the kernel reads a 1-row QS as "no rotation"
-        M = np.concatenate((M, M))
-    out = np.empty_like(F) if out is None else out
-    none = np.zeros(0, F.dtype)
-    bounds = np.linspace(0, n, min(max(n, 1), 16) + 1).astype(np.int64)
-    _call(_solve_cg_rows, n * k * k,
-          (np.zeros(n + 1, np.int64), np.zeros(0, np.int32), none, none, none,
-           F, np.ascontiguousarray(M, F.dtype), F.dtype.type(0), False,
-           F.dtype.type(0), out, bounds, blas, ROTATE_MODE))
-    return out
+    return _call(_solve_cg_rows, work, (indptr, indices, conf, target, offset, Y,
+                                        QS, lam, wr, w0, X, bounds, blas, mode))
 
 
 @njit(cache=True, fastmath=FASTMATH, forceinline=True)
@@ -379,15 +331,10 @@ def _cg_row(indices, conf, target, offset, Y, w0, p, n, S, q, x, dg, r, d, ad,
 def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, QS, lam, wr, w0,
              X, steps, cap, blas):
     """CG for rows ``r0:r1`` (one chunk), scratch allocated once; ``Y``
-    already rotated; ``QS``: the matrix that rotates rows of ``X`` in, then
-    (``2 k + 1`` rows) the basis ``C`` whose ``C^T`` rotates them out (with
-    ``k + 1`` rows the solved rows stay rotated), then ``w0`` times the
-    eigenvalues of ``G`` (``1 x k``: nothing rotated; see
-    :func:`solve_cg_held`); in :data:`ROTATE_MODE` ``X = Y QS[:k]``.
-    ``cap``: the longest row whose item vectors are gathered."""
+    already rotated, ``QS`` as :func:`_eigenbasis` makes it; ``cap``: the
+    longest row whose item vectors are gathered."""
     k = Y.shape[1]
-    rotate = QS.shape[0] > 1
-    rotate_out = QS.shape[0] == 2 * k + 1
+    rotate = QS.shape[0] == k + 1
     ws = QS[QS.shape[0] - 1]  # w0 * eigenvalues of G
     longest = 0
     for u in range(r0, r1):
@@ -449,9 +396,9 @@ def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, QS, lam, wr, w0,
                 src = Y
                 dst = X
                 d0 = u0
-            if rotate and (rotate_out or not back):
-                _rotate(src, s0, nb, QS[k:2 * k] if back else QS[:k], dst, d0,
-                        back, use_blas, iw, fw, cw, zero)
+            if rotate:
+                _rotate(src, s0, nb, QS, dst, d0, back, use_blas, iw, fw, cw,
+                        zero)
             else:
                 for j in range(nb):
                     for i in range(k):
