@@ -247,11 +247,13 @@ def main(argv=None):
     ap.add_argument("--slowdown", type=int,
                     default=int(os.environ.get("FASTALS_REGRESSION_SLOWDOWN", "1")),
                     help="self-test: call each fastals kernel N times per timing")
+    ap.add_argument("--repeats", type=int, default=REPEATS,
+                    help=f"timings per kernel, median taken (default {REPEATS})")
     ap.add_argument("--margin", type=float, default=None,
                     help="fail when a ratio exceeds margin x baseline (default from baseline.json)")
     args = ap.parse_args(argv)
     t = time.perf_counter()
-    ratios = measure(args.slowdown)
+    ratios = measure(args.slowdown, args.repeats)
     elapsed = time.perf_counter() - t
     if args.update_baseline:
         BASELINE.write_text(json.dumps({
