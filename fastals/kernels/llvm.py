@@ -128,6 +128,18 @@ def _chunk_views(indptr_p, indices_p, conf_p, target_p, offset_p, Y_p, G_p,
             carray(G_p, (n_g, n_g)), carray(X_p, (n_rows, k)))
 
 
+@njit(inline="always")
+def _chunk_args(r0, r1, indptr, indices, conf, target, offset, Y, G, lam, wr,
+                w0, X, blas, cap, mode):
+    """The arguments of a chunk callback (:func:`_chunk_signature`) for the
+    arrays and scalars a kernel holds: pointers, sizes, flags as int64."""
+    return (r0, r1, indptr.ctypes.data, indices.ctypes.data, conf.ctypes.data,
+            target.ctypes.data, offset.ctypes.data, Y.ctypes.data,
+            G.ctypes.data, X.ctypes.data, X.shape[0], indices.size, Y.shape[0],
+            Y.shape[1], G.shape[0], lam, np.int64(wr), w0, np.int64(blas), cap,
+            mode)
+
+
 _CALLERS_AT = {}
 
 
@@ -257,12 +269,9 @@ class _ChunkCallback:
 
             def impl(addr, r0, r1, indptr, indices, conf, target, offset, Y, G,
                      lam, wr, w0, X, blas, cap, mode):
-                return call_at(addr, (
-                    r0, r1, indptr.ctypes.data, indices.ctypes.data,
-                    conf.ctypes.data, target.ctypes.data, offset.ctypes.data,
-                    Y.ctypes.data, G.ctypes.data, X.ctypes.data, X.shape[0],
-                    indices.size, Y.shape[0], Y.shape[1], G.shape[0], lam,
-                    np.int64(wr), w0, np.int64(blas), cap, mode))
+                return call_at(addr, _chunk_args(
+                    r0, r1, indptr, indices, conf, target, offset, Y, G, lam,
+                    wr, w0, X, blas, cap, mode))
             return impl
         return call
 
@@ -287,11 +296,8 @@ class _ChunkCallback:
 
             def impl(r0, r1, indptr, indices, conf, target, offset, Y, G, lam,
                      wr, w0, X, blas, cap, mode):
-                return fn(r0, r1, indptr.ctypes.data, indices.ctypes.data,
-                          conf.ctypes.data, target.ctypes.data,
-                          offset.ctypes.data, Y.ctypes.data, G.ctypes.data,
-                          X.ctypes.data, X.shape[0], indices.size, Y.shape[0],
-                          Y.shape[1], G.shape[0], lam, np.int64(wr), w0,
-                          np.int64(blas), cap, mode)
+                return fn(*_chunk_args(r0, r1, indptr, indices, conf, target,
+                                       offset, Y, G, lam, wr, w0, X, blas, cap,
+                                       mode))
             return impl
         return call
