@@ -82,10 +82,10 @@ def _prefetch_entry(indices, e, Y):
         nbytes = Y.shape[1] * Y.itemsize
         a = Y.ctypes.data + indices[e] * nbytes
         last = a + nbytes - 1
-        while a < last:
+        a -= a & 63  # the line holding the first byte: one per line touched
+        while a <= last:
             _prefetch(a)
             a += 64
-        _prefetch(last)
 
 
 # Chunk functions behind C symbols
