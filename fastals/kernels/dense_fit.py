@@ -4,10 +4,8 @@
 Every row of a half-step shares ``M = (G + lam I)^{-1}`` (all cells
 count), so a half-step is: the inverse, the gathers ``W = R Y`` of every
 chunk of rows, and per chunk ``X = W M`` (GEMM), its partial Gram matrix
-``X^T X`` (SYRK; a chunk of one block, :data:`DENSE_BLOCK` rows or fewer,
-keeps it in the factors' dtype, as the SYRK wrote it, instead of copying it
-into a float64 partial) and ``sum x . w`` (the loss's cross term after the
-item step); then the partial sums reduced in chunk order.  One compiled
+``X^T X`` (SYRK) and ``sum x . w`` (the loss's cross term after the item
+step); then the partial sums reduced in chunk order.  One compiled
 callback (C ABI, compiled once per dtype and variant: BLAS/LAPACK, or the
 portable loops for ``k < 16`` or without BLAS) runs these as tasks from one
 queue, numbered over the whole program (``n_halves`` half-steps
@@ -193,13 +191,10 @@ def _lapack_inverse(G, lam, M, A, iw, cw):
 
 
 @njit(cache=True, inline="always")
-def _reduce(parts, own, bounds, cross, out):
+def _reduce(parts, cross, out):
     """``out = sum_c parts[c]`` (upper triangles, mirrored) and the sum of
-    ``cross``, in chunk order: the same for any number of threads.  A chunk
-    of one block (``bounds[c + 1] - bounds[c] <= DENSE_BLOCK``) left its
-    sum in ``own[c]`` (the factors' dtype, as its SYRK wrote it: exact in
-    float64) instead."""
-    n_chunks = cross.size
+    ``cross``, in chunk order: the same for any number of threads."""
+    n_chunks = parts.shape[0]
     k = out.shape[0]
     # chunk by chunk, each row's upper part as a slice (a loop from 0 that
     # vectorizes): 3-4x faster than row by row over the chunks, measured
@@ -208,18 +203,11 @@ def _reduce(parts, own, bounds, cross, out):
         for j in range(Oi.size):
             Oi[j] = 0.0
     for c in range(n_chunks):
-        if bounds[c + 1] - bounds[c] > DENSE_BLOCK:
-            for i in range(k):
-                Oi = out[i, i:]
-                Pi = parts[c, i, i:]
-                for j in range(Oi.size):
-                    Oi[j] += Pi[j]
-        else:
-            for i in range(k):
-                Oi = out[i, i:]
-                Qi = own[c, i, i:]
-                for j in range(Oi.size):
-                    Oi[j] += Qi[j]
+        for i in range(k):
+            Oi = out[i, i:]
+            Pi = parts[c, i, i:]
+            for j in range(Oi.size):
+                Oi[j] += Pi[j]
     for i in range(k):
         for j in range(i + 1, k):
             out[j, i] = out[i, j]
@@ -239,14 +227,13 @@ def _clear(T):
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def _block_end(X, u, b, W, T, P, solve, first, keep):
-    """With ``keep``, ``P[upper] += T[upper]`` (float64; ``first``:
-    ``P[upper] = T[upper]``, the same values without clearing ``P`` first)
-    and, with ``solve``, the
+def _block_end(X, u, b, W, T, P, solve, first):
+    """``P[upper] += T[upper]`` (float64; ``first``: ``P[upper] = T[upper]``,
+    the same values without clearing ``P`` first) and, with ``solve``, the
     block's ``sum_r x_{u+r} . w_r`` (each dot in the factors' dtype, summed
     in float64)."""
     k = X.shape[1]
-    for i in range(k if keep else 0):
+    for i in range(k):
         Pi = P[i, i:]
         Ti = T[i, i:]
         if first:
@@ -272,20 +259,16 @@ def _chunk_blas(r0, r1, M, X, W, T, P, solve, iw, fw, cw):
     """Rows ``r0:r1`` (``W[rows] = R[rows] Y`` gathered), block by block:
     with ``solve``, ``X[rows] = W[rows] M`` (GEMM) and the sum of
     ``x_r . w_r`` (returned; over the item step it is ``sum_obs r x.y``,
-    the loss's cross term); always ``X[r0:r1]^T X[r0:r1]`` (upper; one
-    SYRK per block in the factors' dtype into ``T``, summed in float64 into
-    ``P`` where the chunk has more than one block; a chunk of one block, or
-    none, leaves it in ``T``, which is then the chunk's own: see
-    :func:`_reduce`).  ``iw``
+    the loss's cross term); always ``P = X[r0:r1]^T X[r0:r1]`` (upper; one
+    SYRK per block in the factors' dtype, summed in float64).  ``iw``
     (int32, 8), ``fw`` (the factors' dtype, 4), ``cw`` (uint8, 4): scratch
     of the caller (no allocation in the callback: each array made there
     adds to its compile)."""
     k = X.shape[1]
     fw[3] = 1
     one = fw[3]
-    keep = r1 - r0 > DENSE_BLOCK
     if r1 <= r0:
-        _clear(T)
+        _clear(P)
     cross = 0.0
     u = r0
     while u < r1:
@@ -297,7 +280,7 @@ def _chunk_blas(r0, r1, M, X, W, T, P, solve, iw, fw, cw):
                   W.ctypes.data + u * k * W.itemsize, k,
                   X.ctypes.data + u * k * X.itemsize, k, iw, fw, cw)
         _syrk(one, X, u, b, T, iw, fw, cw)
-        cross += _block_end(X, u, b, W, T, P, solve, u == r0, keep)
+        cross += _block_end(X, u, b, W, T, P, solve, u == r0)
         u += b
     return cross
 
@@ -308,9 +291,8 @@ def _chunk_loops(r0, r1, M, X, W, T, P, solve, fw):
     k = X.shape[1]
     fw[0] = 1
     one = fw[0]
-    keep = r1 - r0 > DENSE_BLOCK
     if r1 <= r0:
-        _clear(T)
+        _clear(P)
     cross = 0.0
     u = r0
     while u < r1:
@@ -328,7 +310,7 @@ def _chunk_loops(r0, r1, M, X, W, T, P, solve, fw):
                     for j in range(k):
                         x[j] += wa * Ma[j]
         _syrk_loops(one, X, u, b, T)
-        cross += _block_end(X, u, b, W, T, P, solve, u == r0, keep)
+        cross += _block_end(X, u, b, W, T, P, solve, u == r0)
         u += b
     return cross
 
@@ -419,8 +401,6 @@ def _make_run(blas, DT):
         if slot >= callers:
             return -1.0  # more callers than scratches: leave the tasks to the others
         T = _view(P[_P_T] + slot * kk * M.itemsize, DT, (k, k))
-        # then one k x k matrix per chunk (the Gram matrix of a chunk of one block)
-        own = _view(P[_P_T] + callers * kk * M.itemsize, DT, (nmax, k, k))
         scr = P[_P_SCR] + slot * SCRATCH_BYTES
         iw = _view(scr, np.int32, 8)
         fw = _view(scr + 32, DT, 4)
@@ -438,9 +418,7 @@ def _make_run(blas, DT):
                     ncp = n_ca if hp % 2 == 0 else n_cb
                     if sync[_STOP] == 0:
                         Gs = GX if hp % 2 == 0 else GY
-                        offp = 0 if hp % 2 == 0 else n_ca + 1
-                        tot = _reduce(parts, own, bounds[offp:offp + ncp + 1],
-                                      cross[:ncp], Gs)
+                        tot = _reduce(parts[:ncp], cross[:ncp], Gs)
                         ctot[hp % 2] = tot
                         ok = True
                         for i in range(k):
@@ -497,15 +475,11 @@ def _make_run(blas, DT):
                     _wait_at_least(sync, _GATHERED + c, h + 1)
                     if sync[_STOP] == 0:
                         F = X if side == 0 else Y
-                        # a chunk of one block: its SYRK straight into its own
-                        # matrix (no float64 copy; the join reads it)
-                        Tc = T if r1 - r0 > DENSE_BLOCK else own[c]
                         if blas:
-                            cross[c] = _chunk_blas(r0, r1, M, F, W, Tc, parts[c], solve,
+                            cross[c] = _chunk_blas(r0, r1, M, F, W, T, parts[c], solve,
                                                    iw, fw, cw)
                         else:
-                            cross[c] = _chunk_loops(r0, r1, M, F, W, Tc, parts[c], solve,
-                                                    fw)
+                            cross[c] = _chunk_loops(r0, r1, M, F, W, T, parts[c], solve, fw)
                     _atomic_add(sync, _DONE, 1)
             t = _take_next(sync)
         _blas_threads_local(prev)
@@ -649,7 +623,7 @@ def dense_step(indptr, indices, data, Y, M, X, bounds, G=None, lam=0.0,
     sync = np.zeros(_GATHERED + nmax, np.int64)
     bounds = np.concatenate([bounds, np.zeros(1, np.int64)])
     callers = _callers()
-    T = np.empty((callers + nmax, k, k), dtype)
+    T = np.empty((callers, k, k), dtype)
     scr = np.zeros(callers * SCRATCH_BYTES // 8, np.int64)
     keep = (bounds, indptr, empty, indices, indices, data, data, X, Y, M, W, work, sync,
             T, scr)
@@ -698,7 +672,7 @@ class DenseRun:
         self.bounds = np.concatenate([ba, bb])
         self.max_epochs = max_epochs
         callers = _callers()
-        self.T = np.empty((callers + nmax, k, k), dtype)
+        self.T = np.empty((callers, k, k), dtype)
         self.scr = np.zeros(callers * SCRATCH_BYTES // 8, np.int64)
         self._keep = (self.bounds, ia, ib, xa, xb, da, db, X, Y, self.M, self.W,
                       self.work, self.sync, self.T, self.scr)
