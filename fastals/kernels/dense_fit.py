@@ -196,21 +196,16 @@ def _reduce(parts, cross, out):
     ``cross``, in chunk order: the same for any number of threads."""
     n_chunks = parts.shape[0]
     k = out.shape[0]
-    # chunk by chunk, each row's upper part as a slice (a loop from 0 that
-    # vectorizes): 3-4x faster than row by row over the chunks, measured
     for i in range(k):
-        Oi = out[i, i:]
-        for j in range(Oi.size):
+        Oi = out[i]
+        for j in range(i, k):
             Oi[j] = 0.0
-    for c in range(n_chunks):
-        for i in range(k):
-            Oi = out[i, i:]
-            Pi = parts[c, i, i:]
-            for j in range(Oi.size):
+        for c in range(n_chunks):
+            Pi = parts[c, i]
+            for j in range(i, k):
                 Oi[j] += Pi[j]
-    for i in range(k):
         for j in range(i + 1, k):
-            out[j, i] = out[i, j]
+            out[j, i] = Oi[j]
     total = 0.0
     for c in range(n_chunks):
         total += cross[c]
