@@ -106,7 +106,10 @@ def _view(typingctx, addr, dtype, shape):
     """``carray`` of ``dtype``'s values at ``addr`` (an integer address or a
     typed pointer) with ``shape`` (an integer or a tuple of them), C order,
     built in place: unlike ``numba.carray`` (an overload, a function of its
-    own) it needs no NRT, so that the callback is compiled without it."""
+    own) it needs no NRT, so that the callback is compiled without it.
+    ``np_cfarray`` is Numba's lowering of ``carray`` (an internal name:
+    present with this call signature from 0.57.1, the oldest Numba allowed,
+    to 0.68.1, both tested)."""
     if not isinstance(dtype, types.NumberClass):
         return None
     if isinstance(shape, types.Integer):
