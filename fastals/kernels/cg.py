@@ -233,19 +233,25 @@ def _solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
                               wr, w0, X, bounds, blas, mode)
     k = Y.shape[1]
     QS, rotate = _eigenbasis(G, w0, k, Y.dtype)
-    none = np.zeros(0, Y.dtype)
     if rotate:
-        n_y = Y.shape[0]
-        Yq = np.empty_like(Y)
-        ybounds = np.linspace(0, n_y, min(max(n_y, 1), 16) + 1).astype(np.int64)
-        _call(_solve_cg_rows, n_y * k * k,
-              (np.zeros(n_y + 1, np.int64), np.zeros(0, np.int32), none, none,
-               none, Y, QS, lam, wr, w0, Yq, ybounds, blas, ROTATE_MODE))
-        Y = Yq
+        Y = _rotated_other(Y, QS, lam, wr, w0, blas)
     work = (indptr[-1] * 4 * k + (indptr.size - 1) * k * 8) * (mode + 1) + \
         (indptr.size - 1) * k * k * 2
     return _call(_solve_cg_rows, work, (indptr, indices, conf, target, offset, Y,
                                         QS, lam, wr, w0, X, bounds, blas, mode))
+
+
+def _rotated_other(Y, QS, lam, wr, w0, blas):
+    """``Y Q`` (``Q = QS[:k]``), in chunks of rows of ``Y`` by the parallel
+    kernel (:data:`ROTATE_MODE`)."""
+    n_y, k = Y.shape
+    none = np.zeros(0, Y.dtype)
+    Yq = np.empty_like(Y)
+    ybounds = np.linspace(0, n_y, min(max(n_y, 1), 16) + 1).astype(np.int64)
+    _call(_solve_cg_rows, n_y * k * k,
+          (np.zeros(n_y + 1, np.int64), np.zeros(0, np.int32), none, none,
+           none, Y, QS, lam, wr, w0, Yq, ybounds, blas, ROTATE_MODE))
+    return Yq
 
 
 @njit(cache=True, fastmath=FASTMATH, forceinline=True)
