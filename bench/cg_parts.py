@@ -17,6 +17,13 @@ once per repeat, interleaved:
 the rotations ``Y Q``, ``X Q`` and ``X Q^T`` (GEMMs) and the diagonal;
 ``no G - (residual without G)`` that of three CG steps over the data.
 
+``--push`` adds ``push`` (and ``push no G``): the same half-step in the
+push form (:func:`fastals.kernels.cg_push.solve_cg_push`: the other
+side's CSR streamed, rows in lockstep per block), and ``--blocks`` its
+number of blocks.
+
+    python bench/cg_parts.py --size short3M --factors 64,128 --push --repeats 3
+
     python bench/cg_parts.py --size short3M --factors 128 --repeats 3
     python bench/cg_parts.py --size 20M --factors 64,128 --repeats 2
 """
@@ -42,12 +49,18 @@ def main(argv=None):
     ap.add_argument("--factors", default="128")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--reg", type=float, default=0.05)
+    ap.add_argument("--push", action="store_true",
+                    help="also time the push form (kernels.cg_push)")
+    ap.add_argument("--sides", default="users,items")
+    ap.add_argument("--blocks", type=int, default=8,
+                    help="blocks of the push form")
     args = ap.parse_args(argv)
 
     import numba
     import threadpoolctl
     import implicit.cpu._als as _als
     from fastals import kernels as K
+    from fastals.kernels import cg_push as P
     from fastals.model import _Side
 
     numba.set_num_threads(1)
@@ -60,7 +73,15 @@ def main(argv=None):
         U0 = rng.random((Cui.shape[0], k), dtype=np.float32) * 0.01
         V0 = rng.random((Cui.shape[1], k), dtype=np.float32) * 0.01
         for name, M, X0, Y in (("users", Cui, U0, V0), ("items", Ciu, V0, U0)):
+            if name not in args.sides.split(","):
+                continue
             s = _Side(M, k, np.dtype(np.float32))
+            MT = Ciu if M is Cui else Cui
+            o = _Side(MT, k, np.dtype(np.float32))
+            oconf = MT.data.astype(np.float32)
+            layout = P.PushLayout(o.indptr, o.indices,
+                                  P.push_blocks(s.counts, args.blocks))
+            pconf = layout.take(oconf)
             conf = M.data.astype(np.float32)
             target = np.ones_like(conf)
             G = K.gram(Y, np.linspace(0, Y.shape[0], 17).astype(np.int64))
@@ -75,6 +96,14 @@ def main(argv=None):
                                s.bounds, steps)
                 return run
 
+            def push(w0, steps):
+                def run():
+                    X = X0.copy()
+                    P.solve_cg_push(layout, pconf, np.ones_like(pconf), offset, Y,
+                                    G, np.float32(args.reg), False,
+                                    np.float32(w0), X, steps)
+                return run
+
             def implicit():
                 X = X0.copy()
                 with threadpoolctl.threadpool_limits(1, "blas"):
@@ -82,6 +111,8 @@ def main(argv=None):
 
             runs = {"implicit": implicit, "cg": fastals(1, 3), "no G": fastals(0, 3),
                     "residual": fastals(1, 0), "residual no G": fastals(0, 0)}
+            if args.push:
+                runs.update({"push": push(1, 3), "push no G": push(0, 3)})
             for run in runs.values():
                 run()  # compile / load
             t = {n: [] for n in runs}
@@ -92,10 +123,16 @@ def main(argv=None):
                     t[n].append(time.process_time() - t0)
             med = {n: float(np.median(v)) for n, v in t.items()}
             cg = np.array(t["cg"]) / np.array(t["implicit"])
+            if args.push:
+                pu = np.array(t["push"]) / np.array(t["implicit"])
+                pc = np.array(t["push"]) / np.array(t["cg"])
             print(f"k={k} {name}: " + ", ".join(f"{n} {v:.3f}" for n, v in med.items())
                   + f" | shared part {med['cg'] - med['no G']:.3f}, 3 steps "
                   f"{med['no G'] - med['residual no G']:.3f} | cg/implicit "
-                  f"{cg.min():.3f}-{cg.max():.3f} (load {os.getloadavg()[0]:.1f})",
+                  f"{cg.min():.3f}-{cg.max():.3f}" + (
+                      f", push/implicit {pu.min():.3f}-{pu.max():.3f}, push/cg "
+                      f"{pc.min():.3f}-{pc.max():.3f}" if args.push else "")
+                  + f" (load {os.getloadavg()[0]:.1f})",
                   flush=True)
 
 

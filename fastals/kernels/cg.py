@@ -160,6 +160,11 @@ LONG_GATHER_VALUES = 1 << 20
 #: Fewer rows than this in a block: one matrix-vector loop per row instead
 #: of a GEMM (a GEMM per single row measured 4-6x slower than the loop).
 GEMM_MIN_ROWS = 12
+#: ``mode = steps + (above + 1) * SKIP_LONG``: ``steps`` CG steps on the
+#: rows of at most ``above`` entries; longer rows are skipped, their rows
+#: of ``X`` left to the caller (the push form of :mod:`.cg_push` solves
+#: them).
+SKIP_LONG = 1 << 20
 #: ``mode`` of the chunk callback that rotates rows of ``Y`` into ``X``
 #: (``X[r] = Y[r] Q``) instead of solving (see :func:`_solve_cg`).
 ROTATE_MODE = -2
@@ -235,8 +240,17 @@ def _solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
     QS, rotate = _eigenbasis(G, w0, k, Y.dtype)
     if rotate:
         Y = _rotated_other(Y, QS, lam, wr, w0, blas)
-    work = (indptr[-1] * 4 * k + (indptr.size - 1) * k * 8) * (mode + 1) + \
-        (indptr.size - 1) * k * k * 2
+    return _solve_cg_rotated(indptr, indices, conf, target, offset, Y, QS, lam,
+                             wr, w0, X, bounds, blas, mode)
+
+
+def _solve_cg_rotated(indptr, indices, conf, target, offset, Y, QS, lam, wr,
+                      w0, X, bounds, blas, mode):
+    """The solve of :func:`_solve_cg` given the eigenbasis ``QS`` and the
+    other side already rotated (``Y Q``)."""
+    k = Y.shape[1]
+    work = (indptr[-1] * 4 * k + (indptr.size - 1) * k * 8) * \
+        (mode % SKIP_LONG + 1) + (indptr.size - 1) * k * k * 2
     return _call(_solve_cg_rows, work, (indptr, indices, conf, target, offset, Y,
                                         QS, lam, wr, w0, X, bounds, blas, mode))
 
@@ -335,10 +349,11 @@ def _cg_row(indices, conf, target, offset, Y, w0, p, n, S, q, x, dg, r, d, ad,
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
 def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, QS, lam, wr, w0,
-             X, steps, cap, blas):
+             X, steps, cap, blas, skip):
     """CG for rows ``r0:r1`` (one chunk), scratch allocated once; ``Y``
     already rotated, ``QS`` as :func:`_eigenbasis` makes it; ``cap``: the
-    longest row whose item vectors are gathered."""
+    longest row whose item vectors are gathered; ``skip``: rows longer than
+    ``cap`` are not solved (see :data:`SKIP_LONG`)."""
     k = Y.shape[1]
     rotate = QS.shape[0] == k + 1
     ws = QS[QS.shape[0] - 1]  # w0 * eigenvalues of G
@@ -383,6 +398,8 @@ def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, QS, lam, wr, w0,
                         # once on a zero residual and keep the start.
                         for i in range(k):
                             x[i] = 0
+                        continue
+                    if skip and n >= skip:
                         continue
                     reg = lam * n if wr else lam
                     for i in range(k):
@@ -463,8 +480,9 @@ def _cg_rows_c(r0, r1, indptr_p, indices_p, conf_p, target_p, offset_p, Y_p,
     if mode == EIGEN_MODE:  # Y: G (k x k); G and X: QS
         _eigen(Y[:k], w0, QS)
         return 0.0
+    skip = mode // SKIP_LONG if mode > 0 else 0
     _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, QS, lam, wr != 0,
-             w0, X, mode, cap, blas != 0)
+             w0, X, mode - skip * SKIP_LONG, cap, blas != 0, skip)
     return 0.0
 
 

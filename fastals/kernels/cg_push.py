@@ -22,88 +22,155 @@ not depend on the number of blocks or threads.
 import numpy as np
 from numba import carray, njit, prange
 
-from .blas import BLAS_MIN_FACTORS, USE_BLAS, _blas_threads_local
-from .cg import _eigenbasis, _rotate, _rotated_other
+from .blas import USE_BLAS
+from .cg import (LONG_GATHER_VALUES, SKIP_LONG, _eigenbasis, _rotated_other, _solve_cg, _solve_cg_rotated)
 from .chunks import _call
-from .llvm import FASTMATH, _ChunkCallback, _take_next
+from .llvm import FASTMATH, _ChunkCallback, _prefetch, _take_next
 
-#: Most memory (bytes) the push form may hold for the lockstep vectors of
-#: the solved side (four ``n_rows x k`` arrays: the iterate, residual,
-#: direction and product): above it the gather form is used.
-PUSH_MAX_BYTES = 256 << 20
-#: The push form is used where the solved side has at most this fraction
-#: of the other side's rows (its lockstep vectors are then small against
-#: the other side's factors, which every pass streams) ...
-PUSH_MAX_ROW_RATIO = 0.5
-#: ... and its rows hold at least this many entries on average (a pass
-#: streams every row of the other side once per block: short rows do not
-#: pay for it).
-PUSH_MIN_MEAN_ROW = 32
-
-
-def push_form(n_rows, n_other, nnz, k, itemsize):
-    """True where the push form should solve a side of ``n_rows`` rows
-    against ``n_other`` rows of the other side (``nnz`` entries, ``k``
-    factors of ``itemsize`` bytes): by shape only, never by thread count
-    (see :data:`PUSH_MAX_ROW_RATIO`, :data:`PUSH_MIN_MEAN_ROW`,
-    :data:`PUSH_MAX_BYTES`)."""
-    if n_rows == 0 or n_other == 0:
-        return False
-    return (n_rows <= PUSH_MAX_ROW_RATIO * n_other
-            and nnz >= PUSH_MIN_MEAN_ROW * n_rows
-            and 4 * (n_rows + 4) * k * itemsize <= PUSH_MAX_BYTES)
-
-
-def push_blocks(counts, n_blocks=8):
-    """Contiguous blocks of rows with similar entry counts (at most
-    ``n_blocks``, fewer for few rows; fixed by the data)."""
-    n = counts.size
-    nb = int(max(1, min(n_blocks, n // 64)))
-    cum = np.cumsum(counts, dtype=np.float64) + np.arange(1, n + 1)
-    cuts = np.searchsorted(cum, cum[-1] * np.arange(1, nb) / nb, side="right") \
-        if n else np.zeros(0, np.int64)
-    bounds = np.concatenate([[0], cuts, [n]]).astype(np.int64)
-    return np.unique(bounds)
-
-
-def solve_cg_push(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
-                  bounds, steps):
-    """Conjugate-gradient half-step of the rows of ``X`` in the push form.
-
-    The same system and steps as :func:`.cg.solve_cg` (``X`` warm start,
-    solved in place), but ``indptr, indices, conf, target`` are the OTHER
-    side's CSR (rows of ``Y``; ``indices``: rows of ``X``, ascending within
-    a row; ``conf``/``target`` the values of the solved rows' entries in
-    that order) and ``offset`` is indexed by the rows of ``Y`` as in the
-    gather form.  ``bounds``: blocks of rows of ``X`` (:func:`push_blocks`).
-    """
-    return _solve_push(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
-                       X, bounds, USE_BLAS, steps)
-
-
-def _solve_push(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
-                bounds, blas, steps):
-    k = Y.shape[1]
-    QS, rotate = _eigenbasis(G, w0, k, Y.dtype)
-    if rotate:
-        Y = _rotated_other(Y, QS, lam, wr, w0, blas)
-    work = indices.size * 4 * k * (steps + 1) + X.shape[0] * k * k * 2
-    return _call(_solve_push_rows, work, (indptr, indices, conf, target, offset,
-                                          Y, QS, lam, wr, w0, X, bounds, blas,
-                                          steps))
+#: Entries ahead (in the other side's CSR order) whose block rows of the
+#: iterate and the accumulator are prefetched.
+PUSH_AHEAD = 8
 
 
 @njit(cache=True, inline="always")
-def _lower(indices, a, b, value):
-    """First position in ``indices[a:b]`` (ascending) whose value is at
-    least ``value`` (``b`` if none)."""
-    while a < b:
-        m = (a + b) >> 1
-        if indices[m] < value:
-            a = m + 1
-        else:
-            b = m
-    return a
+def _prefetch_rows(indices, e, i0, i1, V, O):
+    """Prefetch the rows ``indices[e] - i0`` of ``V`` and ``O`` if entry
+    ``e`` exists and falls in the block ``i0:i1``."""
+    if e < indices.size:
+        j = indices[e]
+        if j >= i0 and j < i1:
+            nbytes = V.shape[1] * V.itemsize
+            off = (j - i0) * nbytes
+            a = V.ctypes.data + off
+            b = O.ctypes.data + off
+            last = nbytes - 64
+            c = 0
+            while c < last:
+                _prefetch(a + c)
+                _prefetch(b + c)
+                c += 64
+            _prefetch(a + nbytes - 1)
+            _prefetch(b + nbytes - 1)
+
+#: Blocks of the pushed rows (fewer for fewer rows), handed out to the
+#: threads by a queue: each block streams the other side's rows that rated
+#: it once per pass.
+PUSH_BLOCKS = 4
+
+
+def push_above(k):
+    """The row length above which a CG half-step with ``k`` columns in its
+    design pushes a row instead of gathering it: the rows the gather form
+    cannot gather and reads in place at every pass (more than
+    :data:`.cg.LONG_GATHER_VALUES` ``// k`` entries)."""
+    return LONG_GATHER_VALUES // k
+
+
+def push_blocks(counts, n_blocks=PUSH_BLOCKS):
+    """Contiguous blocks of rows with similar entry counts (at most
+    ``n_blocks``, fewer for few rows; fixed by the data)."""
+    n = counts.size
+    nb = int(max(1, min(n_blocks, n)))
+    cum = np.cumsum(counts, dtype=np.float64)
+    cuts = np.searchsorted(cum, cum[-1] * np.arange(1, nb) / nb, side="right") \
+        if n else np.zeros(0, np.int64)
+    bounds = np.concatenate([[0], np.minimum(cuts, n), [n]]).astype(np.int64)
+    return np.unique(bounds)
+
+
+class PushLayout:
+    """The entries of the rows ``sel`` of a side in the order of the push
+    form, made once per fit: grouped by block of those rows
+    (:func:`push_blocks`), then by row of the other side, then by row.
+
+    Parameters
+    ----------
+    indptr, indices : arrays
+        The side's CSR (``indices``: rows of the other side).
+    sel : int64 array
+        The rows to push, ascending.
+    n_blocks : int
+        At most this many blocks.
+
+    Attributes: ``sel``; ``rows`` (int64: the other side's row of each
+    entry) and ``indices`` (int32: the entry's position in ``sel``), in
+    the layout's order; ``bounds`` (blocks of ``sel``), ``ebounds`` (entry
+    range of each block) and ``pos`` (each entry's position in the side's
+    CSR: :meth:`take`).
+    """
+
+    def __init__(self, indptr, indices, sel, n_blocks=PUSH_BLOCKS):
+        self.sel = np.asarray(sel, np.int64)
+        counts = indptr[self.sel + 1] - indptr[self.sel]
+        first = np.cumsum(counts) - counts
+        total = int(counts.sum())
+        pos = np.arange(total, dtype=np.int64) + np.repeat(indptr[self.sel] - first,
+                                                           counts)
+        sub = np.repeat(np.arange(self.sel.size, dtype=np.int64), counts)
+        other = indices[pos].astype(np.int64)
+        self.bounds = push_blocks(counts, n_blocks)
+        block = np.searchsorted(self.bounds, sub, side="right") - 1
+        order = np.lexsort((sub, other, block))
+        self.pos = pos[order]
+        self.rows = other[order]
+        self.indices = sub[order].astype(np.int32)
+        self.ebounds = np.searchsorted(block[order], np.arange(self.bounds.size)
+                                       ).astype(np.int64)
+
+    def take(self, values):
+        """``values`` (per entry of the side, in its CSR order) in this
+        layout's order."""
+        return np.ascontiguousarray(values[self.pos])
+
+
+def solve_cg_push(layout, conf, target, offset, Y, G, lam, wr, w0, X, steps):
+    """Conjugate-gradient half-step of the rows ``layout.sel`` of ``X`` in
+    the push form, in place (only those rows of ``X`` are read or written).
+
+    The same system and steps as :func:`.cg.solve_cg`; ``conf`` and
+    ``target`` are the entries' values in the layout's order
+    (:meth:`PushLayout.take`), ``offset`` is indexed by the rows of ``Y``
+    as in the gather form.
+    """
+    return solve_cg_split(None, None, None, None, offset, Y, G, lam, wr, w0, X,
+                          None, steps, (layout, conf, target))
+
+
+def solve_cg_split(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
+                   bounds, steps, push):
+    """:func:`.cg.solve_cg` with the rows of ``push = (layout, conf,
+    target)`` (:class:`PushLayout` and its entries' values; None: no row)
+    in the push form.  ``layout.sel`` must be every row of more than ``m``
+    entries for some ``m`` (the longest rows, whose vectors the gather form
+    reads in place at every pass), the other rows are solved by the gather
+    form.  One eigenbasis and one rotation of ``Y`` serve both forms.
+    ``indptr`` None: the pushed rows only."""
+    if push is None:
+        return _solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr,
+                         w0, X, bounds, USE_BLAS, steps)
+    layout, pconf, ptarget = push
+    k = Y.shape[1]
+    blas = USE_BLAS
+    QS, rotate = _eigenbasis(G, w0, k, Y.dtype)
+    if rotate:
+        Y = _rotated_other(Y, QS, lam, wr, w0, blas)
+    Xs = X[layout.sel]
+    if rotate:  # rows rotated in and out by the same kernel as Y: Q, Q^T
+        Xs = _rotated_other(Xs, QS, lam, wr, w0, blas)
+    work = layout.indices.size * 4 * k * (steps + 1) + Xs.shape[0] * k * k * 2
+    _call(_solve_push_rows, work, (layout.rows, layout.indices, pconf, ptarget,
+                                   offset, Y, QS, lam, wr, w0, Xs, layout.bounds,
+                                   layout.ebounds, blas, steps))
+    if indptr is not None:
+        counts = indptr[layout.sel + 1] - indptr[layout.sel]
+        above = int(counts.min()) - 1 if counts.size else indices.size
+        _solve_cg_rotated(indptr, indices, conf, target, offset, Y, QS, lam, wr,
+                          w0, X, bounds, blas, steps + (above + 1) * SKIP_LONG)
+    if rotate:
+        QT = np.ascontiguousarray(np.vstack([QS[:k].T, QS[k:]]))
+        Xs = _rotated_other(Xs, QT, lam, wr, w0, blas)
+    X[layout.sel] = Xs
+    return None
 
 
 @njit(cache=True, fastmath=FASTMATH, forceinline=True)
@@ -171,23 +238,21 @@ def _push4(y, off, V, O, sl, pe, conf, target, w0, residual, zero):
 
 
 @njit(cache=True, fastmath=FASTMATH, forceinline=True)
-def _sweep(i0, i1, indptr, indices, conf, target, offset, Y, w0, act, V, O,
-           residual, sl, pe, zero):
-    """One pass over the other side's rows: ``O[j] += sum_e s_e y_e`` for
-    every active block row ``j`` (row ``i0 + j``), entries in ascending
-    order of the other side's rows, four at a time (see :func:`_push4`)."""
+def _sweep(e0, e1, i0, i1, rows, indices, conf, target, offset, Y, w0, act, V,
+           O, residual, sl, pe, zero):
+    """One pass over the block's entries ``e0:e1`` (ordered by the other
+    side's row ``rows[e]``, then by ``indices[e]``): ``O[j] += sum_e s_e
+    y_e`` for every active block row ``j`` (row ``i0 + j``), four entries
+    of one other-side row at a time (see :func:`_push4`)."""
     nb = i1 - i0
-    for u in range(indptr.size - 1):
-        a = indptr[u]
-        b = indptr[u + 1]
-        if a == b or indices[a] >= i1 or indices[b - 1] < i0:
-            continue
-        lo = _lower(indices, a, b, i0)
-        hi = _lower(indices, lo, b, i1)
+    p = e0
+    while p < e1:
+        u = rows[p]
         y = Y[u]
         off = offset[u]
         m = 0
-        for p in range(lo, hi):
+        while p < e1 and rows[p] == u:
+            _prefetch_rows(indices, p + PUSH_AHEAD, i0, i1, V, O)
             j = indices[p] - i0
             if act[j]:
                 sl[m] = j
@@ -197,6 +262,7 @@ def _sweep(i0, i1, indptr, indices, conf, target, offset, Y, w0, act, V, O,
                     _push4(y, off, V, O, sl, pe, conf, target, w0, residual,
                            zero)
                     m = 0
+            p += 1
         if m > 0:
             for q in range(m, 4):
                 sl[q] = nb + q  # a zero row of V, a junk row of O
@@ -205,15 +271,14 @@ def _sweep(i0, i1, indptr, indices, conf, target, offset, Y, w0, act, V, O,
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def _push_block(i0, i1, indptr, indices, conf, target, offset, Y, QS, lam, wr,
-                w0, X, steps, blas):
+def _push_block(e0, e1, i0, i1, rows, indices, conf, target, offset, Y, QS,
+                lam, wr, w0, X, steps, blas):
     """``steps`` CG steps in lockstep on rows ``i0:i1`` of ``X`` (one block),
-    scratch allocated once; ``Y`` already rotated, ``QS`` as
+    scratch allocated once; ``X`` and ``Y`` already rotated, ``QS`` as
     :func:`.cg._eigenbasis` makes it."""
     k = Y.shape[1]
     nb = i1 - i0
     dt = Y.dtype
-    rotate = QS.shape[0] == k + 1
     ws = QS[QS.shape[0] - 1]  # w0 * eigenvalues of G
     V = np.zeros((nb + 4, k), dt)  # iterates; rows nb.. stay zero (lanes)
     R = np.zeros((nb + 4, k), dt)  # residuals
@@ -225,24 +290,10 @@ def _push_block(i0, i1, indptr, indices, conf, target, offset, Y, QS, lam, wr,
     dg = np.empty(k, dt)
     sl = np.empty(4, np.int64)
     pe = np.empty(4, np.int64)
-    iw = np.empty(8, np.int32)
-    fw = np.ones(4, dt)
-    cw = np.empty(4, np.uint8)
     zero = np.zeros(1, dt)[0]  # typed: sums stay in the factors' dtype
-    use_blas = blas and k >= BLAS_MIN_FACTORS
-    prev = np.int32(1)
-    if use_blas:
-        prev = _blas_threads_local(1)
-    for u in range(indptr.size - 1):  # entries per row of the block
-        a = indptr[u]
-        b = indptr[u + 1]
-        if a == b or indices[a] >= i1 or indices[b - 1] < i0:
-            continue
-        lo = _lower(indices, a, b, i0)
-        for p in range(lo, _lower(indices, lo, b, i1)):
-            cnt[indices[p] - i0] += 1
-    # phase 0: the block rotated in (X Q into V), then solved; phase 1:
-    # rotated out (V Q^T into X); one call site of the rotation
+    for p in range(e0, e1):  # entries per row of the block
+        cnt[indices[p] - i0] += 1
+    # phase 0: the block copied into V; phase 1: solved, copied back
     for phase in range(2):
         back = phase == 1
         if back:
@@ -276,10 +327,10 @@ def _push_block(i0, i1, indptr, indices, conf, target, offset, Y, QS, lam, wr,
                 if live == 0:
                     break
                 if first:
-                    _sweep(i0, i1, indptr, indices, conf, target, offset, Y, w0,
+                    _sweep(e0, e1, i0, i1, rows, indices, conf, target, offset, Y, w0,
                            act, V, R, True, sl, pe, zero)
                 else:
-                    _sweep(i0, i1, indptr, indices, conf, target, offset, Y, w0,
+                    _sweep(e0, e1, i0, i1, rows, indices, conf, target, offset, Y, w0,
                            act, D, AD, False, sl, pe, zero)
                 for j in range(nb):
                     if act[j] == 0:
@@ -321,22 +372,18 @@ def _push_block(i0, i1, indptr, indices, conf, target, offset, Y, QS, lam, wr,
             s0 = d0
             dst = X
             d0 = i0
-        if rotate:
-            _rotate(src, s0, nb, QS, dst, d0, back, use_blas, iw, fw, cw, zero)
-        else:
-            for j in range(nb):
-                for i in range(k):
-                    dst[d0 + j, i] = src[s0 + j, i]
-    if use_blas:
-        _blas_threads_local(prev)
+        for j in range(nb):
+            for i in range(k):
+                dst[d0 + j, i] = src[s0 + j, i]
     return 0
 
 
 def _push_rows_c(r0, r1, indptr_p, indices_p, conf_p, target_p, offset_p, Y_p,
                  G_p, X_p, n_rows, nnz, n_other, k, n_g, lam, wr, w0, blas, cap,
                  mode):
-    # indptr: the other side's rows (those of Y); X: the solved rows
-    indptr = carray(indptr_p, n_other + 1)
+    # r0:r1: the block's entries; cap: its rows of X, i0 << 32 | i1;
+    # indptr_p: the other side's row (of Y) of each entry
+    rows = carray(indptr_p, nnz)
     indices = carray(indices_p, nnz)
     conf = carray(conf_p, nnz)
     target = carray(target_p, nnz)
@@ -344,8 +391,8 @@ def _push_rows_c(r0, r1, indptr_p, indices_p, conf_p, target_p, offset_p, Y_p,
     Y = carray(Y_p, (n_other, k))
     QS = carray(G_p, (n_g, k))
     X = carray(X_p, (n_rows, k))
-    _push_block(r0, r1, indptr, indices, conf, target, offset, Y, QS, lam,
-                wr != 0, w0, X, mode, blas != 0)
+    _push_block(r0, r1, cap >> 32, cap & 0xFFFFFFFF, rows, indices, conf,
+                target, offset, Y, QS, lam, wr != 0, w0, X, mode, blas != 0)
     return 0.0
 
 
@@ -355,8 +402,8 @@ _push_chunk = _PUSH.caller()
 
 @_PUSH.guard
 @njit(parallel=True, cache=True)
-def _solve_push_rows(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
-                     X, bounds, blas, steps):
+def _solve_push_rows(rows, indices, conf, target, offset, Y, G, lam, wr, w0,
+                     X, bounds, ebounds, blas, steps):
     """The parallel loop of :func:`solve_cg_push` over the blocks
     ``bounds`` of rows of ``X``, handed out by a queue."""
     n_blocks = bounds.size - 1
@@ -365,7 +412,8 @@ def _solve_push_rows(indptr, indices, conf, target, offset, Y, G, lam, wr, w0,
     for _ in prange(n_blocks):  # each thread's first pass drains the queue
         c = _take_next(counter)
         while c < n_blocks:
-            _push_chunk(bounds[c], bounds[c + 1], indptr, indices, conf, target,
-                        offset, Y, G, lam, wr, w0, X, blas, 0, steps)
+            _push_chunk(ebounds[c], ebounds[c + 1], rows, indices, conf, target,
+                        offset, Y, G, lam, wr, w0, X, blas,
+                        (bounds[c] << 32) | bounds[c + 1], steps)
             c = _take_next(counter)
     return 0.0
