@@ -1,6 +1,5 @@
 """The :class:`FastALS` estimator."""
 
-import functools
 import os
 import time
 
@@ -10,9 +9,9 @@ from . import _dense, _dense_wr, _guard
 from . import kernels as K
 from . import persist
 from ._version import __version__
-from .kernels.chunks import even_bounds as _even_bounds, n_chunks as _n_chunks, \
-    threads
-from ._input import kernel_arrays, to_csr, transpose_csr
+from .kernels.chunks import even_bounds as _even_bounds, threads
+from ._input import to_csr, transpose_csr
+from ._side import _Side
 from .data.tables import from_table, is_table
 from .exceptions import InputError, NumericalError
 from ._params import ParamsMixin, float_dtype
@@ -74,24 +73,6 @@ class _Auto:
 
 AUTO_PARAMS = ("factors", "regularization", "use_bias",
                "weighted_regularization", "regularization_exponent")
-
-
-class _Side:
-    """Kernel-ready arrays for one orientation of the ratings matrix."""
-
-    def __init__(self, csr, k, dtype):
-        self.n_rows, self.n_cols = csr.shape
-        self.indptr, self.indices = kernel_arrays(csr)
-        self.data = csr.data
-        self.counts = np.diff(self.indptr)
-        self.k = k
-        self.dtype = dtype
-
-    @functools.cached_property
-    def bounds(self):
-        """Row chunks of the row solvers, made on first use (the fused dense
-        objective has chunks of its own and needs none)."""
-        return K.chunk_bounds(self.indptr, self.k, _n_chunks(self.n_rows))
 
 
 class FastALS(ParamsMixin, RecommenderMixin):
@@ -611,6 +592,17 @@ class FastALS(ParamsMixin, RecommenderMixin):
         none."""
         return K.gram(F, _even_bounds(F.shape[0])) if self._w0() else None
 
+    #: Private: rows of more entries than this take the push form of the CG
+    #: half-step (:func:`fastals.kernels.solve_cg_split`); None: the rows
+    #: the gather form reads in place (:func:`fastals.kernels.push_above`),
+    #: negative: none.  The environment variable ``FASTALS_CG_PUSH_ABOVE``
+    #: overrides it (for tests and benchmarks).
+    _cg_push_above = None
+
+    def _push_above(self, width):
+        v = os.environ.get("FASTALS_CG_PUSH_ABOVE") or self._cg_push_above
+        return K.push_above(width) if v is None else int(v)
+
     def _half_step(self, side, Y, GY, X):
         """Overwrite ``X`` (rows of ``side``) given the other side ``Y``.
 
@@ -632,8 +624,14 @@ class FastALS(ParamsMixin, RecommenderMixin):
             args = (side.indptr, side.indices, side.solve_conf, side.target, offset,
                     D, G, lam, bool(self.weighted_regularization), dtype.type(w0),
                     X, side.bounds)
-            result = K.solve_rows(args, "nnls" if self.nonnegative else self.solver,
-                                  self.cg_steps) or result
+            push = None
+            if self.solver == "cg" and not self.nonnegative:
+                push = side.cg_push(self._push_above(D.shape[1]))
+            if push is not None:
+                K.solve_cg_split(*args, int(self.cg_steps), push)
+            else:
+                result = K.solve_rows(args, "nnls" if self.nonnegative else
+                                      self.solver, self.cg_steps) or result
         if not np.isfinite(X).all():
             raise NumericalError(
                 "training diverged: a factor became NaN or infinite; raise "

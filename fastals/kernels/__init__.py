@@ -11,6 +11,8 @@ Modules
   system of short rows,
   :func:`solve_cholesky`.
 * :mod:`.cg` -- conjugate-gradient row solves, :func:`solve_cg`.
+* :mod:`.cg_push` -- the CG half-step of the longest rows in the other
+  side's row order, :func:`solve_cg_split`.
 * :mod:`.nnls` -- non-negative row solves, :func:`solve_nnls`.
 * :mod:`.loss` -- the per-entry loss of a chunk of rows (:func:`loss_terms`,
   defined here, runs it in the kernel of :mod:`.loss`, :mod:`.rows` or :mod:`.cg`).
@@ -61,6 +63,7 @@ import numpy as np
 
 from .blas import USE_BLAS
 from .cg import _solve_cg, solve_cg
+from .cg_push import PushLayout, push_above, solve_cg_split
 from .chunks import _call, chunk_bounds
 from .dense import gram, right_multiply, sparse_times_dense, spd_inverse
 from .dense_fit import DenseRun, dense_bounds, dense_step
@@ -69,10 +72,10 @@ from .loss import _loss_terms
 from . import nnls
 from .rows import _solve_cholesky, solve_cholesky
 
-__all__ = ["DenseRun", "USE_BLAS", "chunk_bounds", "dense_bounds", "dense_step", "gram",
+__all__ = ["DenseRun", "PushLayout", "USE_BLAS", "chunk_bounds", "dense_bounds", "dense_step", "gram",
            "loss_terms", "right_multiply",
            "solve_rows",
-           "solve_cg", "solve_cholesky", "sparse_times_dense", "spd_inverse"]
+           "push_above", "solve_cg", "solve_cg_split", "solve_cholesky", "sparse_times_dense", "spd_inverse"]
 
 
 def loss_terms(indptr, indices, conf, target, offset, X, Y, w0, bounds,
