@@ -10,7 +10,11 @@ implicit's BLAS limited to one thread as it recommends.  The two libraries
 alternate per repeat, so that both see the same load; the ratio of each
 repeat and their range are printed.  Faster to run than
 ``bench_vs_implicit.py`` (no fit set-up, no compilation on a slice), and
-it times only the solver (no loss, no checks).
+it times only the solver (no loss, no checks).  ``fastals`` runs the
+half-steps as the fit does (:func:`fastals.kernels.solve_cg_split`: the
+rows of more than ``LONG_GATHER_VALUES // k`` entries in the push form);
+``--gather`` adds ``gather``, every row in the gather form
+(:func:`fastals.kernels.solve_cg`), timed in the same repeats.
 
     python bench/cg_halfsteps.py --size 20M --factors 64,128 --repeats 3
     python bench/cg_halfsteps.py --size short3M --factors 64,128 --repeats 3
@@ -61,6 +65,8 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reg", type=float, default=0.05)
+    ap.add_argument("--gather", action="store_true",
+                    help="also time the gather form for every row")
     args = ap.parse_args(argv)
 
     import numba
@@ -78,19 +84,27 @@ def main(argv=None):
         sides = []
         for M in (Cui, Ciu):
             s = _Side(M, k, np.dtype(np.float32))
-            conf = M.data.astype(np.float32)
-            sides.append((s, conf, np.ones_like(conf)))
+            s.solve_conf = conf = M.data.astype(np.float32)
+            s.target = np.ones_like(conf)
+            sides.append((s, conf, s.target, s.cg_push(K.push_above(k))))
         rng = np.random.default_rng(0)
         U0 = (rng.random((Cui.shape[0], k), dtype=np.float32) * 0.01)
         V0 = (rng.random((Cui.shape[1], k), dtype=np.float32) * 0.01)
         lam, w0 = np.float32(args.reg), np.float32(1.0)
 
-        def fastals_iter(U, V):
-            for (s, conf, target), X, Y in ((sides[0], U, V), (sides[1], V, U)):
+        def fastals_iter(U, V, split=True):
+            for (s, conf, target, push), X, Y in ((sides[0], U, V), (sides[1], V, U)):
                 G = K.gram(Y, np.linspace(0, Y.shape[0], 17).astype(np.int64))
-                K.solve_cg(s.indptr, s.indices, conf, target,
-                           np.zeros(Y.shape[0], np.float32), Y, G.astype(np.float32),
-                           lam, False, w0, X, s.bounds, 3)
+                K.solve_cg_split(s.indptr, s.indices, conf, target,
+                                 np.zeros(Y.shape[0], np.float32), Y,
+                                 G.astype(np.float32), lam, False, w0, X, s.bounds,
+                                 3, push if split else None)
+
+        def gather_iter(U, V):
+            fastals_iter(U, V, False)
+
+        pushed = [0 if p is None else p[0].sel.size for *_, p in sides]
+        print(f"k={k}: rows pushed: users {pushed[0]}, items {pushed[1]}", flush=True)
 
         def implicit_iter(U, V):
             with threadpoolctl.threadpool_limits(1, "blas"):
@@ -99,22 +113,33 @@ def main(argv=None):
                 _als.least_squares_cg(Ciu, V, U, args.reg, num_threads=args.threads,
                                       cg_steps=3)
 
+        variants = [("implicit", implicit_iter), ("fastals", fastals_iter)]
+        if args.gather:
+            variants.append(("gather", gather_iter))
         fastals_iter(U0.copy(), V0.copy())  # compile / load
+        gather_iter(U0.copy(), V0.copy())
         ratios = []
+        gathers = []
         for rep in range(args.repeats):
             t = {}
-            for name, fn in (("implicit", implicit_iter), ("fastals", fastals_iter)):
+            for name, fn in variants:
                 U, V = U0.copy(), V0.copy()
                 t0 = time.perf_counter()
                 fn(U, V)
                 t[name] = time.perf_counter() - t0
             ratios.append(t["fastals"] / t["implicit"])
+            extra = ""
+            if args.gather:
+                gathers.append(t["gather"] / t["implicit"])
+                extra = (f", gather {t['gather']:.3f} s, gather/implicit "
+                         f"{gathers[-1]:.3f}")
             print(f"k={k} repeat {rep}: implicit {t['implicit']:.3f} s, fastals "
-                  f"{t['fastals']:.3f} s, fastals/implicit {ratios[-1]:.3f} "
+                  f"{t['fastals']:.3f} s, fastals/implicit {ratios[-1]:.3f}{extra} "
                   f"(load {os.getloadavg()[0]:.1f})", flush=True)
         print(f"k={k}: fastals CG / implicit CG = {np.median(ratios):.3f} "
-              f"(range {min(ratios):.3f}-{max(ratios):.3f}, {args.repeats} repeats)",
-              flush=True)
+              f"(range {min(ratios):.3f}-{max(ratios):.3f}, {args.repeats} repeats)"
+              + (f"; gather form {np.median(gathers):.3f} ({min(gathers):.3f}-"
+                 f"{max(gathers):.3f})" if args.gather else ""), flush=True)
 
 
 if __name__ == "__main__":

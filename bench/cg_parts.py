@@ -17,10 +17,11 @@ once per repeat, interleaved:
 the rotations ``Y Q``, ``X Q`` and ``X Q^T`` (GEMMs) and the diagonal;
 ``no G - (residual without G)`` that of three CG steps over the data.
 
-``--push`` adds ``push`` (and ``push no G``): the same half-step in the
-push form (:func:`fastals.kernels.cg_push.solve_cg_push`: the other
-side's CSR streamed, rows in lockstep per block), and ``--blocks`` its
-number of blocks.
+``--push`` adds ``push`` (and ``push no G``): the half-step as the fit
+runs it (:func:`fastals.kernels.solve_cg_split`), the rows of more than
+``--above`` entries (default: the fit's, ``LONG_GATHER_VALUES // k``;
+0: every row) in the push form (in lockstep, their entries in the other
+side's row order, ``--blocks`` blocks), the others gathered.
 
     python bench/cg_parts.py --size short3M --factors 64,128 --push --repeats 3
 
@@ -52,8 +53,10 @@ def main(argv=None):
     ap.add_argument("--push", action="store_true",
                     help="also time the push form (kernels.cg_push)")
     ap.add_argument("--sides", default="users,items")
-    ap.add_argument("--blocks", type=int, default=8,
-                    help="blocks of the push form")
+    ap.add_argument("--blocks", type=int, default=None,
+                    help="blocks of the push form (default: the fit's)")
+    ap.add_argument("--above", type=int, default=None,
+                    help="rows of more entries are pushed (default: the fit's)")
     args = ap.parse_args(argv)
 
     import numba
@@ -76,12 +79,10 @@ def main(argv=None):
             if name not in args.sides.split(","):
                 continue
             s = _Side(M, k, np.dtype(np.float32))
-            MT = Ciu if M is Cui else Cui
-            o = _Side(MT, k, np.dtype(np.float32))
-            oconf = MT.data.astype(np.float32)
-            layout = P.PushLayout(o.indptr, o.indices,
-                                  P.push_blocks(s.counts, args.blocks))
-            pconf = layout.take(oconf)
+            above = P.push_above(k) if args.above is None else args.above
+            sel = np.flatnonzero(s.counts > above)
+            layout = P.PushLayout(s.indptr, s.indices, sel,
+                                  args.blocks or P.PUSH_BLOCKS)
             conf = M.data.astype(np.float32)
             target = np.ones_like(conf)
             G = K.gram(Y, np.linspace(0, Y.shape[0], 17).astype(np.int64))
@@ -96,12 +97,15 @@ def main(argv=None):
                                s.bounds, steps)
                 return run
 
+            pconf = layout.take(conf)
+
             def push(w0, steps):
                 def run():
                     X = X0.copy()
-                    P.solve_cg_push(layout, pconf, np.ones_like(pconf), offset, Y,
-                                    G, np.float32(args.reg), False,
-                                    np.float32(w0), X, steps)
+                    P.solve_cg_split(s.indptr, s.indices, conf, target, offset, Y,
+                                     G, np.float32(args.reg), False, np.float32(w0),
+                                     X, s.bounds, steps,
+                                     (layout, pconf, np.ones_like(pconf)))
                 return run
 
             def implicit():
@@ -126,6 +130,9 @@ def main(argv=None):
             if args.push:
                 pu = np.array(t["push"]) / np.array(t["implicit"])
                 pc = np.array(t["push"]) / np.array(t["cg"])
+            print(f"k={k} {name}: {sel.size} rows of more than {above} entries "
+                  f"({layout.indices.size} entries) pushed" if args.push else "",
+                  end=" | " if args.push else "")
             print(f"k={k} {name}: " + ", ".join(f"{n} {v:.3f}" for n, v in med.items())
                   + f" | shared part {med['cg'] - med['no G']:.3f}, 3 steps "
                   f"{med['no G'] - med['residual no G']:.3f} | cg/implicit "

@@ -160,8 +160,8 @@ LONG_GATHER_VALUES = 1 << 20
 #: Fewer rows than this in a block: one matrix-vector loop per row instead
 #: of a GEMM (a GEMM per single row measured 4-6x slower than the loop).
 GEMM_MIN_ROWS = 12
-#: ``mode = steps + (above + 1) * SKIP_LONG``: ``steps`` CG steps on the
-#: rows of at most ``above`` entries; longer rows are skipped, their rows
+#: ``mode = steps + m * SKIP_LONG`` (``m > 0``): ``steps`` CG steps on the
+#: rows of fewer than ``m`` entries; longer rows are skipped, their rows
 #: of ``X`` left to the caller (the push form of :mod:`.cg_push` solves
 #: them).
 SKIP_LONG = 1 << 20
@@ -240,17 +240,8 @@ def _solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
     QS, rotate = _eigenbasis(G, w0, k, Y.dtype)
     if rotate:
         Y = _rotated_other(Y, QS, lam, wr, w0, blas)
-    return _solve_cg_rotated(indptr, indices, conf, target, offset, Y, QS, lam,
-                             wr, w0, X, bounds, blas, mode)
-
-
-def _solve_cg_rotated(indptr, indices, conf, target, offset, Y, QS, lam, wr,
-                      w0, X, bounds, blas, mode):
-    """The solve of :func:`_solve_cg` given the eigenbasis ``QS`` and the
-    other side already rotated (``Y Q``)."""
-    k = Y.shape[1]
-    work = (indptr[-1] * 4 * k + (indptr.size - 1) * k * 8) * \
-        (mode % SKIP_LONG + 1) + (indptr.size - 1) * k * k * 2
+    work = (indptr[-1] * 4 * k + (indptr.size - 1) * k * 8) * (mode + 1) + \
+        (indptr.size - 1) * k * k * 2
     return _call(_solve_cg_rows, work, (indptr, indices, conf, target, offset, Y,
                                         QS, lam, wr, w0, X, bounds, blas, mode))
 
@@ -352,8 +343,8 @@ def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, QS, lam, wr, w0,
              X, steps, cap, blas, skip):
     """CG for rows ``r0:r1`` (one chunk), scratch allocated once; ``Y``
     already rotated, ``QS`` as :func:`_eigenbasis` makes it; ``cap``: the
-    longest row whose item vectors are gathered; ``skip``: rows longer than
-    ``cap`` are not solved (see :data:`SKIP_LONG`)."""
+    longest row whose item vectors are gathered; ``skip``: rows of at least
+    ``skip`` entries are not solved (0: none, see :data:`SKIP_LONG`)."""
     k = Y.shape[1]
     rotate = QS.shape[0] == k + 1
     ws = QS[QS.shape[0] - 1]  # w0 * eigenvalues of G

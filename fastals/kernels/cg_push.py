@@ -23,7 +23,8 @@ import numpy as np
 from numba import carray, njit, prange
 
 from .blas import USE_BLAS
-from .cg import (LONG_GATHER_VALUES, SKIP_LONG, _eigenbasis, _rotated_other, _solve_cg, _solve_cg_rotated)
+from .cg import (_CG, LONG_GATHER_VALUES, SKIP_LONG, _cg_chunk, _eigenbasis,
+                 _rotated_other, _solve_cg)
 from .chunks import _call
 from .llvm import FASTMATH, _ChunkCallback, _prefetch, _take_next
 
@@ -149,6 +150,7 @@ def solve_cg_split(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
         return _solve_cg(indptr, indices, conf, target, offset, Y, G, lam, wr,
                          w0, X, bounds, USE_BLAS, steps)
     layout, pconf, ptarget = push
+    X_out = X
     k = Y.shape[1]
     blas = USE_BLAS
     QS, rotate = _eigenbasis(G, w0, k, Y.dtype)
@@ -158,18 +160,25 @@ def solve_cg_split(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
     if rotate:  # rows rotated in and out by the same kernel as Y: Q, Q^T
         Xs = _rotated_other(Xs, QS, lam, wr, w0, blas)
     work = layout.indices.size * 4 * k * (steps + 1) + Xs.shape[0] * k * k * 2
-    _call(_solve_push_rows, work, (layout.rows, layout.indices, pconf, ptarget,
-                                   offset, Y, QS, lam, wr, w0, Xs, layout.bounds,
-                                   layout.ebounds, blas, steps))
-    if indptr is not None:
+    mode = steps
+    if indptr is None:  # no gathered rows
+        indptr = np.zeros(1, np.int64)
+        indices = np.zeros(0, np.int32)
+        conf = target = np.zeros(0, Y.dtype)
+        bounds = indptr
+        X = Xs
+    else:
         counts = indptr[layout.sel + 1] - indptr[layout.sel]
-        above = int(counts.min()) - 1 if counts.size else indices.size
-        _solve_cg_rotated(indptr, indices, conf, target, offset, Y, QS, lam, wr,
-                          w0, X, bounds, blas, steps + (above + 1) * SKIP_LONG)
+        mode += (int(counts.min()) if counts.size else indices.size + 1) * SKIP_LONG
+        work += (indptr[-1] * 4 * k + (indptr.size - 1) * k * 8) * (steps + 1)
+    _call(_solve_split_rows, work,
+          (indptr, indices, conf, target, offset, Y, QS, lam, wr, w0, X, bounds,
+           blas, mode, layout.rows, layout.indices, pconf, ptarget, Xs,
+           layout.bounds, layout.ebounds, steps))
     if rotate:
         QT = np.ascontiguousarray(np.vstack([QS[:k].T, QS[k:]]))
         Xs = _rotated_other(Xs, QT, lam, wr, w0, blas)
-    X[layout.sel] = Xs
+    X_out[layout.sel] = Xs
     return None
 
 
@@ -401,19 +410,31 @@ _push_chunk = _PUSH.caller()
 
 
 @_PUSH.guard
+@_CG.guard
 @njit(parallel=True, cache=True)
-def _solve_push_rows(rows, indices, conf, target, offset, Y, G, lam, wr, w0,
-                     X, bounds, ebounds, blas, steps):
-    """The parallel loop of :func:`solve_cg_push` over the blocks
-    ``bounds`` of rows of ``X``, handed out by a queue."""
-    n_blocks = bounds.size - 1
+def _solve_split_rows(indptr, indices, conf, target, offset, Y, QS, lam, wr, w0,
+                      X, bounds, blas, mode, prows, pindices, pconf, ptarget, Xs,
+                      pbounds, pebounds, steps):
+    """The parallel loop of :func:`solve_cg_split`: one queue hands out the
+    blocks ``pbounds`` of pushed rows (of ``Xs``, first: the costliest)
+    and then the gather form's chunks ``bounds`` of rows of ``X`` (``mode``:
+    its steps and skipped rows, see :data:`.cg.SKIP_LONG`), so that neither
+    form waits for the other."""
+    n_push = pbounds.size - 1
+    n_all = n_push + bounds.size - 1
+    cap = LONG_GATHER_VALUES // Y.shape[1]
     counter = np.empty(1, np.int64)
     counter[0] = 0
-    for _ in prange(n_blocks):  # each thread's first pass drains the queue
+    for _ in prange(n_all):  # each thread's first pass drains the queue
         c = _take_next(counter)
-        while c < n_blocks:
-            _push_chunk(ebounds[c], ebounds[c + 1], rows, indices, conf, target,
-                        offset, Y, G, lam, wr, w0, X, blas,
-                        (bounds[c] << 32) | bounds[c + 1], steps)
+        while c < n_all:
+            if c < n_push:
+                _push_chunk(pebounds[c], pebounds[c + 1], prows, pindices, pconf,
+                            ptarget, offset, Y, QS, lam, wr, w0, Xs, blas,
+                            (pbounds[c] << 32) | pbounds[c + 1], steps)
+            else:
+                g = c - n_push
+                _cg_chunk(bounds[g], bounds[g + 1], indptr, indices, conf,
+                          target, offset, Y, QS, lam, wr, w0, X, blas, cap, mode)
             c = _take_next(counter)
     return 0.0
