@@ -20,7 +20,8 @@ the rotations ``Y Q``, ``X Q`` and ``X Q^T`` (GEMMs) and the diagonal;
 ``--push`` adds ``push`` (and ``push no G``): the half-step as the fit
 runs it (:func:`fastals.kernels.solve_cg_split`), the rows of more than
 ``--above`` entries (default: the fit's, ``LONG_GATHER_VALUES // k``;
-0: every row) in the push form (in lockstep, their entries in the other
+0: every row; -1: none; the fit pushes none where ``k`` times the item
+size is under 512 bytes) in the push form (in lockstep, their entries in the other
 side's row order, ``--blocks`` blocks), the others gathered.
 
     python bench/cg_parts.py --size short3M --factors 64,128 --push --repeats 3
@@ -79,8 +80,9 @@ def main(argv=None):
             if name not in args.sides.split(","):
                 continue
             s = _Side(M, k, np.dtype(np.float32))
-            above = P.push_above(k) if args.above is None else args.above
-            sel = np.flatnonzero(s.counts > above)
+            above = P.push_above(k, 4) if args.above is None else args.above
+            sel = np.flatnonzero(s.counts > above) if above >= 0 else \
+                np.zeros(0, np.int64)
             layout = P.PushLayout(s.indptr, s.indices, sel,
                                   args.blocks or P.PUSH_BLOCKS)
             conf = M.data.astype(np.float32)
@@ -105,7 +107,8 @@ def main(argv=None):
                     P.solve_cg_split(s.indptr, s.indices, conf, target, offset, Y,
                                      G, np.float32(args.reg), False, np.float32(w0),
                                      X, s.bounds, steps,
-                                     (layout, pconf, np.ones_like(pconf)))
+                                     (layout, pconf, np.ones_like(pconf))
+                                     if sel.size else None)
                 return run
 
             def implicit():

@@ -59,11 +59,22 @@ def _prefetch_rows(indices, e, i0, i1, V, O):
 PUSH_BLOCKS = 4
 
 
-def push_above(k):
-    """The row length above which a CG half-step with ``k`` columns in its
-    design pushes a row instead of gathering it: the rows the gather form
-    cannot gather and reads in place at every pass (more than
-    :data:`.cg.LONG_GATHER_VALUES` ``// k`` entries)."""
+#: Smallest vector of the other side (``k`` times the item size, bytes)
+#: for which the push form pays (short-row 3M set, items, one thread, the
+#: 9-23 longest rows pushed: 0.84-1.01 of the gather form's time at k=128
+#: float32, 1.06-1.25 at k=64).
+PUSH_MIN_VECTOR_BYTES = 512
+
+
+def push_above(k, itemsize):
+    """The row length above which a CG half-step with ``k`` columns of
+    ``itemsize`` bytes in its design pushes a row instead of gathering it:
+    the rows the gather form cannot gather and reads in place at every pass
+    (more than :data:`.cg.LONG_GATHER_VALUES` ``// k`` entries), where the
+    vectors are at least :data:`PUSH_MIN_VECTOR_BYTES` long; else -1 (no
+    row).  By shape only, never by thread count."""
+    if k * itemsize < PUSH_MIN_VECTOR_BYTES:
+        return -1
     return LONG_GATHER_VALUES // k
 
 
