@@ -36,6 +36,8 @@ REFERENCES = {
     "fastals.kernels.factor": ("test_kernel_paths.py::test_cholesky_rows (np.linalg.solve per row, "
                                "k < 64: own factorization); test_short_rows.py (n x n systems)",
                                "regression_check.py solve_cholesky, solve_cholesky_short"),
+    "fastals.kernels.cg_push": ("test_cg_push.py (naive.cg_rows; the gather form; blocks "
+                                "and threads)", "cg_parts.py --push; cg_halfsteps.py"),
     "fastals.kernels.cg": ("test_cg_blocks.py (naive.cg_rows); "
                            "test_kernel_paths.py::test_cg_converges_to_cholesky",
                            "bench_als.py (solver=cg); cg_halfsteps.py; "
@@ -90,6 +92,7 @@ REFERENCES = {
                        "dense_ml100k.py"),
     "fastals._dense_wr": ("test_defects.py::test_dense_objective_honours_weighted_regularization (naive.update_rows)", "-"),
     "fastals._guard": ("test_defects.py (divergence on ML-100k, rises, solver_report)", "-"),
+    "fastals._side": ("test_cg_push.py::test_fit_push_equals_gather; test_cg_blocks.py", "-"),
     "fastals._splice": ("test_properties_contracts.py; test_defects.py (partial fit)", "-"),
     "fastals._cli_params": ("test_inputs.py::test_cli_options_are_fastals_parameters_with_its_defaults", "-"),
     "fastals._progress": ("test_inputs.py::test_plain_progress_bar_without_tqdm", "-"),

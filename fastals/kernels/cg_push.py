@@ -1,18 +1,21 @@
-"""Conjugate-gradient half-step of a side with few rows, in the other
-side's row order ("push" form): :func:`solve_cg_push`.
+"""The CG half-step with its longest rows in the other side's row order
+("push" form) beside the gather form of :mod:`.cg`: :func:`solve_cg_split`.
 
-The gather form (:mod:`.cg`) solves one row at a time and reads the
-vectors of its entries from the other side's factors at random.  For a side
-whose rows are few and long (the items of a log with many users) those
-reads dominate: the users' rotated vectors are far larger than the caches,
-and a long row is read again at every CG pass.  Here all rows of a block
-of this side take their CG steps in lockstep, and every pass streams the
-other side's CSR (the users' rows, item ids ascending within a row): each
-user's vector is loaded once per pass and block, sequentially, and pushed
-into the accumulators of the block's rows it rated, which are small and
-hot (the rows of this side are few).  In the eigenbasis of the shared Gram
-matrix as in :mod:`.cg`; the per-row scalar CG updates between passes are
-those of :func:`.cg._cg_row`.
+The gather form solves one row at a time and reads the vectors of its
+entries from the other side's (rotated) factors at random; a row too long
+for its scratch block (more than :data:`.cg.LONG_GATHER_VALUES` ``// k``
+entries: on a power-law log, a few items hold a fifth of the ratings) is
+read in place again at every CG pass.  In the push form the pushed rows of
+a block take their CG steps in lockstep, and every pass walks the block's
+entries ordered by the other side's row (:class:`PushLayout`, made once
+per fit): each user's vector is loaded once per pass and block, in
+ascending order, and pushed into the accumulators of the block's rows it
+rated, which stay in L1.  In the eigenbasis of the shared Gram matrix as
+in :mod:`.cg` (one eigendecomposition and one rotation of the other side
+for both forms); the per-row scalar CG updates between passes are those
+of :func:`.cg._cg_row`.  Pushing every row (the whole items side) was
+measured slower than gathering: the per-entry work is the same, and the
+rows' vectors no longer fit in cache (docs/benchmarks.md, round 4).
 
 Every row sums its entries in ascending order of the other side's rows,
 whatever the blocks are and whichever thread takes a block, so results do
