@@ -84,9 +84,10 @@ def main(argv=None):
         sides = []
         for M in (Cui, Ciu):
             s = _Side(M, k, np.dtype(np.float32))
+            n_other = M.shape[1]
             s.solve_conf = conf = M.data.astype(np.float32)
             s.target = np.ones_like(conf)
-            sides.append((s, conf, s.target, s.cg_push(K.push_above(k, 4))))
+            sides.append((s, conf, s.target, s.cg_push(K.push_above(k, 4, n_other))))
         rng = np.random.default_rng(0)
         U0 = (rng.random((Cui.shape[0], k), dtype=np.float32) * 0.01)
         V0 = (rng.random((Cui.shape[1], k), dtype=np.float32) * 0.01)

@@ -21,7 +21,7 @@ the rotations ``Y Q``, ``X Q`` and ``X Q^T`` (GEMMs) and the diagonal;
 runs it (:func:`fastals.kernels.solve_cg_split`), the rows of more than
 ``--above`` entries (default: the fit's, ``LONG_GATHER_VALUES // k``;
 0: every row; -1: none; the fit pushes none where ``k`` times the item
-size is under 512 bytes) in the push form (in lockstep, their entries in the other
+size is under 512 bytes or the other side's factors under 32 MiB) in the push form (in lockstep, their entries in the other
 side's row order, ``--blocks`` blocks), the others gathered.
 
     python bench/cg_parts.py --size short3M --factors 64,128 --push --repeats 3
@@ -80,7 +80,7 @@ def main(argv=None):
             if name not in args.sides.split(","):
                 continue
             s = _Side(M, k, np.dtype(np.float32))
-            above = P.push_above(k, 4) if args.above is None else args.above
+            above = P.push_above(k, 4, Y.shape[0]) if args.above is None else args.above
             sel = np.flatnonzero(s.counts > above) if above >= 0 else \
                 np.zeros(0, np.int64)
             layout = P.PushLayout(s.indptr, s.indices, sel,

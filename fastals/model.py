@@ -599,9 +599,11 @@ class FastALS(ParamsMixin, RecommenderMixin):
     #: overrides it (for tests and benchmarks).
     _cg_push_above = None
 
-    def _push_above(self, width, itemsize):
+    def _push_above(self, D):
         v = os.environ.get("FASTALS_CG_PUSH_ABOVE") or self._cg_push_above
-        return K.push_above(width, itemsize) if v is None else int(v)
+        if v is None:
+            return K.push_above(D.shape[1], D.itemsize, D.shape[0])
+        return int(v)
 
     def _half_step(self, side, Y, GY, X):
         """Overwrite ``X`` (rows of ``side``) given the other side ``Y``.
@@ -626,7 +628,7 @@ class FastALS(ParamsMixin, RecommenderMixin):
                     X, side.bounds)
             push = None
             if self.solver == "cg" and not self.nonnegative:
-                push = side.cg_push(self._push_above(D.shape[1], D.itemsize))
+                push = side.cg_push(self._push_above(D))
             if push is not None:
                 K.solve_cg_split(*args, int(self.cg_steps), push)
             else:

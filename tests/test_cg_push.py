@@ -124,6 +124,15 @@ def test_push_layout():
                                   R[sel[lay.indices], lay.rows].A1)
 
 
+def test_gate_by_shape():
+    """The fit pushes the rows the gather form reads in place only for
+    512-byte vectors of the other side and factors over 32 MiB."""
+    assert kp.push_above(128, 4, 150_000) == kp.LONG_GATHER_VALUES // 128
+    assert kp.push_above(64, 8, 150_000) == kp.LONG_GATHER_VALUES // 64
+    assert kp.push_above(64, 4, 150_000) == -1  # 256-byte vectors
+    assert kp.push_above(128, 4, 27_000) == -1  # 14 MB of factors
+
+
 def test_fit_push_equals_gather(monkeypatch):
     """An implicit CG fit (float64, weighted regularization) with every row
     pushed equals one with none pushed; the default pushes none here."""

@@ -56,6 +56,7 @@ def _prefetch_rows(indices, e, i0, i1, V, O):
             _prefetch(a + nbytes - 1)
             _prefetch(b + nbytes - 1)
 
+
 #: Blocks of the pushed rows (fewer for fewer rows), handed out to the
 #: threads by a queue: each block streams the other side's rows that rated
 #: it once per pass.
@@ -67,16 +68,25 @@ PUSH_BLOCKS = 4
 #: 9-23 longest rows pushed: 0.84-1.01 of the gather form's time at k=128
 #: float32, 1.06-1.25 at k=64).
 PUSH_MIN_VECTOR_BYTES = 512
+#: Smallest size of the other side's factors (bytes) for which the push
+#: form pays: where they fit in the last-level cache (32 MiB here) the
+#: gather form's reads in place are cheap (20M set, k=128, one thread:
+#: users side, 27k items = 14 MB, 1.04-1.25 of the gather form's time;
+#: items side, 140k users = 72 MB, 0.66-0.84).
+PUSH_MIN_OTHER_BYTES = 32 << 20
 
 
-def push_above(k, itemsize):
+def push_above(k, itemsize, n_other):
     """The row length above which a CG half-step with ``k`` columns of
-    ``itemsize`` bytes in its design pushes a row instead of gathering it:
-    the rows the gather form cannot gather and reads in place at every pass
-    (more than :data:`.cg.LONG_GATHER_VALUES` ``// k`` entries), where the
-    vectors are at least :data:`PUSH_MIN_VECTOR_BYTES` long; else -1 (no
-    row).  By shape only, never by thread count."""
-    if k * itemsize < PUSH_MIN_VECTOR_BYTES:
+    ``itemsize`` bytes in its design, against ``n_other`` rows of the
+    other side, pushes a row instead of gathering it: the rows the gather
+    form cannot gather and reads in place at every pass (more than
+    :data:`.cg.LONG_GATHER_VALUES` ``// k`` entries), where the vectors
+    are at least :data:`PUSH_MIN_VECTOR_BYTES` long and the other side's
+    factors at least :data:`PUSH_MIN_OTHER_BYTES`; else -1 (no row).  By
+    shape only, never by thread count."""
+    if k * itemsize < PUSH_MIN_VECTOR_BYTES or \
+            n_other * k * itemsize < PUSH_MIN_OTHER_BYTES:
         return -1
     return LONG_GATHER_VALUES // k
 
