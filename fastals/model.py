@@ -479,6 +479,11 @@ class FastALS(ParamsMixin, RecommenderMixin):
         if self._fused_dense():  # whole epochs per kernel call
             return _dense.train(self, users, items, X, Y, k, dtype, show_progress,
                                 threads)
+        if self.solver == "cg" and not self.nonnegative:
+            # set-up, not the first iteration's: the push form's entry
+            # layouts of the longest rows (fastals.kernels.cg_push)
+            users.cg_push(self._push_above(Y))
+            items.cg_push(self._push_above(X))
         GY = self._gram(Y)
         t0 = time.perf_counter()
         epochs = range(self.iterations)

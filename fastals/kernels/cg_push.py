@@ -135,7 +135,11 @@ class PushLayout:
         other = indices[pos].astype(np.int64)
         self.bounds = push_blocks(counts, n_blocks)
         block = np.searchsorted(self.bounds, sub, side="right") - 1
-        order = np.lexsort((sub, other, block))
+        # by block, then other row, then row: one stable sort of a combined
+        # key (the entries are in row order already); np.lexsort took
+        # 1.7-2.1 s against 0.8-1.1 s for 6M entries (the 20M set at k=128)
+        key = block * (int(other.max(initial=-1)) + 1) + other
+        order = np.argsort(key, kind="stable")
         self.pos = pos[order]
         self.rows = other[order]
         self.indices = sub[order].astype(np.int32)
