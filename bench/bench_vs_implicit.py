@@ -109,7 +109,9 @@ def _fastals_fit_seconds(FastALS, R, k, solver, iterations):
     kw = dict(objective="implicit", confidence="alpha_r", alpha=1.0, solver=solver,
               factors=k, regularization=REG, random_state=0, num_threads=THREADS,
               calculate_training_loss=False, dtype=np.float32)
-    FastALS(**{**kw, "iterations": 1}).fit(R[:200])  # compile / load the cache
+    warm = FastALS(**{**kw, "iterations": 1})
+    warm._cg_push_above = 0  # every row pushed: CG's push form compiled too
+    warm.fit(R[:200])  # compile / load the cache
     per, last = [], [0.0]
 
     def cb(epoch, loss, s):
