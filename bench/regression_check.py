@@ -1,7 +1,8 @@
 """Quick performance regression check for CI (well under a minute).
 
 Times fastals' row-solve kernels (the Cholesky solver on long rows, its
-k x k path, and on short rows, its n x n path) and its batch top-k against
+k x k path, and on short rows, its n x n path; CG gathered, in blocks and
+with its longest rows pushed) and its batch top-k against
 naive reference kernels compiled in this same process, on small synthetic
 implicit data, single-threaded.
 The two are interleaved and the verdict is the median of the per-repeat
@@ -197,12 +198,20 @@ def measure(slowdown=1, repeats=REPEATS):
     # GEMMs on blocks of up to 128 rows); the model's chunks of this small
     # side hold ~8 rows each (rotated by loops)
     blocks = args[:-1] + (K.chunk_bounds(side.indptr, K_FACTORS, 8),)
+    # CG with the rows of more than 2k entries in the push form (kernels.cg_push:
+    # lockstep CG, the other side's rows streamed), the other rows gathered
+    layout = K.PushLayout(side.indptr, side.indices,
+                          np.flatnonzero(side.counts > 2 * K_FACTORS))
+    push = (layout, layout.take(conf), layout.take(target))
+    X_push, X_gather = np.zeros((2,) + X.shape, np.float32)
+    split = args[:10] + (X_push, side.bounds, 3, push)
     # name: (fastals kernel, naive reference of the same job)
     kernels = {
         "solve_cholesky": (lambda: K.solve_cholesky(*args, None, False), reference),
         "solve_cholesky_short": (lambda: K.solve_cholesky(*s_args), reference_short),
         "solve_cg": (lambda: K.solve_cg(*args, 3), reference),
         "solve_cg_blocks": (lambda: K.solve_cg(*blocks, 3), reference),
+        "solve_cg_push": (lambda: K.solve_cg_split(*split), reference),
         "topk": (lambda: _topk.topk(U, rows, Y, 10), lambda: reference_topk(U, Y, 10, top_ref)),
         "dense_step": (lambda: K.dense_step(side.indptr, side.indices, conf, Y, M, X_dense,
                                             dbounds), reference_d),
@@ -217,6 +226,13 @@ def measure(slowdown=1, repeats=REPEATS):
         if not err < 1e-3:
             raise SystemExit("regression check: fastals and the reference disagree "
                              f"(rel. err {err:.2e})")
+    X_push[:] = 0
+    K.solve_cg_split(*split)
+    K.solve_cg(*args[:10], X_gather, side.bounds, 3)
+    err = np.abs(X_push - X_gather).max() / max(np.abs(X_gather).max(), 1e-30)
+    if layout.sel.size == 0 or not err < 1e-4:
+        raise SystemExit("regression check: the push and gather forms of CG disagree "
+                         f"(rel. err {err:.2e}, {layout.sel.size} rows pushed)")
     G_dense, _ = K.dense_step(side.indptr, side.indices, conf, Y, M, X_dense, dbounds)
     err = np.abs(X_dense - X_dref).max() / max(np.abs(X_dref).max(), 1e-30)
     # G in float32: near-zero entries carry the rounding of the large ones,
