@@ -90,3 +90,26 @@ def ml100k():
     d = np.loadtxt(path, dtype=np.int64)
     return sp.csr_matrix((d[:, 2].astype(np.float64), (d[:, 0] - 1, d[:, 1] - 1)),
                          shape=(943, 1682))
+
+
+def ml100k_dense_sides(k):
+    """``(R, users, items, X, Y)`` for timing the dense objective's parts on
+    MovieLens-100k: both orientations as the fit prepares them (float32,
+    ``k`` factors, targets the ratings) and small random factors (seed 0);
+    None where the data is absent.  Imports the ``fastals`` the caller has
+    imported (a benchmark child runs its own tree's)."""
+    from fastals import _dense
+    from fastals._input import transpose_csr
+    from fastals.model import _Side
+    R = ml100k()
+    if R is None:
+        return None
+    users = _Side(R.tocsr(), k, np.dtype(np.float32))
+    items = _Side(transpose_csr(R.tocsr()), k, np.dtype(np.float32))
+    for s in (users, items):
+        s.target = s.data.astype(np.float32)
+        _dense.prepare(s, k)
+    rng = np.random.default_rng(0)
+    X = (rng.random((R.shape[0], k)) * 0.1).astype(np.float32)
+    Y = (rng.random((R.shape[1], k)) * 0.1).astype(np.float32)
+    return R, users, items, X, Y

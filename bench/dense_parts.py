@@ -83,20 +83,10 @@ sys.path.insert(0, %(bench)r)
 import numba, numpy as np, scipy.linalg.blas as B, scipy.linalg.lapack as L
 from numba import njit, prange
 import _data
-from fastals import _dense, kernels as K
-from fastals.model import _Side
-from fastals._input import transpose_csr
+from fastals import kernels as K
 clock = time.process_time if %(cpu)r else time.perf_counter
 k, lam = 100, 0.01
-R = _data.ml100k()
-users = _Side(R.tocsr(), k, np.dtype(np.float32))
-items = _Side(transpose_csr(R.tocsr()), k, np.dtype(np.float32))
-for s in (users, items):
-    s.target = s.data.astype(np.float32)
-    _dense.prepare(s, k)
-rng = np.random.default_rng(0)
-X = (rng.random((R.shape[0], k)) * 0.1).astype(np.float32)
-Y = (rng.random((R.shape[1], k)) * 0.1).astype(np.float32)
+R, users, items, X, Y = _data.ml100k_dense_sides(k)
 GX = X.astype(np.float64).T @ X; GY = Y.astype(np.float64).T @ Y
 M = np.linalg.inv(GY + lam * np.eye(k)).astype(np.float32)
 W = np.empty_like(X); Z = np.empty_like(Y)

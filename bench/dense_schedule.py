@@ -106,22 +106,13 @@ import collections, json, sys, time
 sys.path.insert(0, %(bench)r)
 import numba, numpy as np
 import _data
-from fastals import _dense, kernels as K
+from fastals import kernels as K
 from fastals.kernels import dense_fit as D
-from fastals.model import _Side
-from fastals._input import transpose_csr
 k, lam, n = 100, 0.01, 20
-R = _data.ml100k()
-if R is None:
+sides = _data.ml100k_dense_sides(k)
+if sides is None:
     raise SystemExit("MovieLens-100k not found (FASTALS_DATA)")
-users = _Side(R.tocsr(), k, np.dtype(np.float32))
-items = _Side(transpose_csr(R.tocsr()), k, np.dtype(np.float32))
-for s in (users, items):
-    s.target = s.data.astype(np.float32)
-    _dense.prepare(s, k)
-rng = np.random.default_rng(0)
-X = (rng.random((R.shape[0], k)) * 0.1).astype(np.float32)
-Y = (rng.random((R.shape[1], k)) * 0.1).astype(np.float32)
+R, users, items, X, Y = sides
 GY = K.dense_step(items.indptr, items.indices, items.target, Y, None, Y,
                   items.dense_bounds)[0]
 run = K.DenseRun((users.indptr, users.indices, users.target, users.dense_bounds),
