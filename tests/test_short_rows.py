@@ -156,28 +156,36 @@ def test_singular_systems_take_the_kxk_path(objective):
     assert np.isfinite(X).all()
 
 
-def test_short_rows_bitwise_identical_across_threads():
-    k = 64
+def assert_bitwise_across_threads(run):
+    """``run()`` (a list of arrays) gives bitwise the same arrays at 1, 2,
+    1 and 2 threads (a row per chunk, so that threads share the work)."""
     outs = []
     old = numba.get_num_threads()
     try:
         for t in (1, 2, 1, 2):
             numba.set_num_threads(min(t, numba.config.NUMBA_NUM_THREADS))
-            res = []
-            for objective, wr, transform in (("explicit", True, None),
-                                             ("implicit", True, None),
-                                             ("implicit", False, True)):
-                R, side, conf, target, offset, Y, G, w0 = problem(k, np.float32, objective)
-                bounds = np.arange(side.indptr.size, dtype=np.int64)  # row per chunk
-                side.bounds = bounds
-                res.append(solve(side, conf, target, offset, Y, G, 0.3, wr, w0,
-                                 K.USE_BLAS, transform=transform)[0])
-            outs.append(res)
+            outs.append(run())
     finally:
         numba.set_num_threads(old)
     for other in outs[1:]:
         for a, b in zip(outs[0], other):
             np.testing.assert_array_equal(a, b)
+
+
+def test_short_rows_bitwise_identical_across_threads():
+    k = 64
+
+    def run():
+        res = []
+        for objective, wr, transform in (("explicit", True, None),
+                                         ("implicit", True, None),
+                                         ("implicit", False, True)):
+            R, side, conf, target, offset, Y, G, w0 = problem(k, np.float32, objective)
+            side.bounds = np.arange(side.indptr.size, dtype=np.int64)  # row per chunk
+            res.append(solve(side, conf, target, offset, Y, G, 0.3, wr, w0,
+                             K.USE_BLAS, transform=transform)[0])
+        return res
+    assert_bitwise_across_threads(run)
 
 
 def test_short_row_limit():

@@ -12,7 +12,6 @@ off; bitwise identical across thread counts.  Tolerances relative to the
 largest entry of the reference: 1e-9 in float64, 1e-4 in float32.
 """
 
-import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -22,6 +21,8 @@ import naive
 from fastals import kernels as K
 from fastals.kernels import rows as krows, tiles
 from fastals.model import _Side
+
+from test_short_rows import assert_bitwise_across_threads
 
 
 @njit
@@ -156,21 +157,13 @@ def test_tiled_rows_against_naive(k, dtype, objective, wr, bias):
 
 def test_tiled_rows_bitwise_identical_across_threads():
     k = 64
-    outs = []
-    old = numba.get_num_threads()
-    try:
-        for t in (1, 2, 1, 2):
-            numba.set_num_threads(min(t, numba.config.NUMBA_NUM_THREADS))
-            res = []
-            for dtype in (np.float32, np.float64):
-                R, side, conf, target, offset, Y, G, w0 = problem(k, dtype, "implicit",
-                                                                  True)
-                side.bounds = np.arange(side.indptr.size, dtype=np.int64)  # row per chunk
-                res.append(solve(side, conf, target, offset, Y, G, 0.3, True, w0,
-                                 K.USE_BLAS)[0])
-            outs.append(res)
-    finally:
-        numba.set_num_threads(old)
-    for other in outs[1:]:
-        for a, b in zip(outs[0], other):
-            np.testing.assert_array_equal(a, b)
+
+    def run():
+        res = []
+        for dtype in (np.float32, np.float64):
+            R, side, conf, target, offset, Y, G, w0 = problem(k, dtype, "implicit", True)
+            side.bounds = np.arange(side.indptr.size, dtype=np.int64)  # row per chunk
+            res.append(solve(side, conf, target, offset, Y, G, 0.3, True, w0,
+                             K.USE_BLAS)[0])
+        return res
+    assert_bitwise_across_threads(run)
