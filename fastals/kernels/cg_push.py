@@ -29,7 +29,7 @@ from .blas import USE_BLAS
 from .cg import (_CG, LONG_GATHER_VALUES, SKIP_LONG, _cg_chunk, _eigenbasis,
                  _rotated_other, _solve_cg)
 from .chunks import _call
-from .llvm import FASTMATH, _ChunkCallback, _prefetch, _take_next
+from .llvm import FASTMATH, _ChunkCallback, _prefetch_row, _take_next
 
 #: Entries ahead (in the other side's CSR order) whose block rows of the
 #: iterate and the accumulator are prefetched.
@@ -43,18 +43,8 @@ def _prefetch_rows(indices, e, i0, i1, V, O):
     if e < indices.size:
         j = indices[e]
         if j >= i0 and j < i1:
-            nbytes = V.shape[1] * V.itemsize
-            off = (j - i0) * nbytes
-            a = V.ctypes.data + off
-            b = O.ctypes.data + off
-            last = nbytes - 64
-            c = 0
-            while c < last:
-                _prefetch(a + c)
-                _prefetch(b + c)
-                c += 64
-            _prefetch(a + nbytes - 1)
-            _prefetch(b + nbytes - 1)
+            _prefetch_row(V, j - i0)
+            _prefetch_row(O, j - i0)
 
 
 #: Blocks of the pushed rows (fewer for fewer rows), handed out to the

@@ -76,16 +76,23 @@ PREFETCH_AHEAD = 8
 
 
 @njit(cache=True, inline="always")
+def _prefetch_row(M, r):
+    """Prefetch every cache line of row ``r`` of the C-contiguous ``M``, once
+    each (from the line holding its first byte)."""
+    nbytes = M.shape[1] * M.itemsize
+    a = M.ctypes.data + r * nbytes
+    last = a + nbytes - 1
+    a -= a & 63
+    while a <= last:
+        _prefetch(a)
+        a += 64
+
+
+@njit(cache=True, inline="always")
 def _prefetch_entry(indices, e, Y):
     """Prefetch every cache line of ``Y[indices[e]]`` if entry ``e`` exists."""
     if e < indices.size:
-        nbytes = Y.shape[1] * Y.itemsize
-        a = Y.ctypes.data + indices[e] * nbytes
-        last = a + nbytes - 1
-        a -= a & 63  # the line holding the first byte: one per line touched
-        while a <= last:
-            _prefetch(a)
-            a += 64
+        _prefetch_row(Y, indices[e])
 
 
 # Chunk functions behind C symbols
