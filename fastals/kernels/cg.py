@@ -71,12 +71,20 @@ def _cg_gather(indices, Y, p, n, B, q):
             row[j] = yr[j]
 
 
+#: ``mode`` of :func:`_cg_accumulate`: ``A v`` (a CG step), the residual
+#: ``b - A x`` (pass 0), or only the dots (the last CG step: ``d . A d``
+#: needs no ``A d``).
+PRODUCT, RESIDUAL, DOTS = 0, 1, 2
+
+
 @njit(cache=True, fastmath=FASTMATH)
 def _cg_accumulate(indices, conf, target, offset, Y, w0, start, n, B, q, v,
-                   out, residual, zero):
+                   out, mode, zero):
     """``out += sum_e s_e y_e`` over the entries ``start:start+n`` of one
-    row, 4 entries at a time, with ``s_e = c_e (t_e - offset) - (c_e - w0)
-    (y_e . v)`` (residual) or ``(c_e - w0) (y_e . v)``.
+    row, 4 entries at a time, with ``s_e = (c_e - w0) (y_e . v)``
+    (``mode`` :data:`PRODUCT`) or ``c_e (t_e - offset) - (c_e - w0) (y_e .
+    v)`` (:data:`RESIDUAL`); :data:`DOTS`: ``out`` untouched.  Returns
+    ``sum_e (c_e - w0) (y_e . v)^2`` (the entries' part of ``v . A v``).
 
     The item vectors ``y_e`` are read from rows ``q:q+n`` of the gathered
     block ``B``, or where ``q < 0`` straight from ``Y`` (prefetched
@@ -85,6 +93,9 @@ def _cg_accumulate(indices, conf, target, offset, Y, w0, start, n, B, q, v,
     """
     k = v.size
     direct = q < 0
+    residual = mode == RESIDUAL
+    update = mode != DOTS
+    vav = zero
     e = 0
     while e + 4 <= n:
         p = start + e
@@ -118,13 +129,15 @@ def _cg_accumulate(indices, conf, target, offset, Y, w0, start, n, B, q, v,
         s1 = (c1 - w0) * d1
         s2 = (c2 - w0) * d2
         s3 = (c3 - w0) * d3
+        vav += (s0 * d0 + s1 * d1) + (s2 * d2 + s3 * d3)
         if residual:
             s0 = c0 * (target[p] - offset[indices[p]]) - s0
             s1 = c1 * (target[p + 1] - offset[indices[p + 1]]) - s1
             s2 = c2 * (target[p + 2] - offset[indices[p + 2]]) - s2
             s3 = c3 * (target[p + 3] - offset[indices[p + 3]]) - s3
-        for i in range(k):
-            out[i] += s0 * y0[i] + s1 * y1[i] + s2 * y2[i] + s3 * y3[i]
+        if update:
+            for i in range(k):
+                out[i] += s0 * y0[i] + s1 * y1[i] + s2 * y2[i] + s3 * y3[i]
         e += 4
     while e < n:
         p = start + e
@@ -137,11 +150,14 @@ def _cg_accumulate(indices, conf, target, offset, Y, w0, start, n, B, q, v,
             d0 += y0[i] * v[i]
         c0 = conf[p]
         s0 = (c0 - w0) * d0
+        vav += s0 * d0
         if residual:
             s0 = c0 * (target[p] - offset[indices[p]]) - s0
-        for i in range(k):
-            out[i] += s0 * y0[i]
+        if update:
+            for i in range(k):
+                out[i] += s0 * y0[i]
         e += 1
+    return vav
 
 #: Rows rotated into and out of the eigenbasis together (one GEMM with
 #: ``Q`` each way per block of a chunk: ``nb x k`` by ``k x k``, one
@@ -296,13 +312,18 @@ def _cg_row(indices, conf, target, offset, Y, w0, p, n, S, q, x, dg, r, d, ad,
 
     Pass 0 computes the residual ``r = b - A x``, passes ``1..steps`` are
     the CG steps; both share one loop body (the products ``A v`` differ
-    only in ``v`` and the sign), which halves the code to compile."""
+    only in ``v`` and the sign), which halves the code to compile.  Each
+    step's ``d . A d`` is ``sum_i dg_i d_i^2 + sum_e (c_e - w0) (y_e .
+    d)^2``, summed while ``A d`` is formed (no pass over ``A d`` after it);
+    the last step needs only that, so it forms no ``A d``
+    (:data:`DOTS`) and updates only ``x``."""
     k = x.size
     rs = zero
     for it in range(steps + 1):
         first = it == 0
         v = d
         out = ad
+        dad = zero
         if first:
             v = x
             out = r
@@ -314,18 +335,25 @@ def _cg_row(indices, conf, target, offset, Y, w0, p, n, S, q, x, dg, r, d, ad,
             if rs < 1e-20:
                 break  # converged (or a zero right-hand side): keep x
             for i in range(k):
-                out[i] = dg[i] * v[i]
-        _cg_accumulate(indices, conf, target, offset, Y, w0, p, n, S, q, v,
-                       out, first, zero)
+                o = dg[i] * v[i]
+                out[i] = o
+                dad += o * v[i]
+        last = it == steps and not first
+        dad += _cg_accumulate(indices, conf, target, offset, Y, w0, p, n, S, q,
+                              v, out, RESIDUAL if first else
+                              (DOTS if last else PRODUCT), zero)
         if first:
             rs = _dot(r, r, zero)
             for i in range(k):
                 d[i] = r[i]
             continue
-        dAd = _dot(d, ad, zero)
-        if not dAd > 0:
+        if not dad > 0:
             break
-        a = rs / dAd
+        a = rs / dad
+        if last:
+            for i in range(k):
+                x[i] += a * d[i]
+            break
         rs_new = zero
         for i in range(k):
             x[i] += a * d[i]
