@@ -13,8 +13,8 @@ ascending order, and pushed into the accumulators of the block's rows it
 rated, which stay in L1.  In the eigenbasis of the shared Gram matrix as
 in :mod:`.cg` (one eigendecomposition and one rotation of the other side
 for both forms); the per-row scalar CG updates between passes are those
-of :func:`.cg._cg_row` (``d . A d`` summed while ``A d`` is formed, the
-last step's pass forming only the dots).  Pushing every row (the whole items side) was
+of :func:`.cg._cg_row` (the last step's pass forming only the dots for
+``d . A d``, no ``A d``).  Pushing every row (the whole items side) was
 measured slower than gathering: the per-entry work is the same, and the
 rows' vectors no longer fit in cache (docs/benchmarks.md, round 4).
 
@@ -360,12 +360,9 @@ def _push_block(e0, e1, i0, i1, rows, indices, conf, target, offset, Y, QS,
                         for i in range(k):
                             R[j, i] = -(dg[i] * V[j, i])
                     else:
-                        s = zero
+                        vav[j] = 0
                         for i in range(k):
-                            o = dg[i] * D[j, i]
-                            AD[j, i] = o
-                            s += o * D[j, i]
-                        vav[j] = s
+                            AD[j, i] = dg[i] * D[j, i]
                 if live == 0:
                     break
                 if first:
@@ -389,7 +386,11 @@ def _push_block(e0, e1, i0, i1, rows, indices, conf, target, offset, Y, QS,
                         continue
                     ad = AD[j]
                     x = V[j]
-                    dAd = vav[j]  # dg part, then the entries' (the sweep)
+                    dAd = zero
+                    for i in range(k):
+                        dAd += d[i] * ad[i]
+                    if last:  # ad = dg * d only: the entries' part from the dots
+                        dAd += vav[j]
                     if not dAd > 0:
                         act[j] = 0
                         continue
