@@ -253,3 +253,65 @@ def test_non_finite_gram_keeps_the_start(dtype):
                   np.array([0, m], np.int64), blas, 3)
         np.testing.assert_array_equal(got[counts > 0], X0[counts > 0])
         assert (got[counts == 0] == 0).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_step_count_against_naive_cg(dtype, case):
+    """0 to 4 steps (the last step forms only ``d . A d`` from the entries'
+    dots, no ``A d``): every count against the naive CG, rows with 0, 1,
+    k-1, k and k+1 ratings, one chunk."""
+    w0, wr, bias = CASES[case]
+    k, m = 16, 90
+    counts = edge_counts(k, m, np.random.default_rng(7), 24)
+    side, conf, target, offset, Y, G, X0 = problem(k, dtype, counts, 50, seed=7,
+                                                   w0=w0, bias=bias)
+    one = np.array([0, m], np.int64)
+    for steps in range(5):
+        want = reference(side, conf, target, offset, Y, X0, 0.3, wr, w0, steps)
+        got = run(side, conf, target, offset, Y, G, X0, 0.3, wr, w0, one,
+                  K.USE_BLAS, steps)
+        assert (got[counts == 0] == 0).all()
+        np.testing.assert_allclose(got, want, rtol=0,
+                                   atol=TOL[dtype] * np.abs(want).max(),
+                                   err_msg=f"steps={steps}")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_curvature_not_positive_stops(dtype):
+    """A negative ridge: where ``A`` is negative definite every row stops
+    at its first step (``d . A d <= 0``, summed from the diagonal part and
+    the entries' dots) and keeps its start (to the rounding of the
+    rotations into the eigenbasis and back), whatever the steps; where it
+    is indefinite (float64), rows stop at different steps, as the naive
+    CG's do."""
+    k, m = 12, 60
+    counts = edge_counts(k, m, np.random.default_rng(8), 20)
+    side, conf, target, offset, Y, G, X0 = problem(k, dtype, counts, 40, seed=8)
+    one = np.array([0, m], np.int64)
+    big = 10 * (np.linalg.norm(G.astype(np.float64), 2)
+                + 3 * (Y.astype(np.float64) ** 2).sum())
+    for steps in (1, 2, 3):
+        want = reference(side, conf, target, offset, Y, X0, -big, False, 1.0,
+                         steps)
+        assert (want[counts > 0] == X0[counts > 0]).all()  # no step taken
+        got = run(side, conf, target, offset, Y, G, X0, -big, False, 1.0, one,
+                  K.USE_BLAS, steps)
+        # the start, rotated into the eigenbasis of G and back
+        np.testing.assert_allclose(got, want, rtol=0,
+                                   atol=TOL[dtype] * 1e-3 * np.abs(want).max())
+        assert (got[counts == 0] == 0).all()
+    if dtype == np.float32:
+        return
+    lam = -0.5 * np.linalg.norm(G, 2)
+    stopped = set()
+    prev = X0
+    for steps in range(1, 5):
+        want = reference(side, conf, target, offset, Y, X0, lam, False, 1.0, steps)
+        got = run(side, conf, target, offset, Y, G, X0, lam, False, 1.0, one,
+                  K.USE_BLAS, steps)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-9 * np.abs(want).max(),
+                                   err_msg=f"steps={steps}")
+        stopped |= {steps} if ((want == prev).all(1) & (counts > 0)).any() else set()
+        prev = want
+    assert len(stopped) >= 2  # rows stop at more than one step

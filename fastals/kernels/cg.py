@@ -71,21 +71,90 @@ def _cg_gather(indices, Y, p, n, B, q):
             row[j] = yr[j]
 
 
+#: ``mode`` of :func:`_cg_accumulate`: ``A v`` (a CG step), the residual
+#: ``b - A x`` (pass 0), or only the dots (the last CG step: ``d . A d``
+#: needs no ``A d``).
+PRODUCT, RESIDUAL, DOTS = 0, 1, 2
+
+
 @njit(cache=True, fastmath=FASTMATH)
 def _cg_accumulate(indices, conf, target, offset, Y, w0, start, n, B, q, v,
-                   out, residual, zero):
+                   out, mode, zero):
     """``out += sum_e s_e y_e`` over the entries ``start:start+n`` of one
-    row, 4 entries at a time, with ``s_e = c_e (t_e - offset) - (c_e - w0)
-    (y_e . v)`` (residual) or ``(c_e - w0) (y_e . v)``.
+    row, 8 entries at a time from the gathered block (then 4, then one),
+    with ``s_e = (c_e - w0) (y_e . v)``
+    (``mode`` :data:`PRODUCT`) or ``c_e (t_e - offset) - (c_e - w0) (y_e .
+    v)`` (:data:`RESIDUAL`); :data:`DOTS`: ``out`` untouched.  Returns
+    ``sum_e (c_e - w0) (y_e . v)^2`` (the entries' part of ``v . A v``).
 
     The item vectors ``y_e`` are read from rows ``q:q+n`` of the gathered
     block ``B``, or where ``q < 0`` straight from ``Y`` (prefetched
     :data:`PREFETCH_AHEAD` entries ahead): a row that did not fit in the
     block is read in place at every CG step instead of being copied again.
+
+    Eight entries per group load each chunk of ``v`` once per eight dots
+    and each chunk of ``out`` once per eight updates (against four):
+    per entry and pass 0.63-0.85 of the time of groups of four on rows of
+    8-64 entries in L1 (``bench/cg_l1.py``, k=128, one thread).
     """
     k = v.size
     direct = q < 0
+    residual = mode == RESIDUAL
+    update = mode != DOTS
+    vav = zero
     e = 0
+    while e + 8 <= n and not direct:
+        p = start + e
+        y0 = B[q + e]
+        y1 = B[q + e + 1]
+        y2 = B[q + e + 2]
+        y3 = B[q + e + 3]
+        y4 = B[q + e + 4]
+        y5 = B[q + e + 5]
+        y6 = B[q + e + 6]
+        y7 = B[q + e + 7]
+        d0 = zero
+        d1 = zero
+        d2 = zero
+        d3 = zero
+        d4 = zero
+        d5 = zero
+        d6 = zero
+        d7 = zero
+        for i in range(k):
+            vi = v[i]
+            d0 += y0[i] * vi
+            d1 += y1[i] * vi
+            d2 += y2[i] * vi
+            d3 += y3[i] * vi
+            d4 += y4[i] * vi
+            d5 += y5[i] * vi
+            d6 += y6[i] * vi
+            d7 += y7[i] * vi
+        s0 = (conf[p] - w0) * d0
+        s1 = (conf[p + 1] - w0) * d1
+        s2 = (conf[p + 2] - w0) * d2
+        s3 = (conf[p + 3] - w0) * d3
+        s4 = (conf[p + 4] - w0) * d4
+        s5 = (conf[p + 5] - w0) * d5
+        s6 = (conf[p + 6] - w0) * d6
+        s7 = (conf[p + 7] - w0) * d7
+        vav += ((s0 * d0 + s1 * d1) + (s2 * d2 + s3 * d3)) + \
+            ((s4 * d4 + s5 * d5) + (s6 * d6 + s7 * d7))
+        if residual:
+            s0 = conf[p] * (target[p] - offset[indices[p]]) - s0
+            s1 = conf[p + 1] * (target[p + 1] - offset[indices[p + 1]]) - s1
+            s2 = conf[p + 2] * (target[p + 2] - offset[indices[p + 2]]) - s2
+            s3 = conf[p + 3] * (target[p + 3] - offset[indices[p + 3]]) - s3
+            s4 = conf[p + 4] * (target[p + 4] - offset[indices[p + 4]]) - s4
+            s5 = conf[p + 5] * (target[p + 5] - offset[indices[p + 5]]) - s5
+            s6 = conf[p + 6] * (target[p + 6] - offset[indices[p + 6]]) - s6
+            s7 = conf[p + 7] * (target[p + 7] - offset[indices[p + 7]]) - s7
+        if update:
+            for i in range(k):
+                out[i] += (s0 * y0[i] + s1 * y1[i] + s2 * y2[i] + s3 * y3[i]) + \
+                    (s4 * y4[i] + s5 * y5[i] + s6 * y6[i] + s7 * y7[i])
+        e += 8
     while e + 4 <= n:
         p = start + e
         if direct:
@@ -118,13 +187,15 @@ def _cg_accumulate(indices, conf, target, offset, Y, w0, start, n, B, q, v,
         s1 = (c1 - w0) * d1
         s2 = (c2 - w0) * d2
         s3 = (c3 - w0) * d3
+        vav += (s0 * d0 + s1 * d1) + (s2 * d2 + s3 * d3)
         if residual:
             s0 = c0 * (target[p] - offset[indices[p]]) - s0
             s1 = c1 * (target[p + 1] - offset[indices[p + 1]]) - s1
             s2 = c2 * (target[p + 2] - offset[indices[p + 2]]) - s2
             s3 = c3 * (target[p + 3] - offset[indices[p + 3]]) - s3
-        for i in range(k):
-            out[i] += s0 * y0[i] + s1 * y1[i] + s2 * y2[i] + s3 * y3[i]
+        if update:
+            for i in range(k):
+                out[i] += s0 * y0[i] + s1 * y1[i] + s2 * y2[i] + s3 * y3[i]
         e += 4
     while e < n:
         p = start + e
@@ -137,11 +208,14 @@ def _cg_accumulate(indices, conf, target, offset, Y, w0, start, n, B, q, v,
             d0 += y0[i] * v[i]
         c0 = conf[p]
         s0 = (c0 - w0) * d0
+        vav += s0 * d0
         if residual:
             s0 = c0 * (target[p] - offset[indices[p]]) - s0
-        for i in range(k):
-            out[i] += s0 * y0[i]
+        if update:
+            for i in range(k):
+                out[i] += s0 * y0[i]
         e += 1
+    return vav
 
 #: Rows rotated into and out of the eigenbasis together (one GEMM with
 #: ``Q`` each way per block of a chunk: ``nb x k`` by ``k x k``, one
@@ -296,7 +370,13 @@ def _cg_row(indices, conf, target, offset, Y, w0, p, n, S, q, x, dg, r, d, ad,
 
     Pass 0 computes the residual ``r = b - A x``, passes ``1..steps`` are
     the CG steps; both share one loop body (the products ``A v`` differ
-    only in ``v`` and the sign), which halves the code to compile."""
+    only in ``v`` and the sign), which halves the code to compile.  The
+    last step needs no ``A d``, only ``d . A d = sum_i dg_i d_i^2 + sum_e
+    (c_e - w0) (y_e . d)^2``: its pass forms only the entries' dots
+    (:data:`DOTS`), and it updates only ``x``.  (Every step's ``d . A d``
+    from the dots, instead of from the ``A d`` that updates ``r``, made
+    float32 results less accurate: on the short-row set at k=128, 505
+    rows more than 1e-3 off the float64 result against 71.)"""
     k = x.size
     rs = zero
     for it in range(steps + 1):
@@ -315,17 +395,25 @@ def _cg_row(indices, conf, target, offset, Y, w0, p, n, S, q, x, dg, r, d, ad,
                 break  # converged (or a zero right-hand side): keep x
             for i in range(k):
                 out[i] = dg[i] * v[i]
-        _cg_accumulate(indices, conf, target, offset, Y, w0, p, n, S, q, v,
-                       out, first, zero)
+        last = it == steps and not first
+        vav = _cg_accumulate(indices, conf, target, offset, Y, w0, p, n, S, q,
+                              v, out, RESIDUAL if first else
+                              (DOTS if last else PRODUCT), zero)
         if first:
             rs = _dot(r, r, zero)
             for i in range(k):
                 d[i] = r[i]
             continue
-        dAd = _dot(d, ad, zero)
-        if not dAd > 0:
+        dad = _dot(d, ad, zero)  # last step: ad = dg * d only
+        if last:
+            dad += vav
+        if not dad > 0:
             break
-        a = rs / dAd
+        a = rs / dad
+        if last:
+            for i in range(k):
+                x[i] += a * d[i]
+            break
         rs_new = zero
         for i in range(k):
             x[i] += a * d[i]

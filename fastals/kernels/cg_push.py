@@ -13,7 +13,8 @@ ascending order, and pushed into the accumulators of the block's rows it
 rated, which stay in L1.  In the eigenbasis of the shared Gram matrix as
 in :mod:`.cg` (one eigendecomposition and one rotation of the other side
 for both forms); the per-row scalar CG updates between passes are those
-of :func:`.cg._cg_row`.  Pushing every row (the whole items side) was
+of :func:`.cg._cg_row` (the last step's pass forming only the dots for
+``d . A d``, no ``A d``).  Pushing every row (the whole items side) was
 measured slower than gathering: the per-entry work is the same, and the
 rows' vectors no longer fit in cache (docs/benchmarks.md, round 4).
 
@@ -26,8 +27,8 @@ import numpy as np
 from numba import carray, njit, prange
 
 from .blas import USE_BLAS
-from .cg import (_CG, LONG_GATHER_VALUES, SKIP_LONG, _cg_chunk, _eigenbasis,
-                 _rotated_other, _solve_cg)
+from .cg import (_CG, DOTS, LONG_GATHER_VALUES, PRODUCT, RESIDUAL, SKIP_LONG,
+                 _cg_chunk, _eigenbasis, _rotated_other, _solve_cg)
 from .chunks import _call
 from .llvm import FASTMATH, _ChunkCallback, _prefetch_row, _take_next
 
@@ -201,12 +202,13 @@ def solve_cg_split(indptr, indices, conf, target, offset, Y, G, lam, wr, w0, X,
 
 
 @njit(cache=True, fastmath=FASTMATH, forceinline=True)
-def _push4(y, off, V, O, sl, pe, conf, target, w0, residual, zero):
+def _push4(y, off, V, O, vav, sl, pe, conf, target, w0, mode, zero):
     """Four entries of one other-side row ``y``: ``d = y . V[j]``, ``s =
-    (c - w0) d`` (``residual``: ``c (t - off) - (c - w0) d``), ``O[j] += s
-    y`` for the block rows ``j = sl[0..3]``; an unused lane (``pe < 0``)
-    has a zero row of ``V`` and a junk row of ``O`` of its own, so every
-    entry takes the same arithmetic whatever its lane."""
+    (c - w0) d`` (``mode`` :data:`.cg.RESIDUAL`: ``c (t - off) - (c - w0)
+    d``), ``O[j] += s y`` (not for :data:`.cg.DOTS`) and ``vav[j] += (c -
+    w0) d^2`` for the block rows ``j = sl[0..3]``; an unused lane (``pe <
+    0``) has a zero row of ``V`` and a junk row of ``O`` and ``vav`` of its
+    own, so every entry takes the same arithmetic whatever its lane."""
     k = y.size
     v0 = V[sl[0]]
     v1 = V[sl[1]]
@@ -247,7 +249,13 @@ def _push4(y, off, V, O, sl, pe, conf, target, w0, residual, zero):
     s1 = (c1 - w0) * s[1]
     s2 = (c2 - w0) * s[2]
     s3 = (c3 - w0) * s[3]
-    if residual:
+    vav[sl[0]] += s0 * s[0]
+    vav[sl[1]] += s1 * s[1]
+    vav[sl[2]] += s2 * s[2]
+    vav[sl[3]] += s3 * s[3]
+    if mode == DOTS:
+        return
+    if mode == RESIDUAL:
         s0 = c0 * (t0 - off) - s0
         s1 = c1 * (t1 - off) - s1
         s2 = c2 * (t2 - off) - s2
@@ -266,11 +274,12 @@ def _push4(y, off, V, O, sl, pe, conf, target, w0, residual, zero):
 
 @njit(cache=True, fastmath=FASTMATH, forceinline=True)
 def _sweep(e0, e1, i0, i1, rows, indices, conf, target, offset, Y, w0, act, V,
-           O, residual, sl, pe, zero):
+           O, vav, mode, sl, pe, zero):
     """One pass over the block's entries ``e0:e1`` (ordered by the other
     side's row ``rows[e]``, then by ``indices[e]``): ``O[j] += sum_e s_e
-    y_e`` for every active block row ``j`` (row ``i0 + j``), four entries
-    of one other-side row at a time (see :func:`_push4`)."""
+    y_e`` and ``vav[j] += sum_e (c_e - w0) d_e^2`` for every active block
+    row ``j`` (row ``i0 + j``), four entries of one other-side row at a
+    time (see :func:`_push4`)."""
     nb = i1 - i0
     p = e0
     while p < e1:
@@ -286,7 +295,7 @@ def _sweep(e0, e1, i0, i1, rows, indices, conf, target, offset, Y, w0, act, V,
                 pe[m] = p
                 m += 1
                 if m == 4:
-                    _push4(y, off, V, O, sl, pe, conf, target, w0, residual,
+                    _push4(y, off, V, O, vav, sl, pe, conf, target, w0, mode,
                            zero)
                     m = 0
             p += 1
@@ -294,7 +303,7 @@ def _sweep(e0, e1, i0, i1, rows, indices, conf, target, offset, Y, w0, act, V,
             for q in range(m, 4):
                 sl[q] = nb + q  # a zero row of V, a junk row of O
                 pe[q] = -1
-            _push4(y, off, V, O, sl, pe, conf, target, w0, residual, zero)
+            _push4(y, off, V, O, vav, sl, pe, conf, target, w0, mode, zero)
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
@@ -312,6 +321,7 @@ def _push_block(e0, e1, i0, i1, rows, indices, conf, target, offset, Y, QS,
     D = np.zeros((nb + 4, k), dt)  # directions
     AD = np.zeros((nb + 4, k), dt)  # products A d
     rs = np.zeros(nb, dt)
+    vav = np.zeros(nb + 4, dt)  # d . A d of each row (lanes: junk)
     cnt = np.zeros(nb, np.int64)
     act = np.zeros(nb, np.uint8)
     dg = np.empty(k, dt)
@@ -334,6 +344,7 @@ def _push_block(e0, e1, i0, i1, rows, indices, conf, target, offset, Y, QS,
                     act[j] = 1
             for it in range(steps + 1):
                 first = it == 0
+                last = it == steps and not first
                 live = 0
                 for j in range(nb):
                     if act[j] == 0:
@@ -349,16 +360,18 @@ def _push_block(e0, e1, i0, i1, rows, indices, conf, target, offset, Y, QS,
                         for i in range(k):
                             R[j, i] = -(dg[i] * V[j, i])
                     else:
+                        vav[j] = 0
                         for i in range(k):
                             AD[j, i] = dg[i] * D[j, i]
                 if live == 0:
                     break
                 if first:
                     _sweep(e0, e1, i0, i1, rows, indices, conf, target, offset, Y, w0,
-                           act, V, R, True, sl, pe, zero)
+                           act, V, R, vav, RESIDUAL, sl, pe, zero)
                 else:
                     _sweep(e0, e1, i0, i1, rows, indices, conf, target, offset, Y, w0,
-                           act, D, AD, False, sl, pe, zero)
+                           act, D, AD, vav, DOTS if last else PRODUCT, sl, pe,
+                           zero)
                 for j in range(nb):
                     if act[j] == 0:
                         continue
@@ -376,10 +389,16 @@ def _push_block(e0, e1, i0, i1, rows, indices, conf, target, offset, Y, QS,
                     dAd = zero
                     for i in range(k):
                         dAd += d[i] * ad[i]
+                    if last:  # ad = dg * d only: the entries' part from the dots
+                        dAd += vav[j]
                     if not dAd > 0:
                         act[j] = 0
                         continue
                     al = rs[j] / dAd
+                    if last:
+                        for i in range(k):
+                            x[i] += al * d[i]
+                        continue
                     rs_new = zero
                     for i in range(k):
                         x[i] += al * d[i]
