@@ -38,9 +38,10 @@ from numba.extending import intrinsic
 from numba.np.arrayobj import np_cfarray as _np_cfarray
 
 from .blas import (BLAS_MIN_FACTORS, USE_BLAS, _blas_threads_local, _external,
-                   _gemm, _potrf, _syrk, _syrk_loops)
+                   _potrf, _syrk, _syrk_loops)
 from .chunks import SERIAL_BELOW
 from .dense import _spd_inverse
+from .dense_tiles import _gemm_tiled
 from .factor import RIDGE_TRIES
 from .gather import _atomic_add, _atomic_store, _gather_row, _wait_at_least
 from .llvm import FASTMATH, _take_next
@@ -255,7 +256,9 @@ def _block_end(X, u, b, W, T, P, solve, first):
 @njit(cache=True, fastmath=FASTMATH, inline="always")
 def _chunk_blas(r0, r1, M, X, W, T, P, solve, iw, fw, cw):
     """Rows ``r0:r1`` (``W[rows] = R[rows] Y`` gathered), block by block:
-    with ``solve``, ``X[rows] = W[rows] M`` (GEMM) and the sum of
+    with ``solve``, ``X[rows] = W[rows] M`` (register tiles reading ``M``
+    in place, :mod:`.dense_tiles`: a BLAS GEMM per block packed ``M``
+    again in every call) and the sum of
     ``x_r . w_r`` (returned; over the item step it is ``sum_obs r x.y``,
     the loss's cross term); always ``P = X[r0:r1]^T X[r0:r1]`` (upper; one
     SYRK per block in the factors' dtype, summed in float64).  ``iw``
@@ -273,10 +276,7 @@ def _chunk_blas(r0, r1, M, X, W, T, P, solve, iw, fw, cw):
         b = min(DENSE_BLOCK, r1 - u)
         _clear(T)
         if solve:
-            # column-major: X[u:u+b]^T (k x b) = M^T (k x k) W^T (k x b)
-            _gemm(78, 78, k, b, k, M.ctypes.data, k,
-                  W.ctypes.data + u * k * W.itemsize, k,
-                  X.ctypes.data + u * k * X.itemsize, k, iw, fw, cw)
+            _gemm_tiled(X, W, M, u, b)
         _syrk(one, X, u, b, T, iw, fw, cw)
         cross += _block_end(X, u, b, W, T, P, solve, u == r0)
         u += b
