@@ -211,6 +211,35 @@ def test_gemm_tiles_against_numpy(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gram_tiles_against_numpy(dtype):
+    """``P[upper] = X[u:u+b]^T X[u:u+b]`` (float64 ``P``) by register tiles
+    (kernels/dense_tiles.py) against numpy in float64 (relative to the
+    largest entry: 1e-12 float64, 1e-6 float32), and ``add=True`` adding
+    the same values once (the last column tile overlaps the one before
+    and must not add its columns twice), for k a whole tile, k with an
+    overlapping last tile, one row and blocks of a few rows."""
+    from fastals.kernels.dense_tiles import _gram_tiled
+    rng = np.random.default_rng(4)
+    tol = 1e-12 if dtype == np.float64 else 1e-6
+    for k in (8, 16, 20, 31, 100):
+        if k < 64 // np.dtype(dtype).itemsize:
+            continue  # the tiles need one tile of columns
+        X = rng.standard_normal((70, k)).astype(dtype)
+        upper = np.triu_indices(k)
+        for u, b in ((0, 70), (5, 1), (3, 7)):
+            B = X[u:u + b].astype(np.float64)
+            want = (B.T @ B)[upper]
+            P = np.full((k, k), np.nan)
+            _gram_tiled(P, X, u, b, False)
+            atol = tol * np.abs(want).max()
+            np.testing.assert_allclose(P[upper], want, rtol=0, atol=atol,
+                                       err_msg=f"k={k} rows {u}:{u + b}")
+            first = P[upper].copy()
+            _gram_tiled(P, X, u, b, True)
+            np.testing.assert_array_equal(P[upper], first + first)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("blas", [True, False])
 def test_dense_run_epochs_as_half_steps(dtype, blas):
     """``DenseRun``: epochs in one call give exactly the half-steps of

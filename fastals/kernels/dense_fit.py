@@ -3,9 +3,9 @@
 
 Every row of a half-step shares ``M = (G + lam I)^{-1}`` (all cells
 count), so a half-step is: the inverse, the gathers ``W = R Y`` of every
-chunk of rows, and per chunk ``X = W M`` (GEMM), its partial Gram matrix
-``X^T X`` (SYRK) and ``sum x . w`` (the loss's cross term after the item
-step); then the partial sums reduced in chunk order.  One compiled
+chunk of rows, and per chunk ``X = W M``, its partial Gram matrix
+``X^T X`` (both in register tiles, :mod:`.dense_tiles`) and ``sum x . w``
+(the loss's cross term after the item step); then the partial sums reduced in chunk order.  One compiled
 callback (C ABI, compiled once per dtype and variant: BLAS/LAPACK, or the
 portable loops for ``k < 16`` or without BLAS) runs these as tasks from one
 queue, numbered over the whole program (``n_halves`` half-steps
@@ -38,17 +38,17 @@ from numba.extending import intrinsic
 from numba.np.arrayobj import np_cfarray as _np_cfarray
 
 from .blas import (BLAS_MIN_FACTORS, USE_BLAS, _blas_threads_local, _external,
-                   _potrf, _syrk, _syrk_loops)
+                   _potrf, _syrk_loops)
 from .chunks import SERIAL_BELOW
 from .dense import _spd_inverse
-from .dense_tiles import _gemm_tiled
+from .dense_tiles import _gemm_tiled, _gram_tiled
 from .factor import RIDGE_TRIES
 from .gather import _atomic_add, _atomic_store, _gather_row, _wait_at_least
 from .llvm import FASTMATH, _take_next
 from .openblas import single_threaded
 
-#: Rows per block of a chunk: one GEMM ``X = W M`` and one SYRK of the
-#: block's ``X`` (summed in the factors' dtype per block, then float64).
+#: Rows per block of a chunk: ``X = W M`` and the block's ``X^T X``
+#: (summed in the factors' dtype per block, then float64).
 DENSE_BLOCK = 128
 
 #: Rows per chunk (at most 32 chunks; each holds a ``k x k`` float64
@@ -226,11 +226,26 @@ def _clear(T):
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
+def _cross(X, u, b, W):
+    """``sum_r x_{u+r} . w_r`` over the block's ``b`` rows (each dot in the
+    factors' dtype, summed in float64)."""
+    k = X.shape[1]
+    cross = 0.0
+    for r in range(b):
+        x = X[u + r]
+        w = W[u + r]
+        s = x[0] * w[0]
+        for i in range(1, k):
+            s += x[i] * w[i]
+        cross += s
+    return cross
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
 def _block_end(X, u, b, W, T, P, solve, first):
     """``P[upper] += T[upper]`` (float64; ``first``: ``P[upper] = T[upper]``,
     the same values without clearing ``P`` first) and, with ``solve``, the
-    block's ``sum_r x_{u+r} . w_r`` (each dot in the factors' dtype, summed
-    in float64)."""
+    block's :func:`_cross`."""
     k = X.shape[1]
     for i in range(k):
         Pi = P[i, i:]
@@ -241,44 +256,28 @@ def _block_end(X, u, b, W, T, P, solve, first):
         else:
             for j in range(Pi.size):
                 Pi[j] += Ti[j]
-    cross = 0.0
-    if solve:
-        for r in range(b):
-            x = X[u + r]
-            w = W[u + r]
-            s = x[0] * w[0]
-            for i in range(1, k):
-                s += x[i] * w[i]
-            cross += s
-    return cross
+    return _cross(X, u, b, W) if solve else 0.0
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def _chunk_blas(r0, r1, M, X, W, T, P, solve, iw, fw, cw):
-    """Rows ``r0:r1`` (``W[rows] = R[rows] Y`` gathered), block by block:
-    with ``solve``, ``X[rows] = W[rows] M`` (register tiles reading ``M``
-    in place, :mod:`.dense_tiles`: a BLAS GEMM per block packed ``M``
-    again in every call) and the sum of
-    ``x_r . w_r`` (returned; over the item step it is ``sum_obs r x.y``,
-    the loss's cross term); always ``P = X[r0:r1]^T X[r0:r1]`` (upper; one
-    SYRK per block in the factors' dtype, summed in float64).  ``iw``
-    (int32, 8), ``fw`` (the factors' dtype, 4), ``cw`` (uint8, 4): scratch
-    of the caller (no allocation in the callback: each array made there
-    adds to its compile)."""
-    k = X.shape[1]
-    fw[3] = 1
-    one = fw[3]
+def _chunk_blas(r0, r1, M, X, W, P, solve):
+    """Rows ``r0:r1`` (``W[rows] = R[rows] Y`` gathered), block by block,
+    in register tiles (:mod:`.dense_tiles`; BLAS GEMM and SYRK per block
+    packed ``M`` and the block again in every call): with ``solve``,
+    ``X[rows] = W[rows] M`` and the sum of ``x_r . w_r`` (returned; over
+    the item step it is ``sum_obs r x.y``, the loss's cross term); always
+    ``P = X[r0:r1]^T X[r0:r1]`` (upper; each block's sums in the factors'
+    dtype, then float64)."""
     if r1 <= r0:
         _clear(P)
     cross = 0.0
     u = r0
     while u < r1:
         b = min(DENSE_BLOCK, r1 - u)
-        _clear(T)
         if solve:
             _gemm_tiled(X, W, M, u, b)
-        _syrk(one, X, u, b, T, iw, fw, cw)
-        cross += _block_end(X, u, b, W, T, P, solve, u == r0)
+            cross += _cross(X, u, b, W)
+        _gram_tiled(P, X, u, b, u != r0)
         u += b
     return cross
 
@@ -474,8 +473,7 @@ def _make_run(blas, DT):
                     if sync[_STOP] == 0:
                         F = X if side == 0 else Y
                         if blas:
-                            cross[c] = _chunk_blas(r0, r1, M, F, W, T, parts[c], solve,
-                                                   iw, fw, cw)
+                            cross[c] = _chunk_blas(r0, r1, M, F, W, parts[c], solve)
                         else:
                             cross[c] = _chunk_loops(r0, r1, M, F, W, T, parts[c], solve, fw)
                     _atomic_add(sync, _DONE, 1)

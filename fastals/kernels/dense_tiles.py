@@ -1,4 +1,5 @@
-"""The dense objective's product ``X = W M`` in register tiles.
+"""The dense objective's product ``X = W M`` and Gram matrix ``X^T X`` of a
+block of rows in register tiles.
 
 Per chunk of rows the dense half-step multiplies the gathered block ``W``
 (``b x k``, ``b`` about 64 rows) by the shared ``k x k`` inverse ``M``.
@@ -15,6 +16,12 @@ order from zero, one fused multiply-add per term (``llvm.fmuladd``): its
 value does not depend on the tiling, so tiles that overlap (the last
 column tile ends at ``k``, the last row tile at the chunk's end) write the
 same values twice, and the result is the same for any thread count.
+
+The block's Gram matrix (:func:`v_gram_tile`, :func:`_gram_tiled`) is
+summed the same way, tile by tile over the block's rows, in the factors'
+dtype, and stored (or added) in float64 straight into the chunk's partial
+sum: one BLAS SYRK per block packed the block twice, and its float32
+result had to be cleared before and copied after.
 """
 
 from llvmlite import ir
@@ -143,3 +150,129 @@ def _gemm_tiled(X, W, M, u, b):
         else:
             for r in range(u, u + b):
                 v_gemm_tile(X, W, M, r, j, 1, TILE_VECTORS)
+
+
+@intrinsic
+def v_gram_tile(typingctx, P, X, e0, n, i0, j0, lo, jlo, add):
+    """``P[i0 + r, j] (=, or += with add) sum_e X[e, i0 + r] X[e, j]`` for
+    ``lo <= r < TILE_ROWS``, ``e`` in ``e0:e0 + n`` and the columns ``j``
+    of ``j0:j0 + w`` (``w``: :data:`TILE_VECTORS` vectors of ``X``'s dtype)
+    from ``jlo`` on (the others and rows below ``lo`` are left alone).
+    The sums in registers, from zero in entry order by fused multiply-adds
+    in ``X``'s dtype, then converted to float64 (``P``).  ``P`` float64
+    and ``X`` 2-D, C-contiguous; the tile within both (not checked)."""
+    if not (_c_float_2d(P) and P.dtype == types.float64 and _c_float_2d(X)
+            and isinstance(add, types.Boolean)):
+        return None
+    NV = TILE_VECTORS
+    R = TILE_ROWS
+    sig = types.void(P, X, e0, n, i0, j0, lo, jlo, add)
+
+    def codegen(context, builder, signature, args):
+        t = signature.args
+        intp = context.get_value_type(types.intp)
+
+        def cast(v, ty):
+            return context.cast(builder, v, ty, types.intp)
+        e0_, n_, i0_, j0_, lo_, jlo_ = (cast(args[i], t[i]) for i in range(2, 8))
+        add_ = context.cast(builder, args[8], t[8], types.boolean)
+        parr = context.make_array(t[0])(context, builder, args[0])
+        xarr = context.make_array(t[1])(context, builder, args[1])
+        et = context.get_data_type(t[1].dtype)
+        size = t[1].dtype.bitwidth // 8
+        lanes = 32 // size
+        vt = ir.VectorType(et, lanes)
+        vp = vt.as_pointer()
+        dt = ir.VectorType(ir.DoubleType(), lanes)
+        dp = dt.as_pointer()
+        i32 = ir.IntType(32)
+        mask = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+        undef = ir.Constant(vt, ir.Undefined)
+
+        def c(v):
+            return ir.Constant(intp, v)
+
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vt, [vt] * 3),
+            f"llvm.fmuladd.v{lanes}f{size * 8}")
+        kx = builder.extract_value(xarr.shape, 1)
+        kp = builder.extract_value(parr.shape, 1)
+        zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * lanes)
+        end_ = builder.add(e0_, n_)
+        pre = builder.block
+        hdr = builder.append_basic_block("gramtile.hdr")
+        body = builder.append_basic_block("gramtile.body")
+        out = builder.append_basic_block("gramtile.out")
+        builder.branch(hdr)
+        builder.position_at_end(hdr)
+        e = builder.phi(intp)
+        e.add_incoming(e0_, pre)
+        accs = [[builder.phi(vt) for _ in range(NV)] for _ in range(R)]
+        for row in accs:
+            for acc in row:
+                acc.add_incoming(zero, pre)
+        builder.cbranch(builder.icmp_signed("<", e, end_), body, out)
+        builder.position_at_end(body)
+        xrow = builder.gep(xarr.data, [builder.mul(e, kx)])
+        cols = builder.gep(xrow, [j0_])
+        vs = [builder.load(builder.bitcast(builder.gep(cols, [c(h * lanes)]), vp),
+                           align=size) for h in range(NV)]
+        rows = builder.gep(xrow, [i0_])
+        new = []
+        for r in range(R):
+            x = builder.load(builder.gep(rows, [c(r)]))
+            b = builder.shuffle_vector(builder.insert_element(undef, x, i32(0)), undef, mask)
+            new.append([builder.call(fma, [b, vs[h], accs[r][h]]) for h in range(NV)])
+        last = builder.block
+        e.add_incoming(builder.add(e, c(1)), last)
+        for r in range(R):
+            for h in range(NV):
+                accs[r][h].add_incoming(new[r][h], last)
+        builder.branch(hdr)
+        builder.position_at_end(out)
+        lty = ir.VectorType(intp, lanes)
+        lane_ids = ir.Constant(lty, list(range(lanes)))
+        lundef = ir.Constant(lty, ir.Undefined)
+
+        def splat(v):
+            return builder.shuffle_vector(builder.insert_element(lundef, v, i32(0)),
+                                          lundef, mask)
+        jlov = splat(jlo_)
+        for r in range(R):
+            with builder.if_then(builder.icmp_signed(">=", c(r), lo_)):
+                prow = builder.gep(parr.data, [builder.add(
+                    builder.mul(builder.add(i0_, c(r)), kp), j0_)])
+                for h in range(NV):
+                    v = accs[r][h]
+                    if size == 4:
+                        v = builder.fpext(v, dt)
+                    p = builder.bitcast(builder.gep(prow, [c(h * lanes)]), dp)
+                    old = builder.load(p, align=8)
+                    val = builder.select(add_, builder.fadd(old, v), v)
+                    cols_h = builder.add(splat(builder.add(j0_, c(h * lanes))), lane_ids)
+                    keep = builder.icmp_signed(">=", cols_h, jlov)
+                    builder.store(builder.select(keep, val, old), p, align=8)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@njit(cache=True, inline="always")
+def _gram_tiled(P, X, u, b, add):
+    """``P[upper] = X[u:u+b]^T X[u:u+b]`` (``add``: ``+=``), ``P`` float64
+    ``k x k``, by register tiles (:func:`v_gram_tile`): the block's sums
+    in ``X``'s dtype, then float64.  Column tiles of :data:`TILE_VECTORS`
+    vectors (the last one ends at ``k`` and leaves the columns before
+    alone), over the rows that reach the upper triangle (the last row
+    tile ends at the column tile's end and leaves the rows before alone).
+    Entries below the diagonal within the diagonal tiles are written too
+    (never read).  ``k`` at least one tile of columns."""
+    k = X.shape[1]
+    w = TILE_VECTORS * 32 // X.itemsize
+    for j0 in range(0, k, w):
+        j = min(j0, k - w)
+        top = j + w
+        i0 = 0
+        while i0 < top:
+            s = min(i0, top - TILE_ROWS)
+            v_gram_tile(P, X, u, b, s, j, i0 - s, j0, add)
+            i0 += TILE_ROWS
