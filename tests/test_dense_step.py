@@ -212,12 +212,15 @@ def test_gemm_tiles_against_numpy(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_gram_tiles_against_numpy(dtype):
-    """``P[upper] = X[u:u+b]^T X[u:u+b]`` (float64 ``P``) by register tiles
-    (kernels/dense_tiles.py) against numpy in float64 (relative to the
-    largest entry: 1e-12 float64, 1e-6 float32), and ``add=True`` adding
-    the same values once (the last column tile overlaps the one before
-    and must not add its columns twice), for k a whole tile, k with an
-    overlapping last tile, one row and blocks of a few rows."""
+    """``P = X[u:u+b]^T X[u:u+b]`` (float64 packed upper triangle) by
+    register tiles (kernels/dense_tiles.py) against numpy in float64
+    (relative to the largest entry: 1e-12 float64, 1e-6 float32), every
+    entry written; ``add=True`` adds the same values once (the last column
+    tile overlaps the one before and must not add its columns twice, the
+    diagonal tiles must leave the previous row's tail alone), for k a
+    whole tile, k with an overlapping last tile, one row and a few rows;
+    and the packed reduction of the fused step sums such triangles."""
+    from fastals.kernels.dense_fit import _reduce, packed_size
     from fastals.kernels.dense_tiles import _gram_tiled
     rng = np.random.default_rng(4)
     tol = 1e-12 if dtype == np.float64 else 1e-6
@@ -225,18 +228,27 @@ def test_gram_tiles_against_numpy(dtype):
         if k < 64 // np.dtype(dtype).itemsize:
             continue  # the tiles need one tile of columns
         X = rng.standard_normal((70, k)).astype(dtype)
-        upper = np.triu_indices(k)
+        upper = np.triu_indices(k)  # row by row: the packed order
+        parts = []
         for u, b in ((0, 70), (5, 1), (3, 7)):
             B = X[u:u + b].astype(np.float64)
             want = (B.T @ B)[upper]
-            P = np.full((k, k), np.nan)
+            P = np.full(packed_size(k), np.nan)
             _gram_tiled(P, X, u, b, False)
             atol = tol * np.abs(want).max()
-            np.testing.assert_allclose(P[upper], want, rtol=0, atol=atol,
+            np.testing.assert_allclose(P, want, rtol=0, atol=atol,
                                        err_msg=f"k={k} rows {u}:{u + b}")
-            first = P[upper].copy()
+            first = P.copy()
             _gram_tiled(P, X, u, b, True)
-            np.testing.assert_array_equal(P[upper], first + first)
+            np.testing.assert_array_equal(P, first + first)
+            parts.append(first)
+        out = np.full((k, k), np.nan)
+        total = _reduce(np.array(parts), np.array([1.0, 2.0, 4.0]), out)
+        full = np.zeros((k, k))
+        full[upper] = parts[0] + parts[1] + parts[2]
+        full = np.triu(full) + np.triu(full, 1).T
+        np.testing.assert_array_equal(out, full)
+        assert total == 7.0
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -88,14 +88,27 @@ SCRATCH_BYTES = 128
 _dpotri = _external("dpotri", 5, _cython_lapack)
 
 
+def packed_size(k):
+    """Entries of a packed upper triangle of ``k x k`` (row ``i`` holds
+    columns ``i..k-1`` from :func:`packed_row` ``(i, k)`` on)."""
+    return k * (k + 1) // 2
+
+
+@njit(inline="always")
+def packed_row(i, k):
+    """Offset of row ``i`` (its diagonal entry) in a packed upper triangle."""
+    return i * k - i * (i - 1) // 2
+
+
 def work_layout(k, nmax, n_epochs):
     """Offsets in the float64 workspace: ``GX``, ``GY`` (k x k each), the
-    inverse's scratch, ``nmax`` partial Gram matrices, their cross terms,
-    the last cross term per side (2), the loss terms (4 per epoch: cross,
-    ``sum GX * GY``, ``tr GX``, ``tr GY``); and its size."""
+    inverse's scratch, ``nmax`` partial Gram matrices (packed upper
+    triangles, :func:`packed_size`: half the bytes to write and reduce),
+    their cross terms, the last cross term per side (2), the loss terms (4
+    per epoch: cross, ``sum GX * GY``, ``tr GX``, ``tr GY``); and its size."""
     kk = k * k
     parts = 3 * kk
-    cross = parts + nmax * kk
+    cross = parts + nmax * packed_size(k)
     ctot = cross + nmax
     terms = ctot + 2
     return dict(GX=0, GY=kk, S=2 * kk, parts=parts, cross=cross, ctot=ctot,
@@ -196,20 +209,27 @@ def _lapack_inverse(G, lam, M, A, iw, cw):
 
 @njit(cache=True, inline="always")
 def _reduce(parts, cross, out):
-    """``out = sum_c parts[c]`` (upper triangles, mirrored) and the sum of
-    ``cross``, in chunk order: the same for any number of threads."""
+    """``out = sum_c parts[c]`` (packed upper triangles; ``out`` full,
+    mirrored) and the sum of ``cross``, in chunk order: the same for any
+    number of threads.  Each chunk's triangle is one contiguous stream
+    (a row-by-row walk over ``k x k`` partials ran at a fifth of the
+    speed, mostly waiting on memory)."""
     n_chunks = parts.shape[0]
     k = out.shape[0]
     for i in range(k):
         Oi = out[i]
         for j in range(i, k):
             Oi[j] = 0.0
-        for c in range(n_chunks):
-            Pi = parts[c, i]
-            for j in range(i, k):
+    for c in range(n_chunks):
+        Pc = parts[c]
+        for i in range(k):
+            Oi = out[i, i:]
+            Pi = Pc[packed_row(i, k):]
+            for j in range(Oi.size):
                 Oi[j] += Pi[j]
+    for i in range(k):
         for j in range(i + 1, k):
-            out[j, i] = Oi[j]
+            out[j, i] = out[i, j]
     total = 0.0
     for c in range(n_chunks):
         total += cross[c]
@@ -223,6 +243,12 @@ def _clear(T):
         Ti = T[i]
         for j in range(k):
             Ti[j] = 0
+
+
+@njit(cache=True, inline="always")
+def _clear1(P):
+    for q in range(P.size):
+        P[q] = 0
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
@@ -243,13 +269,13 @@ def _cross(X, u, b, W):
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
 def _block_end(X, u, b, W, T, P, solve, first):
-    """``P[upper] += T[upper]`` (float64; ``first``: ``P[upper] = T[upper]``,
-    the same values without clearing ``P`` first) and, with ``solve``, the
-    block's :func:`_cross`."""
+    """``P += T[upper]`` (``P`` float64, packed upper; ``first``: ``P =
+    T[upper]``, the same values without clearing ``P`` first) and, with
+    ``solve``, the block's :func:`_cross`."""
     k = X.shape[1]
     for i in range(k):
-        Pi = P[i, i:]
         Ti = T[i, i:]
+        Pi = P[packed_row(i, k):packed_row(i, k) + Ti.size]
         if first:
             for j in range(Pi.size):
                 Pi[j] = Ti[j]
@@ -269,7 +295,7 @@ def _chunk_blas(r0, r1, M, X, W, P, solve):
     ``P = X[r0:r1]^T X[r0:r1]`` (upper; each block's sums in the factors'
     dtype, then float64)."""
     if r1 <= r0:
-        _clear(P)
+        _clear1(P)
     cross = 0.0
     u = r0
     while u < r1:
@@ -289,7 +315,7 @@ def _chunk_loops(r0, r1, M, X, W, T, P, solve, fw):
     fw[0] = 1
     one = fw[0]
     if r1 <= r0:
-        _clear(P)
+        _clear1(P)
     cross = 0.0
     u = r0
     while u < r1:
@@ -379,7 +405,7 @@ def _make_run(blas, DT):
         sync = _view(P[_P_SYNC], np.int64, _GATHERED + nmax)
         kk = k * k
         o_parts = 3 * kk
-        o_cross = o_parts + nmax * kk
+        o_cross = o_parts + nmax * (k * (k + 1) // 2)
         o_ctot = o_cross + nmax
         o_terms = o_ctot + 2
         n_epochs = max((n_halves + 1) // 2, 1)
@@ -387,7 +413,7 @@ def _make_run(blas, DT):
         GX = _view(wp, np.float64, (k, k))
         GY = _view(wp + 8 * kk, np.float64, (k, k))
         S = _view(wp + 16 * kk, np.float64, (k, k))
-        parts = _view(wp + 8 * o_parts, np.float64, (nmax, k, k))
+        parts = _view(wp + 8 * o_parts, np.float64, (nmax, k * (k + 1) // 2))
         cross = _view(wp + 8 * o_cross, np.float64, nmax)
         ctot = _view(wp + 8 * o_ctot, np.float64, 2)
         terms = _view(wp + 8 * o_terms, np.float64, (n_epochs, 4))

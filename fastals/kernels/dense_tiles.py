@@ -154,14 +154,20 @@ def _gemm_tiled(X, W, M, u, b):
 
 @intrinsic
 def v_gram_tile(typingctx, P, X, e0, n, i0, j0, lo, jlo, add):
-    """``P[i0 + r, j] (=, or += with add) sum_e X[e, i0 + r] X[e, j]`` for
+    """``P(i0 + r, j) (=, or += with add) sum_e X[e, i0 + r] X[e, j]`` for
     ``lo <= r < TILE_ROWS``, ``e`` in ``e0:e0 + n`` and the columns ``j``
     of ``j0:j0 + w`` (``w``: :data:`TILE_VECTORS` vectors of ``X``'s dtype)
-    from ``jlo`` on (the others and rows below ``lo`` are left alone).
-    The sums in registers, from zero in entry order by fused multiply-adds
-    in ``X``'s dtype, then converted to float64 (``P``).  ``P`` float64
-    and ``X`` 2-D, C-contiguous; the tile within both (not checked)."""
-    if not (_c_float_2d(P) and P.dtype == types.float64 and _c_float_2d(X)
+    from ``max(jlo, i0 + r)`` on (the others and rows below ``lo`` are left
+    alone).  ``P`` is the packed upper triangle of a ``k x k`` matrix
+    (``k = X.shape[1]``; row ``i`` at ``i k - i (i - 1) / 2``, columns
+    ``i..k-1``), float64, 1-D; ``X`` 2-D; both C-contiguous; the tile's
+    columns within ``X`` and its rows within ``P`` (not checked; the
+    entries left alone are read and written back unchanged: ``P`` must be
+    written by this thread only while it runs).  The sums in registers,
+    from zero in entry order by fused multiply-adds in ``X``'s dtype, then
+    converted to float64."""
+    if not (isinstance(P, types.Array) and P.layout == "C" and P.ndim == 1
+            and P.dtype == types.float64 and _c_float_2d(X)
             and isinstance(add, types.Boolean)):
         return None
     NV = TILE_VECTORS
@@ -196,7 +202,6 @@ def v_gram_tile(typingctx, P, X, e0, n, i0, j0, lo, jlo, add):
             builder.module, ir.FunctionType(vt, [vt] * 3),
             f"llvm.fmuladd.v{lanes}f{size * 8}")
         kx = builder.extract_value(xarr.shape, 1)
-        kp = builder.extract_value(parr.shape, 1)
         zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * lanes)
         end_ = builder.add(e0_, n_)
         pre = builder.block
@@ -240,8 +245,12 @@ def v_gram_tile(typingctx, P, X, e0, n, i0, j0, lo, jlo, add):
         jlov = splat(jlo_)
         for r in range(R):
             with builder.if_then(builder.icmp_signed(">=", c(r), lo_)):
-                prow = builder.gep(parr.data, [builder.add(
-                    builder.mul(builder.add(i0_, c(r)), kp), j0_)])
+                row = builder.add(i0_, c(r))
+                # packed row start minus row: the address of column j is + j
+                off = builder.sub(builder.mul(row, kx), builder.ashr(
+                    builder.mul(row, builder.sub(row, c(1))), c(1)))
+                prow = builder.gep(parr.data, [builder.add(builder.sub(off, row), j0_)])
+                rowv = splat(row)
                 for h in range(NV):
                     v = accs[r][h]
                     if size == 4:
@@ -250,7 +259,8 @@ def v_gram_tile(typingctx, P, X, e0, n, i0, j0, lo, jlo, add):
                     old = builder.load(p, align=8)
                     val = builder.select(add_, builder.fadd(old, v), v)
                     cols_h = builder.add(splat(builder.add(j0_, c(h * lanes))), lane_ids)
-                    keep = builder.icmp_signed(">=", cols_h, jlov)
+                    keep = builder.and_(builder.icmp_signed(">=", cols_h, jlov),
+                                        builder.icmp_signed(">=", cols_h, rowv))
                     builder.store(builder.select(keep, val, old), p, align=8)
         return context.get_dummy_value()
     return sig, codegen
@@ -258,14 +268,14 @@ def v_gram_tile(typingctx, P, X, e0, n, i0, j0, lo, jlo, add):
 
 @njit(cache=True, inline="always")
 def _gram_tiled(P, X, u, b, add):
-    """``P[upper] = X[u:u+b]^T X[u:u+b]`` (``add``: ``+=``), ``P`` float64
-    ``k x k``, by register tiles (:func:`v_gram_tile`): the block's sums
-    in ``X``'s dtype, then float64.  Column tiles of :data:`TILE_VECTORS`
-    vectors (the last one ends at ``k`` and leaves the columns before
-    alone), over the rows that reach the upper triangle (the last row
-    tile ends at the column tile's end and leaves the rows before alone).
-    Entries below the diagonal within the diagonal tiles are written too
-    (never read).  ``k`` at least one tile of columns."""
+    """``P = X[u:u+b]^T X[u:u+b]`` (``add``: ``+=``), ``P`` the packed
+    upper triangle (float64, 1-D, see :func:`v_gram_tile`), by register
+    tiles: the block's sums in ``X``'s dtype, then float64.  Column tiles
+    of :data:`TILE_VECTORS` vectors (the last one ends at ``k`` and leaves
+    the columns before alone), over the rows that reach the upper triangle
+    (the last row tile ends at the column tile's end and leaves the rows
+    before alone); entries below the diagonal are left alone too.  ``k``
+    at least one tile of columns."""
     k = X.shape[1]
     w = TILE_VECTORS * 32 // X.itemsize
     for j0 in range(0, k, w):
