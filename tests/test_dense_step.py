@@ -87,6 +87,38 @@ def test_dense_step_against_naive(k, dtype, blas, inverse):
     assert c2 == 0.0
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("blas", [True, False])
+def test_dense_step_chunks_of_several_blocks(dtype, blas):
+    """Chunks of more than ``DENSE_BLOCK`` rows (over 32 x 128 rows): each
+    chunk's Gram matrix is the sum of its blocks' (the register tiles add
+    into the packed partial from the second block on); against numpy in
+    float64, and the same on every thread."""
+    from fastals.kernels.dense_fit import DENSE_BLOCK
+    blas = blas and K.USE_BLAS
+    k = 17  # float32: a last column tile overlapping the one before
+    R, Y = problem(k, dtype, m=32 * DENSE_BLOCK + 300, n=40)
+    lam = 0.1
+    X, G, cross, (indptr, indices, data, bounds) = run(R, Y, lam, blas)
+    assert np.diff(bounds).max() > DENSE_BLOCK
+    Yd = Y.astype(np.float64)
+    # as run() makes it (numpy forms Yd.T @ Yd of one array by SYRK: other bits)
+    GY = Y.astype(np.float64).T @ Y.astype(np.float64)
+    M = np.linalg.inv(GY + lam * np.eye(k)).astype(dtype).astype(np.float64)
+    want = (R @ Yd) @ M
+    tol = TOL[dtype]
+    np.testing.assert_allclose(X, want, rtol=0, atol=tol * np.abs(want).max())
+    Xd = X.astype(np.float64)
+    np.testing.assert_allclose(G, Xd.T @ Xd, rtol=0, atol=1e-6 * np.abs(G).max())
+    assert cross == pytest.approx(float(np.sum(Xd * (R @ Yd))), rel=1e-6)
+    Xp = np.zeros_like(X)
+    Gp, cp = K.dense_step(indptr, indices, data, Y, M.astype(dtype), Xp, bounds,
+                          blas=blas, parallel=True)
+    np.testing.assert_array_equal(Xp, X)
+    np.testing.assert_array_equal(Gp, G)
+    assert cp == cross
+
+
 def test_dense_step_bitwise_across_threads():
     R, Y = problem(70, np.float32, m=2000, n=300)
     outs = []
