@@ -4,7 +4,8 @@
 
 Each tree's ``fastals`` is imported in turn into this process (the
 modules of the one before are taken out of ``sys.modules`` first, so each
-tree keeps its own compiled kernels); then, alternating between the trees
+tree keeps its own compiled kernels, and put back while that tree's jobs
+run, for the imports made inside functions); then, alternating between the trees
 in every repeat, on MovieLens-100k ``ua.base`` at k=100 (lambda 0.01,
 float32, the sides and factors of ``_data.ml100k_dense_sides``):
 
@@ -51,6 +52,21 @@ def load(tree):
     return fa
 
 
+def _modules():
+    return {m: mod for m, mod in sys.modules.items()
+            if m == "fastals" or m.startswith("fastals.")}
+
+
+def _using(mods, f):
+    """``f`` with ``mods`` (one tree's modules) as ``sys.modules``' fastals."""
+    def g():
+        for name in _modules():
+            del sys.modules[name]
+        sys.modules.update(mods)
+        return f()
+    return g
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trees", required=True)
@@ -80,10 +96,13 @@ def main():
                          Xr, Yr, GY, LAM, 20)
         kw = dict(objective="dense", factors=K_FACTORS, regularization=LAM,
                   random_state=0, num_threads=a.threads)
+        mods = _modules()
         jobs.append(dict(
-            epochs=(lambda run=run: run.run(20), 20),
-            fit=(lambda fa=fa, kw=kw: fa.FastALS(iterations=100, **kw).fit(R), 100),
-            fit1=(lambda fa=fa, kw=kw: fa.FastALS(iterations=1, **kw).fit(R), 1)))
+            epochs=(_using(mods, lambda run=run: run.run(20)), 20),
+            fit=(_using(mods, lambda fa=fa, kw=kw: fa.FastALS(iterations=100, **kw).fit(R)),
+                 100),
+            fit1=(_using(mods, lambda fa=fa, kw=kw: fa.FastALS(iterations=1, **kw).fit(R)),
+                  1)))
     import numba
     numba.set_num_threads(min(a.threads, numba.config.NUMBA_NUM_THREADS))
     for j in jobs:  # compile / load, warm up
