@@ -19,11 +19,15 @@ from .exceptions import NumericalError
 
 
 def prepare(side, k):
-    """Give ``side`` the chunks of the fused step and ``|R|^2`` (float64)."""
+    """Give ``side`` the chunks of the fused step."""
     side.dense_bounds = K.dense_bounds(side.indptr, k)
+
+
+def sumsq(side):
+    """``|R|^2`` in float64 (one side's: the loss needs the users')."""
     # Not np.dot: numpy's OpenBLAS runs a dot of over 10,000 entries on all
     # its threads, which then spin on the cores the kernels need next
-    side.sumsq = float(np.einsum("i,i->", side.target, side.target, dtype=np.float64))
+    return float(np.einsum("i,i->", side.target, side.target, dtype=np.float64))
 
 
 def gram(side, F):
@@ -68,7 +72,9 @@ def train(model, users, items, X, Y, k, dtype, show_progress, threads):
     with threads(1):  # small: no parallel region to wake
         GY = gram(items, Y)
     norm = model._norm(users)
-    watch = _guard.Watch(model, users, norm)
+    total = sumsq(users)
+    # every weight is 1: the loss of all-zero factors is |R|^2 / norm
+    watch = _guard.Watch(model, users, norm, zero_loss=total / norm)
     per_epoch = _per_epoch(model, show_progress)
     # multiply-adds of an epoch: Gram matrices and products with M, gathers
     work = (X.shape[0] + Y.shape[0]) * k * k + 2 * int(users.indptr[-1]) * k
@@ -80,7 +86,7 @@ def train(model, users, items, X, Y, k, dtype, show_progress, threads):
 
     def epoch_done(epoch, term):
         cross, s, tx, ty = (float(v) for v in term)
-        err = users.sumsq - 2.0 * cross + s
+        err = total - 2.0 * cross + s
         reg = lam * (tx + ty)
         loss, objective = float(err / norm), float((err + reg) / norm)
         watch.count((None, 0), epoch=True)

@@ -173,11 +173,13 @@ def dot64(a, b=None, c=None, block=1 << 20):
 class Watch:
     """The checks of one fit: sample, scale and solver counts."""
 
-    def __init__(self, model, users, norm):
+    def __init__(self, model, users, norm, zero_loss=None):
         self.model = model
         self.sample = probe(users)
-        # The loss of all-zero factors: the scale of the objective.
-        self.zero_loss = dot64(users.conf, users.target, users.target) / norm
+        # The loss of all-zero factors: the scale of the objective (given
+        # where the fit has it already).
+        self.zero_loss = (dot64(users.conf, users.target, users.target) / norm
+                          if zero_loss is None else zero_loss)
         self.counts = {"epochs": 0, "ridge_fallback_rows": 0, "nnls_capped_rows": 0}
 
     def count(self, result, epoch=False):

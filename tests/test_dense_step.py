@@ -87,6 +87,38 @@ def test_dense_step_against_naive(k, dtype, blas, inverse):
     assert c2 == 0.0
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("blas", [True, False])
+def test_dense_step_chunks_of_several_blocks(dtype, blas):
+    """Chunks of more than ``DENSE_BLOCK`` rows (over 32 x 128 rows): each
+    chunk's Gram matrix is the sum of its blocks' (the register tiles add
+    into the packed partial from the second block on); against numpy in
+    float64, and the same on every thread."""
+    from fastals.kernels.dense_fit import DENSE_BLOCK
+    blas = blas and K.USE_BLAS
+    k = 17  # float32: a last column tile overlapping the one before
+    R, Y = problem(k, dtype, m=32 * DENSE_BLOCK + 300, n=40)
+    lam = 0.1
+    X, G, cross, (indptr, indices, data, bounds) = run(R, Y, lam, blas)
+    assert np.diff(bounds).max() > DENSE_BLOCK
+    Yd = Y.astype(np.float64)
+    # as run() makes it (numpy forms Yd.T @ Yd of one array by SYRK: other bits)
+    GY = Y.astype(np.float64).T @ Y.astype(np.float64)
+    M = np.linalg.inv(GY + lam * np.eye(k)).astype(dtype).astype(np.float64)
+    want = (R @ Yd) @ M
+    tol = TOL[dtype]
+    np.testing.assert_allclose(X, want, rtol=0, atol=tol * np.abs(want).max())
+    Xd = X.astype(np.float64)
+    np.testing.assert_allclose(G, Xd.T @ Xd, rtol=0, atol=1e-6 * np.abs(G).max())
+    assert cross == pytest.approx(float(np.sum(Xd * (R @ Yd))), rel=1e-6)
+    Xp = np.zeros_like(X)
+    Gp, cp = K.dense_step(indptr, indices, data, Y, M.astype(dtype), Xp, bounds,
+                          blas=blas, parallel=True)
+    np.testing.assert_array_equal(Xp, X)
+    np.testing.assert_array_equal(Gp, G)
+    assert cp == cross
+
+
 def test_dense_step_bitwise_across_threads():
     R, Y = problem(70, np.float32, m=2000, n=300)
     outs = []
@@ -177,6 +209,78 @@ def test_gather_rows_against_scipy(dtype):
         np.testing.assert_allclose(X, want, rtol=0, atol=tol * np.abs(want).max(),
                                    err_msg=f"k={k}")
         assert not X[0].any()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gemm_tiles_against_numpy(dtype):
+    """``X[u:u+b] = W[u:u+b] M`` by register tiles (kernels/dense_tiles.py)
+    against numpy in float64 (relative to the largest entry: 1e-12 float64,
+    1e-5 float32) for k a whole tile, k with a last tile overlapping the
+    one before, blocks of fewer rows than a tile and a last row tile
+    overlapping; every entry is the same sum whatever the tiling, so rows
+    done one at a time give the block's values bitwise; rows outside the
+    block are left alone."""
+    from fastals.kernels.dense_tiles import _gemm_tiled
+    rng = np.random.default_rng(3)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for k in (8, 16, 20, 31, 100):
+        if k < 64 // np.dtype(dtype).itemsize:
+            continue  # the tiles need one tile of columns
+        W = rng.standard_normal((40, k)).astype(dtype)
+        M = rng.standard_normal((k, k)).astype(dtype)
+        want = W.astype(np.float64) @ M.astype(np.float64)
+        for u, b in ((0, 40), (3, 5), (1, 6), (7, 13), (39, 1)):
+            X = np.full((40, k), np.nan, dtype)
+            _gemm_tiled(X, W, M, u, b)
+            np.testing.assert_allclose(X[u:u + b], want[u:u + b], rtol=0,
+                                       atol=tol * np.abs(want).max(),
+                                       err_msg=f"k={k} rows {u}:{u + b}")
+            assert np.isnan(X[:u]).all() and np.isnan(X[u + b:]).all()
+            one = np.empty_like(X)
+            for r in range(u, u + b):
+                _gemm_tiled(one, W, M, r, 1)
+            np.testing.assert_array_equal(one[u:u + b], X[u:u + b])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gram_tiles_against_numpy(dtype):
+    """``P = X[u:u+b]^T X[u:u+b]`` (float64 packed upper triangle) by
+    register tiles (kernels/dense_tiles.py) against numpy in float64
+    (relative to the largest entry: 1e-12 float64, 1e-6 float32), every
+    entry written; ``add=True`` adds the same values once (the last column
+    tile overlaps the one before and must not add its columns twice, the
+    diagonal tiles must leave the previous row's tail alone), for k a
+    whole tile, k with an overlapping last tile, one row and a few rows;
+    and the packed reduction of the fused step sums such triangles."""
+    from fastals.kernels.dense_fit import _reduce, packed_size
+    from fastals.kernels.dense_tiles import _gram_tiled
+    rng = np.random.default_rng(4)
+    tol = 1e-12 if dtype == np.float64 else 1e-6
+    for k in (8, 16, 20, 31, 100):
+        if k < 64 // np.dtype(dtype).itemsize:
+            continue  # the tiles need one tile of columns
+        X = rng.standard_normal((70, k)).astype(dtype)
+        upper = np.triu_indices(k)  # row by row: the packed order
+        parts = []
+        for u, b in ((0, 70), (5, 1), (3, 7)):
+            B = X[u:u + b].astype(np.float64)
+            want = (B.T @ B)[upper]
+            P = np.full(packed_size(k), np.nan)
+            _gram_tiled(P, X, u, b, False)
+            atol = tol * np.abs(want).max()
+            np.testing.assert_allclose(P, want, rtol=0, atol=atol,
+                                       err_msg=f"k={k} rows {u}:{u + b}")
+            first = P.copy()
+            _gram_tiled(P, X, u, b, True)
+            np.testing.assert_array_equal(P, first + first)
+            parts.append(first)
+        out = np.full((k, k), np.nan)
+        total = _reduce(np.array(parts), np.array([1.0, 2.0, 4.0]), out)
+        full = np.zeros((k, k))
+        full[upper] = parts[0] + parts[1] + parts[2]
+        full = np.triu(full) + np.triu(full, 1).T
+        np.testing.assert_array_equal(out, full)
+        assert total == 7.0
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

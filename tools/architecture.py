@@ -53,6 +53,9 @@ REFERENCES = {
                                   "(naive.update_rows)",
                                   "bench_als.py (objective=dense); dense_ml100k.py; "
                                   "dense_parts.py; regression_check.py dense_step"),
+    "fastals.kernels.dense_tiles": ("test_dense_step.py::test_gemm_tiles_against_numpy "
+                                    "(W @ M in float64; tilings bitwise); test_dense_step.py",
+                                    "dense_parts.py --budget; dense_ml100k.py"),
     "fastals.kernels.gather": ("test_dense_step.py::test_gather_rows_against_scipy "
                                "(R @ Z, every tile width); test_dense_step.py",
                                "dense_parts.py --budget; dense_ml100k.py"),

@@ -19,6 +19,7 @@ Modules
 * :mod:`.dense` -- Gram matrix, SPD inverse, right multiply, sparse x dense.
 * :mod:`.dense_fit` -- the dense objective's fused half-step
   (:func:`dense_step`) and whole epochs in one call (:class:`DenseRun`).
+* :mod:`.dense_tiles` -- its product ``X = W M`` in register tiles.
 * :mod:`.gather` -- register-tiled sparse row times dense matrix, flags.
 * :mod:`.sparse` -- the parallel CSR transpose of ``fit``'s set-up.
 * :mod:`.topk` -- top-k scoring and AUC.

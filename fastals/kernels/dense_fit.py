@@ -3,9 +3,9 @@
 
 Every row of a half-step shares ``M = (G + lam I)^{-1}`` (all cells
 count), so a half-step is: the inverse, the gathers ``W = R Y`` of every
-chunk of rows, and per chunk ``X = W M`` (GEMM), its partial Gram matrix
-``X^T X`` (SYRK) and ``sum x . w`` (the loss's cross term after the item
-step); then the partial sums reduced in chunk order.  One compiled
+chunk of rows, and per chunk ``X = W M``, its partial Gram matrix
+``X^T X`` (both in register tiles, :mod:`.dense_tiles`) and ``sum x . w``
+(the loss's cross term after the item step); then the partial sums reduced in chunk order.  One compiled
 callback (C ABI, compiled once per dtype and variant: BLAS/LAPACK, or the
 portable loops for ``k < 16`` or without BLAS) runs these as tasks from one
 queue, numbered over the whole program (``n_halves`` half-steps
@@ -38,16 +38,17 @@ from numba.extending import intrinsic
 from numba.np.arrayobj import np_cfarray as _np_cfarray
 
 from .blas import (BLAS_MIN_FACTORS, USE_BLAS, _blas_threads_local, _external,
-                   _gemm, _potrf, _syrk, _syrk_loops)
+                   _potrf, _syrk_loops)
 from .chunks import SERIAL_BELOW
 from .dense import _spd_inverse
+from .dense_tiles import _gemm_tiled, _gram_tiled
 from .factor import RIDGE_TRIES
 from .gather import _atomic_add, _atomic_store, _gather_row, _wait_at_least
 from .llvm import FASTMATH, _take_next
 from .openblas import single_threaded
 
-#: Rows per block of a chunk: one GEMM ``X = W M`` and one SYRK of the
-#: block's ``X`` (summed in the factors' dtype per block, then float64).
+#: Rows per block of a chunk: ``X = W M`` and the block's ``X^T X``
+#: (summed in the factors' dtype per block, then float64).
 DENSE_BLOCK = 128
 
 #: Rows per chunk (at most 32 chunks; each holds a ``k x k`` float64
@@ -87,14 +88,27 @@ SCRATCH_BYTES = 128
 _dpotri = _external("dpotri", 5, _cython_lapack)
 
 
+def packed_size(k):
+    """Entries of a packed upper triangle of ``k x k`` (row ``i`` holds
+    columns ``i..k-1`` from :func:`packed_row` ``(i, k)`` on)."""
+    return k * (k + 1) // 2
+
+
+@njit(inline="always")
+def packed_row(i, k):
+    """Offset of row ``i`` (its diagonal entry) in a packed upper triangle."""
+    return i * k - i * (i - 1) // 2
+
+
 def work_layout(k, nmax, n_epochs):
     """Offsets in the float64 workspace: ``GX``, ``GY`` (k x k each), the
-    inverse's scratch, ``nmax`` partial Gram matrices, their cross terms,
-    the last cross term per side (2), the loss terms (4 per epoch: cross,
-    ``sum GX * GY``, ``tr GX``, ``tr GY``); and its size."""
+    inverse's scratch, ``nmax`` partial Gram matrices (packed upper
+    triangles, :func:`packed_size`: half the bytes to write and reduce),
+    their cross terms, the last cross term per side (2), the loss terms (4
+    per epoch: cross, ``sum GX * GY``, ``tr GX``, ``tr GY``); and its size."""
     kk = k * k
     parts = 3 * kk
-    cross = parts + nmax * kk
+    cross = parts + nmax * packed_size(k)
     ctot = cross + nmax
     terms = ctot + 2
     return dict(GX=0, GY=kk, S=2 * kk, parts=parts, cross=cross, ctot=ctot,
@@ -195,20 +209,27 @@ def _lapack_inverse(G, lam, M, A, iw, cw):
 
 @njit(cache=True, inline="always")
 def _reduce(parts, cross, out):
-    """``out = sum_c parts[c]`` (upper triangles, mirrored) and the sum of
-    ``cross``, in chunk order: the same for any number of threads."""
+    """``out = sum_c parts[c]`` (packed upper triangles; ``out`` full,
+    mirrored) and the sum of ``cross``, in chunk order: the same for any
+    number of threads.  Each chunk's triangle is one contiguous stream
+    (a row-by-row walk over ``k x k`` partials ran at a fifth of the
+    speed, mostly waiting on memory)."""
     n_chunks = parts.shape[0]
     k = out.shape[0]
     for i in range(k):
         Oi = out[i]
         for j in range(i, k):
             Oi[j] = 0.0
-        for c in range(n_chunks):
-            Pi = parts[c, i]
-            for j in range(i, k):
+    for c in range(n_chunks):
+        Pc = parts[c]
+        for i in range(k):
+            Oi = out[i, i:]
+            Pi = Pc[packed_row(i, k):]
+            for j in range(Oi.size):
                 Oi[j] += Pi[j]
+    for i in range(k):
         for j in range(i + 1, k):
-            out[j, i] = Oi[j]
+            out[j, i] = out[i, j]
     total = 0.0
     for c in range(n_chunks):
         total += cross[c]
@@ -224,61 +245,65 @@ def _clear(T):
             Ti[j] = 0
 
 
+@njit(cache=True, inline="always")
+def _clear1(P):
+    for q in range(P.size):
+        P[q] = 0
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _cross(X, u, b, W):
+    """``sum_r x_{u+r} . w_r`` over the block's ``b`` rows (each dot in the
+    factors' dtype, summed in float64)."""
+    k = X.shape[1]
+    cross = 0.0
+    for r in range(b):
+        x = X[u + r]
+        w = W[u + r]
+        s = x[0] * w[0]
+        for i in range(1, k):
+            s += x[i] * w[i]
+        cross += s
+    return cross
+
+
 @njit(cache=True, fastmath=FASTMATH, inline="always")
 def _block_end(X, u, b, W, T, P, solve, first):
-    """``P[upper] += T[upper]`` (float64; ``first``: ``P[upper] = T[upper]``,
-    the same values without clearing ``P`` first) and, with ``solve``, the
-    block's ``sum_r x_{u+r} . w_r`` (each dot in the factors' dtype, summed
-    in float64)."""
+    """``P += T[upper]`` (``P`` float64, packed upper; ``first``: ``P =
+    T[upper]``, the same values without clearing ``P`` first) and, with
+    ``solve``, the block's :func:`_cross`."""
     k = X.shape[1]
     for i in range(k):
-        Pi = P[i, i:]
         Ti = T[i, i:]
+        Pi = P[packed_row(i, k):packed_row(i, k) + Ti.size]
         if first:
             for j in range(Pi.size):
                 Pi[j] = Ti[j]
         else:
             for j in range(Pi.size):
                 Pi[j] += Ti[j]
-    cross = 0.0
-    if solve:
-        for r in range(b):
-            x = X[u + r]
-            w = W[u + r]
-            s = x[0] * w[0]
-            for i in range(1, k):
-                s += x[i] * w[i]
-            cross += s
-    return cross
+    return _cross(X, u, b, W) if solve else 0.0
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def _chunk_blas(r0, r1, M, X, W, T, P, solve, iw, fw, cw):
-    """Rows ``r0:r1`` (``W[rows] = R[rows] Y`` gathered), block by block:
-    with ``solve``, ``X[rows] = W[rows] M`` (GEMM) and the sum of
-    ``x_r . w_r`` (returned; over the item step it is ``sum_obs r x.y``,
-    the loss's cross term); always ``P = X[r0:r1]^T X[r0:r1]`` (upper; one
-    SYRK per block in the factors' dtype, summed in float64).  ``iw``
-    (int32, 8), ``fw`` (the factors' dtype, 4), ``cw`` (uint8, 4): scratch
-    of the caller (no allocation in the callback: each array made there
-    adds to its compile)."""
-    k = X.shape[1]
-    fw[3] = 1
-    one = fw[3]
+def _chunk_blas(r0, r1, M, X, W, P, solve):
+    """Rows ``r0:r1`` (``W[rows] = R[rows] Y`` gathered), block by block,
+    in register tiles (:mod:`.dense_tiles`; BLAS GEMM and SYRK per block
+    packed ``M`` and the block again in every call): with ``solve``,
+    ``X[rows] = W[rows] M`` and the sum of ``x_r . w_r`` (returned; over
+    the item step it is ``sum_obs r x.y``, the loss's cross term); always
+    ``P = X[r0:r1]^T X[r0:r1]`` (upper; each block's sums in the factors'
+    dtype, then float64)."""
     if r1 <= r0:
-        _clear(P)
+        _clear1(P)
     cross = 0.0
     u = r0
     while u < r1:
         b = min(DENSE_BLOCK, r1 - u)
-        _clear(T)
         if solve:
-            # column-major: X[u:u+b]^T (k x b) = M^T (k x k) W^T (k x b)
-            _gemm(78, 78, k, b, k, M.ctypes.data, k,
-                  W.ctypes.data + u * k * W.itemsize, k,
-                  X.ctypes.data + u * k * X.itemsize, k, iw, fw, cw)
-        _syrk(one, X, u, b, T, iw, fw, cw)
-        cross += _block_end(X, u, b, W, T, P, solve, u == r0)
+            _gemm_tiled(X, W, M, u, b)
+            cross += _cross(X, u, b, W)
+        _gram_tiled(P, X, u, b, u != r0)
         u += b
     return cross
 
@@ -290,7 +315,7 @@ def _chunk_loops(r0, r1, M, X, W, T, P, solve, fw):
     fw[0] = 1
     one = fw[0]
     if r1 <= r0:
-        _clear(P)
+        _clear1(P)
     cross = 0.0
     u = r0
     while u < r1:
@@ -380,7 +405,7 @@ def _make_run(blas, DT):
         sync = _view(P[_P_SYNC], np.int64, _GATHERED + nmax)
         kk = k * k
         o_parts = 3 * kk
-        o_cross = o_parts + nmax * kk
+        o_cross = o_parts + nmax * (k * (k + 1) // 2)
         o_ctot = o_cross + nmax
         o_terms = o_ctot + 2
         n_epochs = max((n_halves + 1) // 2, 1)
@@ -388,7 +413,7 @@ def _make_run(blas, DT):
         GX = _view(wp, np.float64, (k, k))
         GY = _view(wp + 8 * kk, np.float64, (k, k))
         S = _view(wp + 16 * kk, np.float64, (k, k))
-        parts = _view(wp + 8 * o_parts, np.float64, (nmax, k, k))
+        parts = _view(wp + 8 * o_parts, np.float64, (nmax, k * (k + 1) // 2))
         cross = _view(wp + 8 * o_cross, np.float64, nmax)
         ctot = _view(wp + 8 * o_ctot, np.float64, 2)
         terms = _view(wp + 8 * o_terms, np.float64, (n_epochs, 4))
@@ -474,8 +499,7 @@ def _make_run(blas, DT):
                     if sync[_STOP] == 0:
                         F = X if side == 0 else Y
                         if blas:
-                            cross[c] = _chunk_blas(r0, r1, M, F, W, T, parts[c], solve,
-                                                   iw, fw, cw)
+                            cross[c] = _chunk_blas(r0, r1, M, F, W, parts[c], solve)
                         else:
                             cross[c] = _chunk_loops(r0, r1, M, F, W, T, parts[c], solve, fw)
                     _atomic_add(sync, _DONE, 1)
