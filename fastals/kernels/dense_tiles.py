@@ -29,6 +29,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .tiles import _c_float_2d
+
 #: Rows of ``X`` per register tile (with :data:`TILE_VECTORS` vectors of
 #: columns: 12 accumulators, two loaded vectors and a broadcast).
 TILE_ROWS = 6
@@ -37,9 +39,30 @@ TILE_ROWS = 6
 TILE_VECTORS = 2
 
 
-def _c_float_2d(t):
-    return (isinstance(t, types.Array) and t.layout == "C" and t.ndim == 2
-            and t.dtype in (types.float32, types.float64))
+class _Vec:
+    """What both tiles' code generators need for 256-bit vectors of the
+    factors' dtype ``dtype``: ``et`` (element type), ``size`` (bytes),
+    ``lanes``, ``vt`` / ``vp`` (vector type and pointer), ``i32``, ``mask`` and
+    ``undef`` (for broadcasts), ``zero``, ``fma`` (``llvm.fmuladd`` on
+    vectors) and ``c(v)`` (an ``intp`` constant)."""
+
+    def __init__(self, context, builder, dtype):
+        self.intp = context.get_value_type(types.intp)
+        self.et = context.get_data_type(dtype)
+        self.size = dtype.bitwidth // 8
+        self.lanes = 32 // self.size
+        self.vt = ir.VectorType(self.et, self.lanes)
+        self.vp = self.vt.as_pointer()
+        self.i32 = ir.IntType(32)
+        self.mask = ir.Constant(ir.VectorType(self.i32, self.lanes), [0] * self.lanes)
+        self.undef = ir.Constant(self.vt, ir.Undefined)
+        self.zero = ir.Constant(self.vt, [ir.Constant(self.et, 0.0)] * self.lanes)
+        self.fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(self.vt, [self.vt] * 3),
+            f"llvm.fmuladd.v{self.lanes}f{self.size * 8}")
+
+    def c(self, v):
+        return ir.Constant(self.intp, v)
 
 
 @intrinsic
@@ -68,28 +91,15 @@ def v_gemm_tile(typingctx, X, W, M, r0, j0, rows, nv):
         xarr = context.make_array(t[0])(context, builder, Xa)
         warr = context.make_array(t[1])(context, builder, Wa)
         marr = context.make_array(t[2])(context, builder, Ma)
-        et = context.get_data_type(t[0].dtype)
-        size = t[0].dtype.bitwidth // 8
-        lanes = 32 // size
-        vt = ir.VectorType(et, lanes)
-        vp = vt.as_pointer()
-        i32 = ir.IntType(32)
-        mask = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
-        undef = ir.Constant(vt, ir.Undefined)
-
-        def c(v):
-            return ir.Constant(intp, v)
-
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vt, [vt] * 3),
-            f"llvm.fmuladd.v{lanes}f{size * 8}")
+        V = _Vec(context, builder, t[0].dtype)
+        size, lanes, vt, vp, i32, mask, undef, zero, fma, c = (
+            V.size, V.lanes, V.vt, V.vp, V.i32, V.mask, V.undef, V.zero, V.fma, V.c)
         kx = builder.extract_value(xarr.shape, 1)
         kw = builder.extract_value(warr.shape, 1)
         km = builder.extract_value(marr.shape, 1)
         wrows = [builder.gep(warr.data, [builder.mul(builder.add(r0_, c(r)), kw)])
                  for r in range(R)]
         mcol = builder.gep(marr.data, [j0_])
-        zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * lanes)
         pre = builder.block
         hdr = builder.append_basic_block("gemmtile.hdr")
         body = builder.append_basic_block("gemmtile.body")
@@ -191,25 +201,12 @@ def v_gram_tile(typingctx, P, X, e0, n, i0, j0, lo, jlo, add, trans):
         add_ = context.cast(builder, args[8], t[8], types.boolean)
         parr = context.make_array(t[0])(context, builder, args[0])
         xarr = context.make_array(t[1])(context, builder, args[1])
-        et = context.get_data_type(t[1].dtype)
-        size = t[1].dtype.bitwidth // 8
-        lanes = 32 // size
-        vt = ir.VectorType(et, lanes)
-        vp = vt.as_pointer()
+        V = _Vec(context, builder, t[1].dtype)
+        size, lanes, vt, vp, i32, mask, undef, zero, fma, c = (
+            V.size, V.lanes, V.vt, V.vp, V.i32, V.mask, V.undef, V.zero, V.fma, V.c)
         dt = ir.VectorType(ir.DoubleType(), lanes)
         dp = dt.as_pointer()
-        i32 = ir.IntType(32)
-        mask = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
-        undef = ir.Constant(vt, ir.Undefined)
-
-        def c(v):
-            return ir.Constant(intp, v)
-
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vt, [vt] * 3),
-            f"llvm.fmuladd.v{lanes}f{size * 8}")
         kx = builder.extract_value(xarr.shape, 1)
-        zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * lanes)
         end_ = builder.add(e0_, n_)
         pre = builder.block
         hdr = builder.append_basic_block("gramtile.hdr")
