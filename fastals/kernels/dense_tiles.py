@@ -64,6 +64,46 @@ class _Vec:
     def c(self, v):
         return ir.Constant(self.intp, v)
 
+    def tile_loop(self, builder, name, start, end, vectors_at, scalar_at, rows, nv):
+        """Emit the loop of a register tile: for ``i`` in ``start:end``,
+        the ``nv`` vectors at ``vectors_at(i)`` times the broadcast
+        scalars at ``scalar_at(i, r)`` (``r < rows``) added into
+        ``rows x nv`` accumulators from zero by fused multiply-adds; leaves
+        the builder after the loop and returns the accumulators there."""
+        pre = builder.block
+        hdr = builder.append_basic_block(f"{name}.hdr")
+        body = builder.append_basic_block(f"{name}.body")
+        out = builder.append_basic_block(f"{name}.out")
+        builder.branch(hdr)
+        builder.position_at_end(hdr)
+        i = builder.phi(self.intp)
+        i.add_incoming(start, pre)
+        accs = [[builder.phi(self.vt) for _ in range(nv)] for _ in range(rows)]
+        for row in accs:
+            for acc in row:
+                acc.add_incoming(self.zero, pre)
+        builder.cbranch(builder.icmp_signed("<", i, end), body, out)
+        builder.position_at_end(body)
+        base = vectors_at(i)
+        vs = [builder.load(builder.bitcast(builder.gep(base, [self.c(h * self.lanes)]),
+                                           self.vp), align=self.size)
+              for h in range(nv)]
+        new = []
+        for r in range(rows):
+            x = builder.load(scalar_at(i, r))
+            b = builder.shuffle_vector(builder.insert_element(
+                self.undef, x, self.i32(0)), self.undef, self.mask)
+            new.append([builder.call(self.fma, [b, vs[h], accs[r][h]])
+                        for h in range(nv)])
+        last = builder.block
+        i.add_incoming(builder.add(i, self.c(1)), last)
+        for r in range(rows):
+            for h in range(nv):
+                accs[r][h].add_incoming(new[r][h], last)
+        builder.branch(hdr)
+        builder.position_at_end(out)
+        return accs
+
 
 @intrinsic
 def v_gemm_tile(typingctx, X, W, M, r0, j0, rows, nv):
@@ -85,50 +125,23 @@ def v_gemm_tile(typingctx, X, W, M, r0, j0, rows, nv):
     def codegen(context, builder, signature, args):
         t = signature.args
         Xa, Wa, Ma, r0_, j0_ = args[:5]
-        intp = context.get_value_type(types.intp)
         r0_ = context.cast(builder, r0_, t[3], types.intp)
         j0_ = context.cast(builder, j0_, t[4], types.intp)
         xarr = context.make_array(t[0])(context, builder, Xa)
         warr = context.make_array(t[1])(context, builder, Wa)
         marr = context.make_array(t[2])(context, builder, Ma)
         V = _Vec(context, builder, t[0].dtype)
-        size, lanes, vt, vp, i32, mask, undef, zero, fma, c = (
-            V.size, V.lanes, V.vt, V.vp, V.i32, V.mask, V.undef, V.zero, V.fma, V.c)
+        size, lanes, vp, c = V.size, V.lanes, V.vp, V.c
         kx = builder.extract_value(xarr.shape, 1)
         kw = builder.extract_value(warr.shape, 1)
         km = builder.extract_value(marr.shape, 1)
         wrows = [builder.gep(warr.data, [builder.mul(builder.add(r0_, c(r)), kw)])
                  for r in range(R)]
         mcol = builder.gep(marr.data, [j0_])
-        pre = builder.block
-        hdr = builder.append_basic_block("gemmtile.hdr")
-        body = builder.append_basic_block("gemmtile.body")
-        out = builder.append_basic_block("gemmtile.out")
-        builder.branch(hdr)
-        builder.position_at_end(hdr)
-        a = builder.phi(intp)
-        a.add_incoming(c(0), pre)
-        accs = [[builder.phi(vt) for _ in range(NV)] for _ in range(R)]
-        for row in accs:
-            for acc in row:
-                acc.add_incoming(zero, pre)
-        builder.cbranch(builder.icmp_signed("<", a, kw), body, out)
-        builder.position_at_end(body)
-        mrow = builder.gep(mcol, [builder.mul(a, km)])
-        vs = [builder.load(builder.bitcast(builder.gep(mrow, [c(h * lanes)]), vp),
-                           align=size) for h in range(NV)]
-        new = []
-        for r in range(R):
-            w = builder.load(builder.gep(wrows[r], [a]))
-            b = builder.shuffle_vector(builder.insert_element(undef, w, i32(0)), undef, mask)
-            new.append([builder.call(fma, [b, vs[h], accs[r][h]]) for h in range(NV)])
-        end = builder.block
-        a.add_incoming(builder.add(a, c(1)), end)
-        for r in range(R):
-            for h in range(NV):
-                accs[r][h].add_incoming(new[r][h], end)
-        builder.branch(hdr)
-        builder.position_at_end(out)
+        accs = V.tile_loop(
+            builder, "gemmtile", c(0), kw,
+            lambda a: builder.gep(mcol, [builder.mul(a, km)]),
+            lambda a, r: builder.gep(wrows[r], [a]), R, NV)
         for r in range(R):
             xrow = builder.gep(xarr.data, [builder.add(
                 builder.mul(builder.add(r0_, c(r)), kx), j0_)])
@@ -202,43 +215,17 @@ def v_gram_tile(typingctx, P, X, e0, n, i0, j0, lo, jlo, add, trans):
         parr = context.make_array(t[0])(context, builder, args[0])
         xarr = context.make_array(t[1])(context, builder, args[1])
         V = _Vec(context, builder, t[1].dtype)
-        size, lanes, vt, vp, i32, mask, undef, zero, fma, c = (
-            V.size, V.lanes, V.vt, V.vp, V.i32, V.mask, V.undef, V.zero, V.fma, V.c)
+        size, lanes, i32, mask, c = V.size, V.lanes, V.i32, V.mask, V.c
         dt = ir.VectorType(ir.DoubleType(), lanes)
         dp = dt.as_pointer()
         kx = builder.extract_value(xarr.shape, 1)
         end_ = builder.add(e0_, n_)
-        pre = builder.block
-        hdr = builder.append_basic_block("gramtile.hdr")
-        body = builder.append_basic_block("gramtile.body")
-        out = builder.append_basic_block("gramtile.out")
-        builder.branch(hdr)
-        builder.position_at_end(hdr)
-        e = builder.phi(intp)
-        e.add_incoming(e0_, pre)
-        accs = [[builder.phi(vt) for _ in range(NV)] for _ in range(R)]
-        for row in accs:
-            for acc in row:
-                acc.add_incoming(zero, pre)
-        builder.cbranch(builder.icmp_signed("<", e, end_), body, out)
-        builder.position_at_end(body)
-        xrow = builder.gep(xarr.data, [builder.mul(e, kx)])
-        cols = builder.gep(xrow, [j0_])
-        vs = [builder.load(builder.bitcast(builder.gep(cols, [c(h * lanes)]), vp),
-                           align=size) for h in range(NV)]
-        rows = builder.gep(xrow, [i0_])
-        new = []
-        for r in range(R):
-            x = builder.load(builder.gep(rows, [c(r)]))
-            b = builder.shuffle_vector(builder.insert_element(undef, x, i32(0)), undef, mask)
-            new.append([builder.call(fma, [b, vs[h], accs[r][h]]) for h in range(NV)])
-        last = builder.block
-        e.add_incoming(builder.add(e, c(1)), last)
-        for r in range(R):
-            for h in range(NV):
-                accs[r][h].add_incoming(new[r][h], last)
-        builder.branch(hdr)
-        builder.position_at_end(out)
+        accs = V.tile_loop(
+            builder, "gramtile", e0_, end_,
+            lambda e: builder.gep(builder.gep(xarr.data, [builder.mul(e, kx)]), [j0_]),
+            lambda e, r: builder.gep(xarr.data, [builder.add(builder.mul(e, kx),
+                                                             builder.add(i0_, c(r)))]),
+            R, NV)
         lty = ir.VectorType(intp, lanes)
         lane_ids = ir.Constant(lty, list(range(lanes)))
         lundef = ir.Constant(lty, ir.Undefined)
