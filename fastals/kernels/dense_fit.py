@@ -286,7 +286,7 @@ def _block_end(X, u, b, W, T, P, solve, first):
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def _chunk_blas(r0, r1, M, X, W, P, solve):
+def _chunk_tiled(r0, r1, M, X, W, P, solve):
     """Rows ``r0:r1`` (``W[rows] = R[rows] Y`` gathered), block by block,
     in register tiles (:mod:`.dense_tiles`; BLAS GEMM and SYRK per block
     packed ``M`` and the block again in every call): with ``solve``,
@@ -310,7 +310,7 @@ def _chunk_blas(r0, r1, M, X, W, P, solve):
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
 def _chunk_loops(r0, r1, M, X, W, T, P, solve, fw):
-    """:func:`_chunk_blas` with the portable loops (``fw``: scratch)."""
+    """:func:`_chunk_tiled` with the portable loops (``fw``: scratch)."""
     k = X.shape[1]
     fw[0] = 1
     one = fw[0]
@@ -499,7 +499,7 @@ def _make_run(blas, DT):
                     if sync[_STOP] == 0:
                         F = X if side == 0 else Y
                         if blas:
-                            cross[c] = _chunk_blas(r0, r1, M, F, W, parts[c], solve)
+                            cross[c] = _chunk_tiled(r0, r1, M, F, W, parts[c], solve)
                         else:
                             cross[c] = _chunk_loops(r0, r1, M, F, W, T, parts[c], solve, fw)
                     _atomic_add(sync, _DONE, 1)
