@@ -19,7 +19,11 @@ from fastals.exceptions import FastALSError, InputError, ModelFileError
 from fastals.kernels import gibbs
 
 Z = 5.0  # standard errors allowed for Monte Carlo estimates
-NO_STATS = (np.empty(0), 0, False, np.empty((0, 3)))  # no residual sums
+def no_stats(dtype=np.float64):
+    """No residual sums: ``pred_sum`` empty, in the factors' dtype as the
+    model passes it (another dtype would compile the parallel sampler once
+    more, about 20 s of a cold test run)."""
+    return np.empty(0, dtype), 0, False, np.empty((0, 3))
 
 
 def _toy_side(rng, n_rep, w, patterns=3, n_cols=7, dtype=np.float64):
@@ -82,7 +86,7 @@ def test_row_sampler_matches_exact_conditional_gaussian(dtype):
     assert gibbs.sample_rows(indptr, indices, target, offset, Dk,
                              alpha, P, Pm, _no_shift(Dk),
                              key, X, means,
-                             bounds, *NO_STATS) == 0
+                             bounds, *no_stats(dtype)) == 0
     tol_scale = 1e-3 if dtype == np.float32 else 0.0
     for p, row in enumerate(rows):
         mean, C = _exact(row, D, offset, alpha, P, Pm)
@@ -134,7 +138,7 @@ def test_row_sampler_empty_row_draws_from_the_prior():
     D = _padded(D)
     gibbs.sample_rows(indptr, np.zeros(0, np.int32), np.zeros(0), np.zeros(2), D,
                       1.0, P, P @ m0, _no_shift(D), np.uint64(7), X,
-                      np.empty((0, w)), np.array([0, R // 2, R], np.int64), *NO_STATS)
+                      np.empty((0, w)), np.array([0, R // 2, R], np.int64), *no_stats())
     sd = 1 / np.sqrt(np.diag(P))
     assert np.all(np.abs(X.mean(0) - m0) <= Z * sd / np.sqrt(R))
     assert np.allclose(X.std(0), sd, rtol=Z * np.sqrt(0.5 / R))

@@ -216,7 +216,7 @@ def test_row_draws_with_shifted_targets_match_numpy(dtype):
     for name, (t, h) in {"H": (target, H),
                          "shifted": (shifted, np.zeros((0, Dk.shape[1]), dtype))}.items():
         X, means = np.empty((m, w), dtype), np.empty((m, w), dtype)
-        assert gibbs.sample_rows(indptr, indices, t, offset, Dk, 1.3, P, Pm, h, key, X, means, bounds, np.empty(0), 0,
+        assert gibbs.sample_rows(indptr, indices, t, offset, Dk, 1.3, P, Pm, h, key, X, means, bounds, np.empty(0, dtype), 0,
                                  False, np.empty((0, 3))) == 0
         out[name] = X, means
     tol = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
