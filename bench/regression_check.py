@@ -15,6 +15,7 @@ cancels in the median; a 2x slower kernel does not.
     python bench/regression_check.py --update-baseline  # store this machine's ratios
     python bench/regression_check.py --slowdown 2       # self-test: run each fastals
                                                         # kernel twice per timing; must fail
+    python bench/regression_check.py --only topk,dense_step   # some kernels only
 
 ``--slowdown N`` (or ``FASTALS_REGRESSION_SLOWDOWN=N``) is a knob of the
 check itself, not of the library: it calls the fastals kernel N times inside
@@ -48,6 +49,9 @@ from fastals.model import _Side  # noqa: E402
 BASELINE = HERE / "baseline.json"
 K_FACTORS = 64
 REPEATS = 15
+#: The kernels timed, in this order (``--only`` picks some).
+KERNELS = ("solve_cholesky", "solve_cholesky_short", "solve_cg", "solve_cg_blocks",
+           "solve_cg_push", "topk", "dense_step")
 
 
 @njit(cache=True)
@@ -160,8 +164,9 @@ def short_problem():
     return side, R.data.astype(np.float32), np.ones(R.nnz, np.float32)
 
 
-def measure(slowdown=1, repeats=REPEATS):
-    """Median ratios ``fastals / reference`` per fastals kernel."""
+def measure(slowdown=1, repeats=REPEATS, only=None):
+    """Median ratios ``fastals / reference`` per fastals kernel (``only``: the
+    names of the kernels to time, None for all)."""
     side, conf, target, Y, G, X = problem()
     s_side, s_conf, s_target = short_problem()
     Xs, Xs_ref = np.zeros((2, s_side.n_rows, K_FACTORS), np.float32)
@@ -217,32 +222,44 @@ def measure(slowdown=1, repeats=REPEATS):
                                             dbounds), reference_d),
     }
 
+    assert tuple(kernels) == KERNELS
+    if only is not None:
+        kernels = {name: kernels[name] for name in only}
     for fn, ref in kernels.values():  # compile / load from cache
         ref()
         fn()
-    K.solve_cholesky(*args)
-    for got, want in ((X, X_ref), (Xs, Xs_ref)):
+    # each timed kernel agrees with its reference (or the other form)
+    if "solve_cholesky" in kernels:
+        K.solve_cholesky(*args)
+    for name, got, want in (("solve_cholesky", X, X_ref),
+                            ("solve_cholesky_short", Xs, Xs_ref)):
+        if name not in kernels:
+            continue
         err = np.abs(got - want).max() / max(np.abs(want).max(), 1e-30)
         if not err < 1e-3:
             raise SystemExit("regression check: fastals and the reference disagree "
                              f"(rel. err {err:.2e})")
-    X_push[:] = 0
-    K.solve_cg_split(*split)
-    K.solve_cg(*args[:10], X_gather, side.bounds, 3)
-    err = np.abs(X_push - X_gather).max() / max(np.abs(X_gather).max(), 1e-30)
-    if layout.sel.size == 0 or not err < 1e-4:
-        raise SystemExit("regression check: the push and gather forms of CG disagree "
-                         f"(rel. err {err:.2e}, {layout.sel.size} rows pushed)")
-    G_dense, _ = K.dense_step(side.indptr, side.indices, conf, Y, M, X_dense, dbounds)
-    err = np.abs(X_dense - X_dref).max() / max(np.abs(X_dref).max(), 1e-30)
-    # G in float32: near-zero entries carry the rounding of the large ones,
-    # so its error is measured against its largest entry, as X's is.
-    g_err = np.abs(G_dense - G_dref).max() / max(np.abs(G_dref).max(), 1e-30)
-    if not (err < 1e-3 and g_err < 1e-3):
-        raise SystemExit("regression check: fastals and the reference dense step disagree")
-    ids, _ = _topk.topk(U, rows, Y, 10)
-    if (ids != top_ref).mean() > 1e-3:   # float32 near-ties may swap
-        raise SystemExit("regression check: fastals and the reference top-k disagree")
+    if "solve_cg_push" in kernels:
+        X_push[:] = 0
+        K.solve_cg_split(*split)
+        K.solve_cg(*args[:10], X_gather, side.bounds, 3)
+        err = np.abs(X_push - X_gather).max() / max(np.abs(X_gather).max(), 1e-30)
+        if layout.sel.size == 0 or not err < 1e-4:
+            raise SystemExit("regression check: the push and gather forms of CG disagree "
+                             f"(rel. err {err:.2e}, {layout.sel.size} rows pushed)")
+    if "dense_step" in kernels:
+        G_dense, _ = K.dense_step(side.indptr, side.indices, conf, Y, M, X_dense, dbounds)
+        err = np.abs(X_dense - X_dref).max() / max(np.abs(X_dref).max(), 1e-30)
+        # G in float32: near-zero entries carry the rounding of the large ones,
+        # so its error is measured against its largest entry, as X's is.
+        g_err = np.abs(G_dense - G_dref).max() / max(np.abs(G_dref).max(), 1e-30)
+        if not (err < 1e-3 and g_err < 1e-3):
+            raise SystemExit("regression check: fastals and the reference dense step "
+                             "disagree")
+    if "topk" in kernels:
+        ids, _ = _topk.topk(U, rows, Y, 10)
+        if (ids != top_ref).mean() > 1e-3:   # float32 near-ties may swap
+            raise SystemExit("regression check: fastals and the reference top-k disagree")
     ratios = {name: [] for name in kernels}
     for _ in range(repeats):
         for name, (fn, ref) in kernels.items():
@@ -265,11 +282,19 @@ def main(argv=None):
                     help="self-test: call each fastals kernel N times per timing")
     ap.add_argument("--repeats", type=int, default=REPEATS,
                     help=f"timings per kernel, median taken (default {REPEATS})")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated kernel names to time (default: all)")
     ap.add_argument("--margin", type=float, default=None,
                     help="fail when a ratio exceeds margin x baseline (default from baseline.json)")
     args = ap.parse_args(argv)
     t = time.perf_counter()
-    ratios = measure(args.slowdown, args.repeats)
+    only = args.only.split(",") if args.only else None
+    if only and args.update_baseline:
+        ap.error("--update-baseline stores every kernel's ratio: drop --only")
+    unknown = [name for name in only or () if name not in KERNELS]
+    if unknown:
+        ap.error(f"no kernel named {', '.join(unknown)} (known: {', '.join(KERNELS)})")
+    ratios = measure(args.slowdown, args.repeats, only)
     elapsed = time.perf_counter() - t
     if args.update_baseline:
         BASELINE.write_text(json.dumps({
