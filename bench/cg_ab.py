@@ -2,6 +2,7 @@
 
     python bench/cg_ab.py --trees OLD,. [--size short3M] [--factors 128] [--repeats 5]
     python bench/cg_ab.py --solver cholesky --trees OLD,. --size 20M --factors 64
+    python bench/cg_ab.py --trees OLD,. --sides users --repeats 20
 
 One long-lived process per tree (``--trees``, comma-separated checkouts;
 each imports its own ``fastals``) loads the data and factors once (the
@@ -96,13 +97,17 @@ def main(argv=None):
     ap.add_argument("--factors", default="128")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--solver", choices=("cg", "cholesky"), default="cg")
+    ap.add_argument("--sides", default="users,items",
+                    help="half-steps timed (comma-separated: users, items)")
     ap.add_argument("--fit", action="store_true",
                     help="also whole fits (FastALS, implicit, the same solver, 3 iterations, "
                          "one thread): CPU s per iteration after the first, and "
                          "the final user factors compared")
     a = ap.parse_args(argv)
     trees = [str(Path(t).resolve()) for t in a.trees.split(",")]
-    sides = ("users", "items") + ("fit",) * a.fit
+    sides = tuple(a.sides.split(",")) + ("fit",) * a.fit
+    if not set(sides) <= {"users", "items", "fit"}:
+        raise SystemExit("--sides: users and/or items")
     with tempfile.TemporaryDirectory() as tmp:
         for k in [int(f) for f in a.factors.split(",")]:
             procs, outs = [], []
@@ -143,7 +148,8 @@ def main(argv=None):
                                 f"(x{ratio.min():.3f}-{ratio.max():.3f}, median "
                                 f"{np.median(ratio):.3f}; wall x{wr.min():.3f}-"
                                 f"{wr.max():.3f}, {same})")
-                tot = t[i, :2].sum(0) / t[0, :2].sum(0)
+                n = len(sides) - a.fit
+                tot = t[i, :n].sum(0) / t[0, :n].sum(0)
                 line.append(f"both x{tot.min():.3f}-{tot.max():.3f}")
                 print(" ".join(line), flush=True)
 
