@@ -71,17 +71,6 @@ def _cg_gather(indices, Y, p, n, B, q):
             row[j] = yr[j]
 
 
-@njit(cache=True, inline="always")
-def _prefetch_next(indices, Y, pf, c, m, g):
-    """Prefetch the vectors of the entries ``pf + c`` up to ``pf + min(c +
-    g, m)`` and return that ``min``: a few at a time, spread over a pass,
-    so that the requests do not all wait for the miss buffers at once."""
-    c1 = min(c + g, m)
-    for e in range(pf + c, pf + c1):
-        _prefetch_entry(indices, e, Y)
-    return c1
-
-
 #: ``mode`` of :func:`_cg_accumulate`: ``A v`` (a CG step), the residual
 #: ``b - A x`` (pass 0), or only the dots (the last CG step: ``d . A d``
 #: needs no ``A d``).
@@ -90,7 +79,7 @@ PRODUCT, RESIDUAL, DOTS = 0, 1, 2
 
 @njit(cache=True, fastmath=FASTMATH)
 def _cg_accumulate(indices, conf, target, offset, Y, w0, start, n, B, q, v,
-                   out, mode, pf, m, zero):
+                   out, mode, zero):
     """``out += sum_e s_e y_e`` over the entries ``start:start+n`` of one
     row, 8 entries at a time from the gathered block (then 4, then one),
     with ``s_e = (c_e - w0) (y_e . v)``
@@ -103,10 +92,6 @@ def _cg_accumulate(indices, conf, target, offset, Y, w0, start, n, B, q, v,
     :data:`PREFETCH_AHEAD` entries ahead): a row that did not fit in the
     block is read in place at every CG step instead of being copied again.
 
-    ``pf``, ``m``: the vectors of the entries ``pf:pf+m`` (the next rows')
-    are prefetched during the pass, half an entry's per entry (see
-    :func:`_cg_row`).
-
     Eight entries per group load each chunk of ``v`` once per eight dots
     and each chunk of ``out`` once per eight updates (against four):
     per entry and pass 0.63-0.85 of the time of groups of four on rows of
@@ -117,12 +102,9 @@ def _cg_accumulate(indices, conf, target, offset, Y, w0, start, n, B, q, v,
     residual = mode == RESIDUAL
     update = mode != DOTS
     vav = zero
-    c = 0
     e = 0
     while e + 8 <= n and not direct:
         p = start + e
-        if c < m:
-            c = _prefetch_next(indices, Y, pf, c, m, 4)
         y0 = B[q + e]
         y1 = B[q + e + 1]
         y2 = B[q + e + 2]
@@ -183,8 +165,6 @@ def _cg_accumulate(indices, conf, target, offset, Y, w0, start, n, B, q, v,
             y2 = Y[indices[p + 2]]
             y3 = Y[indices[p + 3]]
         else:
-            if c < m:
-                c = _prefetch_next(indices, Y, pf, c, m, 2)
             y0 = B[q + e]
             y1 = B[q + e + 1]
             y2 = B[q + e + 2]
@@ -222,8 +202,6 @@ def _cg_accumulate(indices, conf, target, offset, Y, w0, start, n, B, q, v,
         if direct:
             y0 = Y[indices[p]]
         else:
-            if c < m:
-                c = _prefetch_next(indices, Y, pf, c, m, 1)
             y0 = B[q + e]
         d0 = zero
         for i in range(k):
@@ -253,10 +231,6 @@ BLOCK_ROWS = 128
 #: k=128, item rows of 2049-8192 ratings hold 13 % of the ratings; rows of
 #: more, 17 %.)
 LONG_GATHER_VALUES = 1 << 20
-#: Entries past the end of a gathered row whose vectors are prefetched
-#: during its CG steps (those up to :data:`~.llvm.PREFETCH_AHEAD` past it
-#: already are, by its gather).
-CROSS_AHEAD = 40
 #: Fewer rows than this in a block: one matrix-vector loop per row instead
 #: of a GEMM (a GEMM per single row measured 4-6x slower than the loop).
 GEMM_MIN_ROWS = 12
@@ -388,13 +362,11 @@ def _rotate(S, s0, nb, QS, D, d0, back, use_blas, iw, fw, cw, zero):
 
 @njit(cache=True, fastmath=FASTMATH, forceinline=True)
 def _cg_row(indices, conf, target, offset, Y, w0, p, n, S, q, x, dg, r, d, ad,
-            steps, pf0, pf1, zero):
+            steps, zero):
     """``steps`` CG steps on one row (entries ``p:p+n``), in place on ``x``:
     ``A v = dg * v + sum_e (c_e - w0) (y_e . v) y_e``.  ``q``: 0 to gather
     the item vectors into ``S`` in pass 0 and read them from there, -1 to
-    read them in place from ``Y``.  ``pf0:pf1``: entries past the row (the
-    next rows') whose vectors are prefetched during the CG steps, a share
-    per step, so that memory requests are in flight while the row computes.
+    read them in place from ``Y``.
 
     Pass 0 computes the residual ``r = b - A x``, passes ``1..steps`` are
     the CG steps; both share one loop body (the products ``A v`` differ
@@ -424,14 +396,9 @@ def _cg_row(indices, conf, target, offset, Y, w0, p, n, S, q, x, dg, r, d, ad,
             for i in range(k):
                 out[i] = dg[i] * v[i]
         last = it == steps and not first
-        # the next rows' vectors requested while this row computes: a
-        # share of the entries pf0:pf1 per CG step
-        share = (pf1 - pf0 + steps - 1) // max(steps, 1)
-        a0 = min(pf0 + (it - 1) * share, pf1)
         vav = _cg_accumulate(indices, conf, target, offset, Y, w0, p, n, S, q,
                               v, out, RESIDUAL if first else
-                              (DOTS if last else PRODUCT), a0,
-                              0 if first else min(share, pf1 - a0), zero)
+                              (DOTS if last else PRODUCT), zero)
         if first:
             rs = _dot(r, r, zero)
             for i in range(k):
@@ -516,10 +483,8 @@ def _cg_rows(r0, r1, indptr, indices, conf, target, offset, Y, QS, lam, wr, w0,
                     reg = lam * n if wr else lam
                     for i in range(k):
                         dg[i] = ws[i] + reg
-                    pf0 = p + n + PREFETCH_AHEAD
                     _cg_row(indices, conf, target, offset, Y, w0, p, n, S,
-                            0 if n <= cap else -1, x, dg, r, d, ad, steps, pf0,
-                            max(pf0, p + n + CROSS_AHEAD), zero)
+                            0 if n <= cap else -1, x, dg, r, d, ad, steps, zero)
             src = X
             s0 = u0
             dst = Z
