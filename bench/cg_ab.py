@@ -2,13 +2,15 @@
 
     python bench/cg_ab.py --trees OLD,. [--size short3M] [--factors 128] [--repeats 5]
     python bench/cg_ab.py --solver cholesky --trees OLD,. --size 20M --factors 64
+    python bench/cg_ab.py --trees OLD,. --sides users --repeats 20
+    python bench/cg_ab.py --trees OLD,. --threads 2 --repeats 10
 
 One long-lived process per tree (``--trees``, comma-separated checkouts;
 each imports its own ``fastals``) loads the data and factors once (the
 same seed in every tree), then the processes take turns: each timed run
 (``kernels.solve_cg``, 3 steps, or with ``--solver cholesky``
 ``kernels.solve_cholesky`` as a fit calls it; alpha 1, float32, one Numba
-thread, CPU time of the process, wall time beside it) alternates between the trees, so that all see the
+thread or ``--threads``, CPU time of the process, wall time beside it) alternates between the trees, so that all see the
 same load on a shared machine.  Prints per tree and side the range of its
 times and of its ratio to the first tree's in the same round, and whether
 the factors it computes equal the first tree's bit for bit (else the
@@ -33,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 CHILD = r"""
 import sys, time
 import numpy as np, numba
-tree, bench, size, k, out, solver = sys.argv[1:7]
+tree, bench, size, k, out, solver, threads = sys.argv[1:8]
 sys.path[:0] = [tree, bench]
 from cg_halfsteps import load  # puts its own checkout first on sys.path
 sys.path.insert(0, tree)
@@ -41,7 +43,7 @@ import fastals
 from fastals import kernels as K
 assert fastals.__file__.startswith(tree + "/"), (fastals.__file__, tree)
 from fastals.model import _Side
-numba.set_num_threads(1)
+numba.set_num_threads(int(threads))
 k = int(k)
 Cui = load(size)
 Ciu = Cui.T.tocsr()
@@ -96,13 +98,19 @@ def main(argv=None):
     ap.add_argument("--factors", default="128")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--solver", choices=("cg", "cholesky"), default="cg")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="Numba threads of the half-steps (the fits run on one)")
+    ap.add_argument("--sides", default="users,items",
+                    help="half-steps timed (comma-separated: users, items)")
     ap.add_argument("--fit", action="store_true",
                     help="also whole fits (FastALS, implicit, the same solver, 3 iterations, "
                          "one thread): CPU s per iteration after the first, and "
                          "the final user factors compared")
     a = ap.parse_args(argv)
     trees = [str(Path(t).resolve()) for t in a.trees.split(",")]
-    sides = ("users", "items") + ("fit",) * a.fit
+    sides = tuple(a.sides.split(",")) + ("fit",) * a.fit
+    if not set(sides) <= {"users", "items", "fit"}:
+        raise SystemExit("--sides: users and/or items")
     with tempfile.TemporaryDirectory() as tmp:
         for k in [int(f) for f in a.factors.split(",")]:
             procs, outs = [], []
@@ -110,7 +118,7 @@ def main(argv=None):
                 outs.append(os.path.join(tmp, f"{i}-{k}.npz"))
                 p = subprocess.Popen(
                     [sys.executable, "-c", CHILD, tree, str(HERE), a.size, str(k),
-                     outs[-1], a.solver], cwd=tree, stdin=subprocess.PIPE,
+                     outs[-1], a.solver, str(a.threads)], cwd=tree, stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE, text=True)
                 if p.stdout.readline().strip() != "ready":
                     raise SystemExit(f"{tree}: the child failed")
@@ -127,7 +135,7 @@ def main(argv=None):
                 p.stdin.close()
                 p.wait()
             ref = np.load(outs[0])
-            print(f"{a.solver}, {a.size} k={k}, one thread, CPU s, {a.repeats} rounds "
+            print(f"{a.solver}, {a.size} k={k}, {a.threads} thread(s), CPU s, {a.repeats} rounds "
                   f"(load {os.getloadavg()[0]:.1f})")
             for i, tree in enumerate(trees):
                 got = np.load(outs[i])
@@ -143,7 +151,8 @@ def main(argv=None):
                                 f"(x{ratio.min():.3f}-{ratio.max():.3f}, median "
                                 f"{np.median(ratio):.3f}; wall x{wr.min():.3f}-"
                                 f"{wr.max():.3f}, {same})")
-                tot = t[i, :2].sum(0) / t[0, :2].sum(0)
+                n = len(sides) - a.fit
+                tot = t[i, :n].sum(0) / t[0, :n].sum(0)
                 line.append(f"both x{tot.min():.3f}-{tot.max():.3f}")
                 print(" ".join(line), flush=True)
 
