@@ -212,6 +212,7 @@ def v_gram_tile(typingctx, P, X, e0, n, i0, j0, lo, jlo, add, trans):
             return context.cast(builder, v, ty, types.intp)
         e0_, n_, i0_, j0_, lo_, jlo_ = (cast(args[i], t[i]) for i in range(2, 8))
         add_ = context.cast(builder, args[8], t[8], types.boolean)
+        intp = context.get_value_type(types.intp)
         parr = context.make_array(t[0])(context, builder, args[0])
         xarr = context.make_array(t[1])(context, builder, args[1])
         V = _Vec(context, builder, t[1].dtype)
@@ -231,9 +232,12 @@ def v_gram_tile(typingctx, P, X, e0, n, i0, j0, lo, jlo, add, trans):
             return builder.sub(builder.sub(builder.mul(i, kx), builder.ashr(
                 builder.mul(i, builder.sub(i, c(1))), c(1))), i)
 
-        def epilogue_trans(add):
+        def added(p, v, align):  # v, or what p holds plus v with add
+            return builder.select(add_, builder.fadd(builder.load(p, align=align), v), v)
+
+        if TRANS:
             # lane by lane (each lane is another packed row): the kept
-            # entries only, no select of the old value stored back
+            # entries only
             for r in range(R):
                 with builder.if_then(builder.icmp_signed(">=", c(r), lo_)):
                     col = builder.add(i0_, c(r))
@@ -246,64 +250,56 @@ def v_gram_tile(typingctx, P, X, e0, n, i0, j0, lo, jlo, add, trans):
                             keep = builder.and_(builder.icmp_signed(">=", i, jlo_),
                                                 builder.icmp_signed("<=", i, col))
                             with builder.if_then(keep):
-                                p = builder.gep(parr.data, [builder.add(packed(i), col)])
-                                x = builder.extract_element(v, i32(lane))
-                                if add:
-                                    x = builder.fadd(builder.load(p), x)
-                                builder.store(x, p)
+                                q = builder.gep(parr.data, [builder.add(packed(i), col)])
+                                builder.store(added(q, builder.extract_element(
+                                    v, i32(lane)), None), q)
+            return context.get_dummy_value()
 
-        if TRANS:
-            with builder.if_else(add_) as (then_add, then_set):
-                with then_add:
-                    epilogue_trans(True)
-                with then_set:
-                    epilogue_trans(False)
-
-        def prow_of(r):  # packed row i0 + r, at column j0
-            row = builder.add(i0_, c(r))
-            # packed row start minus row: the address of column j is + j
-            off = builder.sub(builder.mul(row, kx), builder.ashr(
-                builder.mul(row, builder.sub(row, c(1))), c(1)))
-            return row, builder.gep(parr.data, [builder.add(builder.sub(off, row), j0_)])
-
-        def epilogue(add):
-            # per vector: every lane kept (column >= max(row, jlo)): a
-            # plain store (or add); some: the kept lanes one by one, by
-            # atomic (unordered: plain moves) stores, which LLVM does not
-            # merge: a select of the old values stored back became a
-            # masked store (vmaskmovpd, slow on AMD) into which LLVM also
-            # merged the plain stores of whole vectors; none: skipped
-            for r in range(R):
-                with builder.if_then(builder.icmp_signed(">=", c(r), lo_)):
-                    row, prow = prow_of(r)
-                    first = builder.select(builder.icmp_signed(">", row, jlo_), row, jlo_)
-                    for h in range(NV):
-                        v = accs[r][h]
-                        if size == 4:
-                            v = builder.fpext(v, dt)
-                        q = builder.gep(prow, [c(h * lanes)])
-                        p = builder.bitcast(q, dp)
-                        col0 = builder.add(j0_, c(h * lanes))
-                        if add:
-                            v = builder.fadd(builder.load(p, align=8), v)
-                        full = builder.icmp_signed("<=", first, col0)
-                        with builder.if_else(full) as (all_lanes, not_all):
-                            with all_lanes:
-                                builder.store(v, p, align=8)
-                            with not_all:
-                                for lane in range(1, lanes):
-                                    with builder.if_then(builder.icmp_signed(
-                                            ">=", builder.add(col0, c(lane)), first)):
+        # per row: every column kept (from max(row, jlo) on): whole
+        # vectors stored (or added); else the kept ones one by one, by a
+        # loop of atomic (unordered: plain moves) stores, which LLVM does
+        # not merge.  (A select of the old values stored back became a
+        # masked store, vmaskmovpd, slow on AMD, into which LLVM also
+        # merged the stores of whole vectors.)
+        for r in range(R):
+            with builder.if_then(builder.icmp_signed(">=", c(r), lo_)):
+                row = builder.add(i0_, c(r))
+                # packed row start minus row: the address of column j is + j
+                off = builder.sub(builder.mul(row, kx), builder.ashr(
+                    builder.mul(row, builder.sub(row, c(1))), c(1)))
+                prow = builder.gep(parr.data, [builder.add(builder.sub(off, row), j0_)])
+                first = builder.select(builder.icmp_signed(">", row, jlo_), row, jlo_)
+                skip = builder.sub(first, j0_)  # columns left alone
+                vs = [builder.fpext(v, dt) if size == 4 else v for v in accs[r]]
+                ps = [builder.bitcast(builder.gep(prow, [c(h * lanes)]), dp)
+                      for h in range(NV)]
+                with builder.if_else(builder.icmp_signed("<=", skip, c(0))) as (
+                        whole, part):
+                    with whole:
+                        with builder.if_else(add_) as (plus, to):
+                            with plus:
+                                for v, p in zip(vs, ps):
+                                    builder.store(builder.fadd(
+                                        builder.load(p, align=8), v), p, align=8)
+                            with to:  # no load of what was there
+                                for v, p in zip(vs, ps):
+                                    builder.store(v, p, align=8)
+                    with part:
+                        for h, (v, p) in enumerate(zip(vs, ps)):
+                            # this vector's columns left alone
+                            sk = builder.sub(skip, c(h * lanes))
+                            with builder.if_else(builder.icmp_signed("<=", sk, c(0))) as (
+                                    vec, lanewise):
+                                with vec:
+                                    builder.store(added(p, v, 8), p, align=8)
+                                with lanewise:
+                                    q0 = builder.gep(prow, [c(h * lanes)])
+                                    with cgutils.for_range_slice(builder, sk, c(lanes),
+                                                                 c(1), intp) as (j, _):
+                                        q = builder.gep(q0, [j])
                                         builder.store_atomic(
-                                            builder.extract_element(v, i32(lane)),
-                                            builder.gep(q, [c(lane)]), "unordered", 8)
-
-        if not TRANS:
-            with builder.if_else(add_) as (then_add, then_set):
-                with then_add:
-                    epilogue(True)
-                with then_set:
-                    epilogue(False)
+                                            added(q, builder.extract_element(v, j), None),
+                                            q, "unordered", 8)
         return context.get_dummy_value()
     return sig, codegen
 
