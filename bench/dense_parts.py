@@ -20,7 +20,11 @@ the fit's data with factors of the fit's scale (best of ``--repeats``, ms,
 inverse (``step`` minus the step with ``M`` given), the Gram matrix alone
 (``gram_only``: the step without ``M``), the rest of the solve
 (``solve``: ``R Y``, ``(R Y) M`` and the cross term), the standalone
-sparse product (``sparse_alone``) and, as floors, one SGEMM / SSYRK of the
+sparse product (``sparse_alone``, the fused step's gather; also with
+every entry's factor row among the first 16, all in L1: its compute
+alone, and the bytes of the 64-byte lines it reads with the rate they
+came at: at ``k = 100`` the product is bound by that rate from L2, not
+by its flops) and, as floors, one SGEMM / SSYRK of the
 whole side by SciPy's BLAS; then LAPACK's ``k x k`` inverse and
 an empty parallel region of all threads (thread start and sync); then
 whole epochs as the fit runs them (``kernels.DenseRun``, 20 epochs in one
@@ -118,13 +122,23 @@ for name, s, F, Out, G in (("users", users, Y, X, GY), ("items", items, X, Y, GX
     gram = best(step(s, Out, Out))
     sparse = best(lambda: K.sparse_times_dense(s.indptr, s.indices, s.target, F, Out,
                                                s.bounds))
+    # the same product with every entry's row among F's first 16 (all in
+    # L1): its compute alone; and the 64-byte lines the real one reads
+    small = (s.indices %% 16).astype(np.int32)
+    sparse_l1 = best(lambda: K.sparse_times_dense(s.indptr, small, s.target, F, Out,
+                                                  s.bounds))
+    row_bytes = F.shape[1] * F.itemsize
+    start = (F.ctypes.data + np.arange(F.shape[0]) * row_bytes) %% 64
+    lines = (start + row_bytes - 1) // 64 + 1
+    sparse_lines = int(lines[s.indices].sum()) * 64
     out[name] = dict(
         step=full, inverse=full - given, gram_only=gram, solve=given - gram,
-        sparse_alone=sparse,
+        sparse_alone=sparse, sparse_l1=sparse_l1,
         # transposed views: Fortran order, no copies
         sgemm=best(lambda: B.sgemm(1.0, M.T, Out.T)), ssyrk=best(lambda: B.ssyrk(1.0, Out.T)),
         flops=dict(sparse=2 * nnz * k, gemm=2 * m * k * k, syrk=m * k * k, inverse=k ** 3),
-        bytes=dict(sparse=nnz * (8 + 4 * k) + 4 * m * k, gemm=8 * m * k, syrk=4 * m * k))
+        bytes=dict(sparse=nnz * (8 + 4 * k) + 4 * m * k, gemm=8 * m * k, syrk=4 * m * k),
+        sparse_lines=sparse_lines)
 # whole epochs (the fit's kernel call): one thread (the serial path) and
 # --threads threads, then the fit itself (set-up and Python included)
 from fastals import FastALS
@@ -174,8 +188,10 @@ def budget(a):
         total += d["step"]
         print(f"  {side}: step {d['step']:.3f} = inverse {d['inverse']:.3f} + "
               f"gram {d['gram_only']:.3f} + solve {d['solve']:.3f}; sparse alone "
-              f"{d['sparse_alone']:.3f}; SGEMM {d['sgemm']:.3f} ({rate:.0f} GFLOP/s), "
-              f"SSYRK {d['ssyrk']:.3f}")
+              f"{d['sparse_alone']:.3f} (with its rows in L1 {d['sparse_l1']:.3f}; it "
+              f"reads {d['sparse_lines'] / 1e6:.1f} MB of 64-byte lines: "
+              f"{d['sparse_lines'] / d['sparse_alone'] / 1e6:.0f} GB/s); SGEMM "
+              f"{d['sgemm']:.3f} ({rate:.0f} GFLOP/s), SSYRK {d['ssyrk']:.3f}")
         print("    floors at that rate: " + ", ".join(
             f"{p} {f / rate / 1e6:.3f} ms ({f:.2g} flops, {d['bytes'].get(p, 0) / 1e6:.2f} MB)"
             for p, f in d["flops"].items()))
