@@ -11,7 +11,7 @@ from .blas import (BLAS_MIN_FACTORS, _blas_threads_local, _gemm_rows, _syrk,
 from .chunks import _call
 from .gather import _gather_row
 from .llvm import FASTMATH
-from .rows import RIDGE_TRIES, _cholesky_upper, _ridge_solve
+from .factor import RIDGE_TRIES, _cholesky_upper, _ridge_solve
 
 
 @njit(cache=True, fastmath=FASTMATH)

@@ -13,15 +13,16 @@ written on the normal equations (Bro & de Jong 1997, "FNNLS"): exact, it
 returns the same minimizer as ``scipy.optimize.nnls`` on the equivalent
 least-squares problem, and ``A_u`` is positive definite whenever
 ``lam > 0``.  Its passive-set systems are solved by the shared Cholesky
-(:func:`fastals.kernels.rows._cholesky_upper`, ridge fallback
-:func:`fastals.kernels.rows._ridge_solve`).  Computations are in float64
+(:func:`fastals.kernels.factor._cholesky_upper`, ridge fallback
+:func:`fastals.kernels.factor._ridge_solve`).  Computations are in float64
 whatever the factor dtype.
 """
 
 import numpy as np
 from numba import njit, prange
 
-from .rows import _build_row, _cholesky_upper, _ridge_solve
+from .factor import _cholesky_upper, _ridge_solve
+from .rows import _build_row
 
 #: First ridge of the fallback for a passive-set system that is not
 #: numerically positive definite (``lam = 0``), times (mean diagonal + 1):

@@ -11,8 +11,7 @@ from .blas import (BLAS_MIN_FACTORS, LAPACK_MIN_FACTORS, USE_BLAS,
                    _blas_threads_local, _potrf, _syrk, _syrk_loops, _syrk_rows,
                    _trsm_rows)
 from .chunks import _call
-from .factor import (RIDGE_TRIES, _cholesky_upper, _factor_upper,  # noqa: F401
-                     _ridge_solve, _solve_upper, _tri_solve)
+from .factor import RIDGE_TRIES, _factor_upper, _tri_solve
 from .llvm import (FASTMATH, LOSS_MODE, PREFETCH_AHEAD, _ChunkCallback,
                    _chunk_views, _prefetch_entry, _take_next)
 from .loss import _loss_rows
