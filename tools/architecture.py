@@ -63,6 +63,8 @@ REFERENCES = {
     "fastals.kernels.topk": ("test_kernel_paths.py::test_topk_blocks_against_sort; "
                              "test_evaluation.py (naive_metrics.auc)",
                              "bench_recommend.py; regression_check.py topk"),
+    "fastals.kernels._cache": ("test_cache_staleness.py (an edited helper module recompiles the "
+                               "kernels that inline it)", "-"),
     "fastals.kernels.chunks": ("test_kernel_paths.py::test_bitwise_identical_across_threads", "-"),
     "fastals.kernels.blas": ("test_kernel_paths.py (every kernel with blas on and off)",
                              "compile_time.py"),

@@ -27,6 +27,7 @@ Modules
 * :mod:`.blas` -- BLAS/LAPACK bindings.
 * :mod:`.openblas` -- OpenBLAS held at one thread while kernels run.
 * :mod:`.llvm` -- fast-math flags, intrinsics, the C-callback machinery.
+* :mod:`._cache` -- Numba's cache made stale by an edit of any kernel module.
 * :mod:`.gibbs` -- Gibbs row draws and bookkeeping of :class:`fastals.BayesianALS`.
 * :mod:`.lanes` -- eight rows per SIMD lane set: normals, tiny Cholesky and solves.
 * :mod:`.tiles` -- the Gram update and Cholesky of a k x k row system in
@@ -46,6 +47,9 @@ Conventions
 * The per-chunk row solvers and the loss are C callbacks that the parallel
   kernels reach through fixed symbol names (see :mod:`.llvm`): this keeps
   the first, cold compilation short.
+* Numba's cache of every kernel goes stale when any module here changes
+  (:mod:`._cache`), not only the one that defines it: kernels inline
+  helpers from other modules.
 
 The weighted row update solved for every row ``u`` is::
 
@@ -61,6 +65,10 @@ vanishes and every row shares ``G + lam I`` (see :func:`dense_step`).
 """
 
 import numpy as np
+
+from . import _cache
+
+_cache.install()  # before any kernel is decorated
 
 from .blas import USE_BLAS
 from .cg import _solve_cg, solve_cg
