@@ -212,7 +212,6 @@ def v_gram_tile(typingctx, P, X, e0, n, i0, j0, lo, jlo, add, trans):
             return context.cast(builder, v, ty, types.intp)
         e0_, n_, i0_, j0_, lo_, jlo_ = (cast(args[i], t[i]) for i in range(2, 8))
         add_ = context.cast(builder, args[8], t[8], types.boolean)
-        intp = context.get_value_type(types.intp)
         parr = context.make_array(t[0])(context, builder, args[0])
         xarr = context.make_array(t[1])(context, builder, args[1])
         V = _Vec(context, builder, t[1].dtype)
@@ -264,10 +263,8 @@ def v_gram_tile(typingctx, P, X, e0, n, i0, j0, lo, jlo, add, trans):
         for r in range(R):
             with builder.if_then(builder.icmp_signed(">=", c(r), lo_)):
                 row = builder.add(i0_, c(r))
-                # packed row start minus row: the address of column j is + j
-                off = builder.sub(builder.mul(row, kx), builder.ashr(
-                    builder.mul(row, builder.sub(row, c(1))), c(1)))
-                prow = builder.gep(parr.data, [builder.add(builder.sub(off, row), j0_)])
+                # the address of column j of the packed row is prow + (j - j0)
+                prow = builder.gep(parr.data, [builder.add(packed(row), j0_)])
                 first = builder.select(builder.icmp_signed(">", row, jlo_), row, jlo_)
                 skip = builder.sub(first, j0_)  # columns left alone
                 vs = [builder.fpext(v, dt) if size == 4 else v for v in accs[r]]
@@ -295,7 +292,7 @@ def v_gram_tile(typingctx, P, X, e0, n, i0, j0, lo, jlo, add, trans):
                                 with lanewise:
                                     q0 = builder.gep(prow, [c(h * lanes)])
                                     with cgutils.for_range_slice(builder, sk, c(lanes),
-                                                                 c(1), intp) as (j, _):
+                                                                 c(1), V.intp) as (j, _):
                                         q = builder.gep(q0, [j])
                                         builder.store_atomic(
                                             added(q, builder.extract_element(v, j), None),
