@@ -19,7 +19,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
 import numpy as np
-from fastals.kernels import _cache
 from fastals.kernels.dense import _sparse_times_dense
 
 indptr = np.array([0, 2, 3], np.int64)
