@@ -54,3 +54,28 @@ def test_an_edited_helper_module_recompiles_the_kernels_that_inline_it(tmp_path)
     assert src.count(old) == 1
     gather.write_text(src.replace(old, "x[i] += 2 * r * z[i]"))
     assert _run(tmp_path, cache) == (126.0, 0)  # compiled again, with the edit
+
+
+def test_a_kernel_that_cannot_be_cached_warns_instead_of_failing():
+    # Numba warns, naming the function's file, where a compiled function
+    # cannot be cached (it holds dynamic globals: at NUMBA_OPT=0 the dense
+    # callback does); the file comes from the locator, which must answer
+    # for the one it wraps
+    import warnings
+    from types import SimpleNamespace
+
+    from numba.core import caching
+    from numba.core.errors import NumbaWarning
+
+    from fastals.kernels import _cache, dense
+
+    impl = caching.CompileResultCacheImpl(dense._gram.py_func)
+    assert isinstance(impl.locator, _cache.PackageStampLocator)
+    assert impl.locator._py_file == dense.__file__
+    cres = SimpleNamespace(lifted=(), library=SimpleNamespace(has_dynamic_globals=True),
+                           fndesc=SimpleNamespace(qualname="dense._gram"))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert impl.check_cachable(cres) is False
+    assert any(issubclass(w.category, NumbaWarning) and "Cannot cache" in str(w.message)
+               for w in seen)

@@ -39,6 +39,11 @@ class PackageStampLocator(caching._CacheLocator):
     def __init__(self, inner):
         self._inner = inner
 
+    def __getattr__(self, name):
+        # what Numba reads of a locator beyond its methods (``_py_file``,
+        # for the warning that a function cannot be cached) is the inner's
+        return getattr(self._inner, name)
+
     def ensure_cache_path(self):
         self._inner.ensure_cache_path()
 
