@@ -29,6 +29,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .llvm import outlined
 from .tiles import _c_float_2d
 
 #: Rows of ``X`` per register tile (with :data:`TILE_VECTORS` vectors of
@@ -206,24 +207,35 @@ def v_gram_tile(typingctx, P, X, e0, n, i0, j0, lo, jlo, add, trans):
     sig = types.void(P, X, e0, n, i0, j0, lo, jlo, add, trans)
 
     def codegen(context, builder, signature, args):
+        # one function per dtype and orientation (see .llvm.outlined)
         t = signature.args
+        intp = context.get_value_type(types.intp)
 
         def cast(v, ty):
             return context.cast(builder, v, ty, types.intp)
-        e0_, n_, i0_, j0_, lo_, jlo_ = (cast(args[i], t[i]) for i in range(2, 8))
-        add_ = context.cast(builder, args[8], t[8], types.boolean)
         parr = context.make_array(t[0])(context, builder, args[0])
         xarr = context.make_array(t[1])(context, builder, args[1])
-        V = _Vec(context, builder, t[1].dtype)
+        et = context.get_data_type(t[1].dtype)
+        fn = outlined(builder, f"fastals.gram_tile.{t[1].dtype}.{int(TRANS)}",
+                      [ir.DoubleType().as_pointer(), et.as_pointer()] + [intp] * 7
+                      + [ir.IntType(1)],
+                      lambda b, fargs: _gram_tile_body(context, b, fargs, t[1].dtype))
+        builder.call(fn, [parr.data, xarr.data, builder.extract_value(xarr.shape, 1)]
+                     + [cast(args[i], t[i]) for i in range(2, 8)]
+                     + [context.cast(builder, args[8], t[8], types.boolean)])
+        return context.get_dummy_value()
+
+    def _gram_tile_body(context, builder, fargs, dtype):
+        pdata, xdata, kx, e0_, n_, i0_, j0_, lo_, jlo_, add_ = fargs
+        V = _Vec(context, builder, dtype)
         size, lanes, i32, c = V.size, V.lanes, V.i32, V.c
         dt = ir.VectorType(ir.DoubleType(), lanes)
         dp = dt.as_pointer()
-        kx = builder.extract_value(xarr.shape, 1)
         end_ = builder.add(e0_, n_)
         accs = V.tile_loop(
             builder, "gramtile", e0_, end_,
-            lambda e: builder.gep(builder.gep(xarr.data, [builder.mul(e, kx)]), [j0_]),
-            lambda e, r: builder.gep(xarr.data, [builder.add(builder.mul(e, kx),
+            lambda e: builder.gep(builder.gep(xdata, [builder.mul(e, kx)]), [j0_]),
+            lambda e, r: builder.gep(xdata, [builder.add(builder.mul(e, kx),
                                                              builder.add(i0_, c(r)))]),
             R, NV)
 
@@ -249,10 +261,11 @@ def v_gram_tile(typingctx, P, X, e0, n, i0, j0, lo, jlo, add, trans):
                             keep = builder.and_(builder.icmp_signed(">=", i, jlo_),
                                                 builder.icmp_signed("<=", i, col))
                             with builder.if_then(keep):
-                                q = builder.gep(parr.data, [builder.add(packed(i), col)])
+                                q = builder.gep(pdata, [builder.add(packed(i), col)])
                                 builder.store(added(q, builder.extract_element(
                                     v, i32(lane)), None), q)
-            return context.get_dummy_value()
+            builder.ret_void()
+            return
 
         # per row: every column kept (from max(row, jlo) on): whole
         # vectors stored (or added); else the kept ones one by one, by a
@@ -264,7 +277,7 @@ def v_gram_tile(typingctx, P, X, e0, n, i0, j0, lo, jlo, add, trans):
             with builder.if_then(builder.icmp_signed(">=", c(r), lo_)):
                 row = builder.add(i0_, c(r))
                 # the address of column j of the packed row is prow + (j - j0)
-                prow = builder.gep(parr.data, [builder.add(packed(row), j0_)])
+                prow = builder.gep(pdata, [builder.add(packed(row), j0_)])
                 first = builder.select(builder.icmp_signed(">", row, jlo_), row, jlo_)
                 skip = builder.sub(first, j0_)  # columns left alone
                 vs = [builder.fpext(v, dt) if size == 4 else v for v in accs[r]]
@@ -297,7 +310,7 @@ def v_gram_tile(typingctx, P, X, e0, n, i0, j0, lo, jlo, add, trans):
                                         builder.store_atomic(
                                             added(q, builder.extract_element(v, j), None),
                                             q, "unordered", 8)
-        return context.get_dummy_value()
+        builder.ret_void()
     return sig, codegen
 
 
