@@ -72,6 +72,8 @@ def test_a_kernel_that_cannot_be_cached_warns_instead_of_failing():
     impl = caching.CompileResultCacheImpl(dense._gram.py_func)
     assert isinstance(impl.locator, _cache.PackageStampLocator)
     assert impl.locator._py_file == dense.__file__
+    import copy
+    assert copy.copy(impl.locator)._inner is impl.locator._inner  # no recursion
     cres = SimpleNamespace(lifted=(), library=SimpleNamespace(has_dynamic_globals=True),
                            fndesc=SimpleNamespace(qualname="dense._gram"))
     with warnings.catch_warnings(record=True) as seen:

@@ -42,6 +42,8 @@ class PackageStampLocator(caching._CacheLocator):
     def __getattr__(self, name):
         # what Numba reads of a locator beyond its methods (``_py_file``,
         # for the warning that a function cannot be cached) is the inner's
+        if name == "_inner":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
         return getattr(self._inner, name)
 
     def ensure_cache_path(self):
