@@ -61,6 +61,7 @@ def test_a_kernel_that_cannot_be_cached_warns_instead_of_failing():
     # cannot be cached (it holds dynamic globals: at NUMBA_OPT=0 the dense
     # callback does); the file comes from the locator, which must answer
     # for the one it wraps
+    import copy
     import warnings
     from types import SimpleNamespace
 
@@ -72,7 +73,6 @@ def test_a_kernel_that_cannot_be_cached_warns_instead_of_failing():
     impl = caching.CompileResultCacheImpl(dense._gram.py_func)
     assert isinstance(impl.locator, _cache.PackageStampLocator)
     assert impl.locator._py_file == dense.__file__
-    import copy
     assert copy.copy(impl.locator)._inner is impl.locator._inner  # no recursion
     cres = SimpleNamespace(lifted=(), library=SimpleNamespace(has_dynamic_globals=True),
                            fndesc=SimpleNamespace(qualname="dense._gram"))
